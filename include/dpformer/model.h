@@ -1,0 +1,85 @@
+/* dpformer public API: the Transformer model for next-item prediction (and, with the causal mask
+ * off, sequence encoding). Conventions (docs/model.md):
+ *  - item embedding E [V+1, d], row 0 = padding (kept at zero, never trained, never a candidate);
+ *    learned positions P [L, d]; input x_t = E[s_t] + P[t] over a left-padded window of L positions;
+ *  - n_layers pre-LN blocks x += Attn(LN1(x)); x += FFN(LN2(x)); final LayerNorm (eps 1e-5);
+ *  - logits over items 1..V: z_t = LN_f(x_t) · Eᵀ (tied) or · Oᵀ with a separate O [V+1, d] (untied);
+ *  - fused QKV projection with bias, 1/√d_h scaling, causal + key-padding masks; query rows at
+ *    padding positions output zero and carry no loss; output projection with bias;
+ *  - FFN d → d_ff → d with exact (erf) GELU; dropout on embeddings, attention probabilities and
+ *    both residual branches;
+ *  - per-example loss ℓ_b = mean cross-entropy over the example's non-padding targets.
+ * All parameters live in one contiguous array (and the gradients in another of the same layout). */
+#ifndef DPFORMER_MODEL_H
+#define DPFORMER_MODEL_H
+
+#include "dpformer/common.h"
+
+typedef struct {
+    int32_t n_items; /* V */
+    int max_len;     /* L: window length (positions) */
+    int d_model;     /* d */
+    int n_heads;
+    int n_layers;
+    int d_ff;        /* 0 means 4·d */
+    int tied;        /* 1: output layer is the item embedding (default) */
+    int causal;      /* 1: causal mask (recommendation); 0: bidirectional */
+    float dropout;   /* rate for embeddings, attention probabilities and residual branches */
+} dp_model_config;
+
+/* A configuration with the papers' defaults (d 64, 2 layers, 1 head, tied, causal, dropout 0.2). */
+dp_model_config dp_model_config_default(int32_t n_items, int max_len);
+/* Check ranges (d divisible by heads, positive sizes, 0 ≤ dropout < 1, ...). */
+int dp_model_config_validate(const dp_model_config *cfg, dp_error *err);
+
+typedef struct dp_model dp_model;
+
+/* Create a model able to run batches of up to max_batch sequences; parameters initialised from seed
+ * (normal std 0.02 for matrices and embeddings, residual projections scaled by 1/√(2·n_layers),
+ * LayerNorm weights 1, biases 0, padding row 0). Returns NULL (with err) on an invalid config. */
+dp_model *dp_model_create(const dp_model_config *cfg, int max_batch, uint64_t seed, dp_error *err);
+void dp_model_free(dp_model *m);
+const dp_model_config *dp_model_config_of(const dp_model *m);
+int dp_model_max_batch(const dp_model *m);
+
+/* Flat parameter and gradient arrays (same layout) and their named tensors. */
+size_t dp_model_num_params(const dp_model *m);
+dp_real *dp_model_params(dp_model *m);
+dp_real *dp_model_grads(dp_model *m);
+typedef struct {
+    char name[64];
+    size_t offset; /* into the flat arrays */
+    size_t size;   /* number of elements */
+    int ndim;
+    int64_t shape[2];
+    int decay;     /* weight decay applies (matrices that are not embeddings) */
+} dp_param_tensor;
+int dp_model_num_tensors(const dp_model *m);
+const dp_param_tensor *dp_model_tensor(const dp_model *m, int i);
+void dp_model_zero_grad(dp_model *m);
+
+/* A batch: B sequences of length T = max_len; ids[B,T] left-padded with 0; targets[B,T] the next
+ * item at each position (0 = no loss at that position). */
+typedef struct {
+    int B, T;
+    const int32_t *ids;
+    const int32_t *targets;
+} dp_batch;
+
+/* Forward pass only. Writes each example's loss ℓ_b to per_example_loss[B] (0 for an example with
+ * no target). `train` enables dropout with masks derived from dropout_seed. */
+void dp_model_forward(dp_model *m, const dp_batch *batch, int train, uint64_t dropout_seed, double *per_example_loss);
+
+/* Forward and backward: grads += ∇ Σ_b w_b ℓ_b (w = example_weight[B]). Also writes per_example_loss. */
+void dp_model_forward_backward(dp_model *m, const dp_batch *batch, const dp_real *example_weight, int train,
+                               uint64_t dropout_seed, double *per_example_loss);
+
+/* Scores of every item (index 0 = padding, meaningless) at the last position of each sequence:
+ * scores[B, V+1]. Dropout off. */
+void dp_model_score_last(dp_model *m, const int32_t *ids, int B, dp_real *scores);
+
+/* Model FLOPs of one forward+backward over a full batch of B·T positions (2·m·n·k for every matrix
+ * product, attention included; element-wise work not counted). */
+double dp_model_step_flops(const dp_model_config *cfg, int B);
+
+#endif

@@ -1,0 +1,57 @@
+/* Checked allocation, error formatting, clocks and memory statistics (see common.h). */
+#define _POSIX_C_SOURCE 200809L
+#include "core/common.h"
+
+#include <sys/resource.h>
+#include <time.h>
+
+void *dp_malloc_check(size_t size, const char *file, int line) {
+    void *p = malloc(size ? size : 1);
+    if (!p) {
+        fprintf(stderr, "dpformer: out of memory allocating %zu bytes at %s:%d\n", size, file, line);
+        exit(EXIT_FAILURE);
+    }
+    return p;
+}
+
+void *dp_calloc_check(size_t n, size_t size, const char *file, int line) {
+    void *p = calloc(n ? n : 1, size ? size : 1);
+    if (!p) {
+        fprintf(stderr, "dpformer: out of memory allocating %zu x %zu bytes at %s:%d\n", n, size, file, line);
+        exit(EXIT_FAILURE);
+    }
+    return p;
+}
+
+void *dp_alloc_aligned_check(size_t size, const char *file, int line) {
+    size_t rounded = (size + 63) / 64 * 64;
+    void *p = aligned_alloc(64, rounded ? rounded : 64);
+    if (!p) {
+        fprintf(stderr, "dpformer: out of memory allocating %zu bytes at %s:%d\n", size, file, line);
+        exit(EXIT_FAILURE);
+    }
+    memset(p, 0, rounded ? rounded : 64);
+    return p;
+}
+
+int dp_fail(dp_error *err, const char *fmt, ...) {
+    if (err) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err->msg, sizeof err->msg, fmt, ap);
+        va_end(ap);
+    }
+    return -1;
+}
+
+double dp_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+size_t dp_peak_rss(void) {
+    struct rusage ru;
+    if (getrusage(RUSAGE_SELF, &ru) != 0) return 0;
+    return (size_t)ru.ru_maxrss * 1024u; /* Linux reports kilobytes */
+}

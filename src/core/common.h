@@ -1,0 +1,35 @@
+/* Internal helpers used by every source folder: the `real` type, checked allocation and file
+ * opening that report where they failed, error formatting, and small numeric utilities. */
+#ifndef DP_CORE_COMMON_H
+#define DP_CORE_COMMON_H
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "dpformer/common.h"
+
+typedef dp_real real;
+
+/* Allocation that aborts with file:line on failure (out of memory is not a recoverable user error). */
+void *dp_malloc_check(size_t size, const char *file, int line);
+void *dp_calloc_check(size_t n, size_t size, const char *file, int line);
+#define dp_malloc(sz) dp_malloc_check((sz), __FILE__, __LINE__)
+#define dp_calloc(n, sz) dp_calloc_check((n), (sz), __FILE__, __LINE__)
+/* 64-byte aligned allocation for tensors (free with free()). Zero-initialised. */
+void *dp_alloc_aligned_check(size_t size, const char *file, int line);
+#define dp_alloc_aligned(sz) dp_alloc_aligned_check((sz), __FILE__, __LINE__)
+
+/* Format an error message into err (if err is non-NULL). Returns -1 so callers can `return dp_fail(...)`. */
+int dp_fail(dp_error *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Wall-clock seconds (monotonic). */
+double dp_now(void);
+
+/* Peak resident set size of this process in bytes (0 if unknown). */
+size_t dp_peak_rss(void);
+
+#define DP_MIN(a, b) ((a) < (b) ? (a) : (b))
+#define DP_MAX(a, b) ((a) > (b) ? (a) : (b))
+
+#endif

@@ -1,0 +1,393 @@
+/* The Transformer: parameter layout, initialisation, forward and backward passes composed from the
+ * kernels in src/ops. The backward visibly mirrors the forward in reverse. */
+#include <math.h>
+#include <stdio.h>
+
+#include "model/model_internal.h"
+#include "ops/ops.h"
+
+dp_model_config dp_model_config_default(int32_t n_items, int max_len) {
+    dp_model_config c = {0};
+    c.n_items = n_items;
+    c.max_len = max_len;
+    c.d_model = 64;
+    c.n_heads = 1;
+    c.n_layers = 2;
+    c.d_ff = 0;
+    c.tied = 1;
+    c.causal = 1;
+    c.dropout = 0.2f;
+    return c;
+}
+
+int dp_model_config_validate(const dp_model_config *c, dp_error *err) {
+    if (c->n_items < 1) return dp_fail(err, "model: n_items must be at least 1 (got %d)", c->n_items);
+    if (c->max_len < 1 || c->max_len > 100000) return dp_fail(err, "model: max_len must be in [1, 100000] (got %d)", c->max_len);
+    if (c->d_model < 1 || c->d_model > 65536) return dp_fail(err, "model: d_model must be in [1, 65536] (got %d)", c->d_model);
+    if (c->n_heads < 1 || c->d_model % c->n_heads != 0)
+        return dp_fail(err, "model: d_model (%d) must be divisible by n_heads (%d)", c->d_model, c->n_heads);
+    if (c->n_layers < 0 || c->n_layers > 1000) return dp_fail(err, "model: n_layers must be in [0, 1000] (got %d)", c->n_layers);
+    if (c->d_ff < 0) return dp_fail(err, "model: d_ff must be positive (got %d)", c->d_ff);
+    if (!(c->dropout >= 0 && c->dropout < 1)) return dp_fail(err, "model: dropout must be in [0, 1) (got %g)", c->dropout);
+    return 0;
+}
+
+static int d_ff_of(const dp_model_config *c) { return c->d_ff > 0 ? c->d_ff : 4 * c->d_model; }
+
+/* Walks every tensor in a fixed order. With `reg` set it appends the tensor to the table and
+ * grows n_params; in both cases it points the view slot at base + offset. */
+typedef struct {
+    dp_model *m;
+    real *base;
+    int reg;
+    int idx;
+} layout_walk;
+
+static void slot(layout_walk *w, real **dst, const char *name, int ndim, int64_t s0, int64_t s1, int decay) {
+    dp_model *m = w->m;
+    if (w->reg) {
+        dp_param_tensor *t = &m->tensors[m->n_tensors++];
+        snprintf(t->name, sizeof t->name, "%s", name);
+        t->offset = m->n_params;
+        t->ndim = ndim;
+        t->shape[0] = s0;
+        t->shape[1] = ndim > 1 ? s1 : 1;
+        t->size = (size_t)s0 * (size_t)(ndim > 1 ? s1 : 1);
+        t->decay = decay;
+        /* Keep every tensor 64-byte aligned for vector loads. */
+        m->n_params += (t->size + 15) / 16 * 16;
+    }
+    *dst = w->base ? w->base + m->tensors[w->idx].offset : NULL;
+    w->idx++;
+}
+
+static void layout(dp_model *m, real *base, dp_param_view *v, int reg) {
+    const dp_model_config *c = &m->cfg;
+    int C = c->d_model, F = d_ff_of(c);
+    int64_t V1 = (int64_t)c->n_items + 1;
+    layout_walk w = {m, base, reg, 0};
+    char nm[64];
+    slot(&w, &v->E, "item_emb.weight", 2, V1, C, 0);
+    slot(&w, &v->P, "pos_emb.weight", 2, c->max_len, C, 0);
+    for (int l = 0; l < c->n_layers; l++) {
+        dp_layer_view *L = &v->layer[l];
+#define S(field, suffix, nd, a, b, dec) \
+    snprintf(nm, sizeof nm, "layers.%d.%s", l, suffix); \
+    slot(&w, &L->field, nm, nd, a, b, dec)
+        S(ln1_w, "ln1.weight", 1, C, 0, 0);
+        S(ln1_b, "ln1.bias", 1, C, 0, 0);
+        S(qkv_w, "attn.qkv.weight", 2, 3 * C, C, 1);
+        S(qkv_b, "attn.qkv.bias", 1, 3 * C, 0, 0);
+        S(proj_w, "attn.proj.weight", 2, C, C, 1);
+        S(proj_b, "attn.proj.bias", 1, C, 0, 0);
+        S(ln2_w, "ln2.weight", 1, C, 0, 0);
+        S(ln2_b, "ln2.bias", 1, C, 0, 0);
+        S(fc1_w, "ffn.fc1.weight", 2, F, C, 1);
+        S(fc1_b, "ffn.fc1.bias", 1, F, 0, 0);
+        S(fc2_w, "ffn.fc2.weight", 2, C, F, 1);
+        S(fc2_b, "ffn.fc2.bias", 1, C, 0, 0);
+#undef S
+    }
+    slot(&w, &v->lnf_w, "ln_f.weight", 1, C, 0, 0);
+    slot(&w, &v->lnf_b, "ln_f.bias", 1, C, 0, 0);
+    if (c->tied) v->out_w = v->E;
+    else slot(&w, &v->out_w, "out.weight", 2, V1, C, 1);
+}
+
+static real *alloc_real(size_t n) { return dp_alloc_aligned(sizeof(real) * (n ? n : 1)); }
+
+static real **alloc_per_layer(int n_layers, size_t n) {
+    real **a = dp_calloc((size_t)n_layers + 1, sizeof(real *));
+    for (int l = 0; l < n_layers; l++) a[l] = alloc_real(n);
+    return a;
+}
+
+static void free_per_layer(real **a, int n_layers) {
+    if (!a) return;
+    for (int l = 0; l < n_layers; l++) free(a[l]);
+    free(a);
+}
+
+static uint64_t splitmix(uint64_t *s) {
+    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+static double normal01(uint64_t *s) {
+    double u1 = ((splitmix(s) >> 11) + 0.5) * (1.0 / 9007199254740992.0);
+    double u2 = (splitmix(s) >> 11) * (1.0 / 9007199254740992.0);
+    return sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2);
+}
+
+static void init_params(dp_model *m, uint64_t seed) {
+    uint64_t s = seed ^ 0x5DEECE66DULL;
+    double resid_scale = 1.0 / sqrt(2.0 * (m->cfg.n_layers > 0 ? m->cfg.n_layers : 1));
+    for (int i = 0; i < m->n_tensors; i++) {
+        dp_param_tensor *t = &m->tensors[i];
+        real *x = m->params + t->offset;
+        const char *n = t->name;
+        size_t len = strlen(n);
+        int is_bias = len >= 4 && strcmp(n + len - 4, "bias") == 0;
+        int is_ln = strstr(n, "ln") != NULL && !is_bias;
+        if (is_bias) continue; /* zero */
+        if (is_ln) {
+            for (size_t k = 0; k < t->size; k++) x[k] = 1;
+            continue;
+        }
+        double std = 0.02;
+        if (strstr(n, "proj.weight") || strstr(n, "fc2.weight")) std *= resid_scale;
+        for (size_t k = 0; k < t->size; k++) x[k] = (real)(std * normal01(&s));
+    }
+    /* The padding row carries no information. */
+    memset(m->p.E, 0, sizeof(real) * (size_t)m->cfg.d_model);
+    if (!m->cfg.tied) memset(m->p.out_w, 0, sizeof(real) * (size_t)m->cfg.d_model);
+}
+
+dp_model *dp_model_create(const dp_model_config *cfg, int max_batch, uint64_t seed, dp_error *err) {
+    if (dp_model_config_validate(cfg, err)) return NULL;
+    if (max_batch < 1) {
+        dp_fail(err, "model: max_batch must be at least 1");
+        return NULL;
+    }
+    int NL = cfg->n_layers;
+    if (12 * NL + 6 > DP_MAX_TENSORS) {
+        dp_fail(err, "model: at most %d layers are supported", (DP_MAX_TENSORS - 6) / 12);
+        return NULL;
+    }
+    dp_model *m = dp_calloc(1, sizeof *m);
+    m->cfg = *cfg;
+    if (m->cfg.d_ff == 0) m->cfg.d_ff = 4 * cfg->d_model;
+    m->max_batch = max_batch;
+    m->p.layer = dp_calloc((size_t)(NL > 0 ? NL : 1), sizeof(dp_layer_view));
+    m->g.layer = dp_calloc((size_t)(NL > 0 ? NL : 1), sizeof(dp_layer_view));
+    layout(m, NULL, &m->p, 1);
+    m->params = alloc_real(m->n_params);
+    m->grads = alloc_real(m->n_params);
+    layout(m, m->params, &m->p, 0);
+    layout(m, m->grads, &m->g, 0);
+    init_params(m, seed);
+
+    const int C = m->cfg.d_model, F = m->cfg.d_ff, T = m->cfg.max_len, H = m->cfg.n_heads, V = m->cfg.n_items;
+    const size_t N = (size_t)max_batch * T;
+    dp_activations *a = &m->a;
+    a->res = dp_calloc((size_t)NL + 1, sizeof(real *));
+    for (int l = 0; l <= NL; l++) a->res[l] = alloc_real(N * C);
+    a->ln1 = alloc_per_layer(NL, N * C);
+    a->ln1_mean = alloc_per_layer(NL, N);
+    a->ln1_rstd = alloc_per_layer(NL, N);
+    a->qkv = alloc_per_layer(NL, N * 3 * C);
+    a->att = alloc_per_layer(NL, (size_t)max_batch * H * T * T);
+    a->atty = alloc_per_layer(NL, N * C);
+    a->res_mid = alloc_per_layer(NL, N * C);
+    a->ln2 = alloc_per_layer(NL, N * C);
+    a->ln2_mean = alloc_per_layer(NL, N);
+    a->ln2_rstd = alloc_per_layer(NL, N);
+    a->fc1 = alloc_per_layer(NL, N * F);
+    a->gelu = alloc_per_layer(NL, N * F);
+    a->lnf = alloc_real(N * C);
+    a->lnf_mean = alloc_real(N);
+    a->lnf_rstd = alloc_real(N);
+    a->row_loss = alloc_real(N);
+    a->row_weight = alloc_real(N);
+    a->tmp = alloc_real(N * C);
+    a->dres = alloc_real(N * C);
+    a->dtmp = alloc_real(N * C);
+    a->dln = alloc_real(N * C);
+    a->datty = alloc_real(N * C);
+    a->dh = alloc_real(N * C);
+    a->dqkv = alloc_real(N * 3 * C);
+    a->dbig = alloc_real(N * F);
+    a->cls_scratch = alloc_real(classifier_scratch_size((long)N, C, V));
+    a->last = alloc_real((size_t)max_batch * C);
+    return m;
+}
+
+void dp_model_free(dp_model *m) {
+    if (!m) return;
+    int NL = m->cfg.n_layers;
+    dp_activations *a = &m->a;
+    for (int l = 0; l <= NL; l++) free(a->res[l]);
+    free(a->res);
+    free_per_layer(a->ln1, NL);
+    free_per_layer(a->ln1_mean, NL);
+    free_per_layer(a->ln1_rstd, NL);
+    free_per_layer(a->qkv, NL);
+    free_per_layer(a->att, NL);
+    free_per_layer(a->atty, NL);
+    free_per_layer(a->res_mid, NL);
+    free_per_layer(a->ln2, NL);
+    free_per_layer(a->ln2_mean, NL);
+    free_per_layer(a->ln2_rstd, NL);
+    free_per_layer(a->fc1, NL);
+    free_per_layer(a->gelu, NL);
+    real *singles[] = {a->lnf, a->lnf_mean, a->lnf_rstd, a->row_loss, a->row_weight, a->tmp, a->dres, a->dtmp,
+                       a->dln, a->datty, a->dh, a->dqkv, a->dbig, a->cls_scratch, a->last};
+    for (size_t i = 0; i < sizeof singles / sizeof singles[0]; i++) free(singles[i]);
+    free(m->params);
+    free(m->grads);
+    free(m->p.layer);
+    free(m->g.layer);
+    free(m);
+}
+
+const dp_model_config *dp_model_config_of(const dp_model *m) { return &m->cfg; }
+int dp_model_max_batch(const dp_model *m) { return m->max_batch; }
+size_t dp_model_num_params(const dp_model *m) { return m->n_params; }
+dp_real *dp_model_params(dp_model *m) { return m->params; }
+dp_real *dp_model_grads(dp_model *m) { return m->grads; }
+int dp_model_num_tensors(const dp_model *m) { return m->n_tensors; }
+const dp_param_tensor *dp_model_tensor(const dp_model *m, int i) { return i >= 0 && i < m->n_tensors ? &m->tensors[i] : NULL; }
+void dp_model_zero_grad(dp_model *m) { memset(m->grads, 0, sizeof(real) * m->n_params); }
+
+/* Independent dropout streams per (layer, site) from one per-step seed. */
+static uint64_t site_seed(uint64_t seed, int layer, int site) {
+    uint64_t s = seed ^ ((uint64_t)(layer + 1) << 32) ^ (uint64_t)(site + 1) * 0xD1B54A32D192ED03ull;
+    return splitmix(&s);
+}
+
+static void add_into(real *out, const real *a, const real *b, size_t n) {
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) out[i] = a[i] + b[i];
+}
+
+/* Runs the blocks and the final LayerNorm: fills every saved activation and a->lnf. */
+static void forward_body(dp_model *m, const int32_t *ids, int B, int train, uint64_t seed) {
+    const dp_model_config *c = &m->cfg;
+    const int C = c->d_model, F = c->d_ff, T = c->max_len, H = c->n_heads;
+    const long N = (long)B * T;
+    const float p = train ? c->dropout : 0.0f;
+    dp_activations *a = &m->a;
+    m->last_B = B;
+    embedding_forward(a->res[0], ids, m->p.E, m->p.P, B, T, C);
+    dropout_forward(a->res[0], a->res[0], N * C, p, site_seed(seed, -1, 0));
+    for (int l = 0; l < c->n_layers; l++) {
+        const dp_layer_view *L = &m->p.layer[l];
+        layernorm_forward(a->ln1[l], a->ln1_mean[l], a->ln1_rstd[l], a->res[l], L->ln1_w, L->ln1_b, N, C);
+        linear_forward(a->qkv[l], a->ln1[l], L->qkv_w, L->qkv_b, N, C, 3 * C);
+        attention_forward(a->atty[l], a->att[l], a->qkv[l], ids, c->causal, p, site_seed(seed, l, 1), B, T, C, H);
+        linear_forward(a->tmp, a->atty[l], L->proj_w, L->proj_b, N, C, C);
+        dropout_forward(a->tmp, a->tmp, N * C, p, site_seed(seed, l, 2));
+        add_into(a->res_mid[l], a->res[l], a->tmp, (size_t)N * C);
+        layernorm_forward(a->ln2[l], a->ln2_mean[l], a->ln2_rstd[l], a->res_mid[l], L->ln2_w, L->ln2_b, N, C);
+        linear_forward(a->fc1[l], a->ln2[l], L->fc1_w, L->fc1_b, N, C, F);
+        gelu_forward(a->gelu[l], a->fc1[l], N * F);
+        linear_forward(a->tmp, a->gelu[l], L->fc2_w, L->fc2_b, N, F, C);
+        dropout_forward(a->tmp, a->tmp, N * C, p, site_seed(seed, l, 3));
+        add_into(a->res[l + 1], a->res_mid[l], a->tmp, (size_t)N * C);
+    }
+    layernorm_forward(a->lnf, a->lnf_mean, a->lnf_rstd, a->res[c->n_layers], m->p.lnf_w, m->p.lnf_b, N, C);
+}
+
+/* Row weights w_b / n_b for the loss positions of each example (n_b = its number of targets). */
+static void set_row_weights(dp_model *m, const dp_batch *bt, const real *example_weight) {
+    const int T = bt->T;
+    for (int b = 0; b < bt->B; b++) {
+        int n = 0;
+        for (int t = 0; t < T; t++) n += bt->targets[(size_t)b * T + t] != 0;
+        real w = n ? (example_weight ? example_weight[b] : 1) / (real)n : 0;
+        for (int t = 0; t < T; t++) m->a.row_weight[(size_t)b * T + t] = bt->targets[(size_t)b * T + t] ? w : 0;
+    }
+}
+
+static void collect_losses(const dp_model *m, const dp_batch *bt, double *per_example_loss) {
+    if (!per_example_loss) return;
+    const int T = bt->T;
+    for (int b = 0; b < bt->B; b++) {
+        double s = 0;
+        int n = 0;
+        for (int t = 0; t < T; t++) {
+            size_t r = (size_t)b * T + t;
+            if (bt->targets[r]) {
+                s += m->a.row_loss[r];
+                n++;
+            }
+        }
+        per_example_loss[b] = n ? s / n : 0;
+    }
+}
+
+static int check_batch(const dp_model *m, const dp_batch *bt) {
+    if (bt->B < 0 || bt->B > m->max_batch || bt->T != m->cfg.max_len) {
+        fprintf(stderr, "dpformer: internal error: batch %dx%d does not fit the model (max %dx%d)\n", bt->B, bt->T,
+                m->max_batch, m->cfg.max_len);
+        abort();
+    }
+    return bt->B > 0;
+}
+
+void dp_model_forward(dp_model *m, const dp_batch *bt, int train, uint64_t seed, double *per_example_loss) {
+    if (!check_batch(m, bt)) return;
+    const long N = (long)bt->B * bt->T;
+    forward_body(m, bt->ids, bt->B, train, seed);
+    /* Unit weights: only whether a row counts matters when no gradient is taken. */
+    set_row_weights(m, bt, NULL);
+    classifier_forward_backward(m->a.row_loss, NULL, NULL, m->a.lnf, m->p.out_w, bt->targets, m->a.row_weight, N,
+                                m->cfg.d_model, m->cfg.n_items, m->a.cls_scratch);
+    collect_losses(m, bt, per_example_loss);
+}
+
+void dp_model_forward_backward(dp_model *m, const dp_batch *bt, const dp_real *example_weight, int train, uint64_t seed,
+                               double *per_example_loss) {
+    if (!check_batch(m, bt)) return;
+    const dp_model_config *c = &m->cfg;
+    const int B = bt->B, C = c->d_model, F = c->d_ff, T = c->max_len, H = c->n_heads;
+    const long N = (long)B * T;
+    const float p = train ? c->dropout : 0.0f;
+    dp_activations *a = &m->a;
+    forward_body(m, bt->ids, B, train, seed);
+    set_row_weights(m, bt, example_weight);
+    classifier_forward_backward(a->row_loss, a->dh, m->g.out_w, a->lnf, m->p.out_w, bt->targets, a->row_weight, N, C,
+                                c->n_items, a->cls_scratch);
+    collect_losses(m, bt, per_example_loss);
+
+    memset(a->dres, 0, sizeof(real) * (size_t)N * C);
+    layernorm_backward(a->dres, m->g.lnf_w, m->g.lnf_b, a->dh, a->res[c->n_layers], m->p.lnf_w, a->lnf_mean, a->lnf_rstd,
+                       N, C);
+    for (int l = c->n_layers - 1; l >= 0; l--) {
+        const dp_layer_view *L = &m->p.layer[l];
+        dp_layer_view *G = &m->g.layer[l];
+        /* res[l+1] = res_mid + drop(fc2(gelu(fc1(ln2(res_mid))))) */
+        dropout_backward(a->dtmp, a->dres, N * C, p, site_seed(seed, l, 3));
+        linear_backward_params(G->fc2_w, G->fc2_b, a->dtmp, a->gelu[l], N, F, C);
+        linear_backward_input(a->dbig, a->dtmp, L->fc2_w, N, F, C, 0);
+        gelu_backward(a->dbig, a->dbig, a->fc1[l], N * F);
+        linear_backward_params(G->fc1_w, G->fc1_b, a->dbig, a->ln2[l], N, C, F);
+        linear_backward_input(a->dln, a->dbig, L->fc1_w, N, C, F, 0);
+        layernorm_backward(a->dres, G->ln2_w, G->ln2_b, a->dln, a->res_mid[l], L->ln2_w, a->ln2_mean[l], a->ln2_rstd[l],
+                           N, C);
+        /* res_mid = res[l] + drop(proj(attn(qkv(ln1(res[l]))))) */
+        dropout_backward(a->dtmp, a->dres, N * C, p, site_seed(seed, l, 2));
+        linear_backward_params(G->proj_w, G->proj_b, a->dtmp, a->atty[l], N, C, C);
+        linear_backward_input(a->datty, a->dtmp, L->proj_w, N, C, C, 0);
+        attention_backward(a->dqkv, a->datty, a->qkv[l], a->att[l], bt->ids, c->causal, p, site_seed(seed, l, 1), B, T, C,
+                           H);
+        linear_backward_params(G->qkv_w, G->qkv_b, a->dqkv, a->ln1[l], N, C, 3 * C);
+        linear_backward_input(a->dln, a->dqkv, L->qkv_w, N, C, 3 * C, 0);
+        layernorm_backward(a->dres, G->ln1_w, G->ln1_b, a->dln, a->res[l], L->ln1_w, a->ln1_mean[l], a->ln1_rstd[l], N, C);
+    }
+    dropout_backward(a->dres, a->dres, N * C, p, site_seed(seed, -1, 0));
+    embedding_backward(m->g.E, m->g.P, a->dres, bt->ids, B, T, C);
+    /* The padding rows are not parameters of the model in any meaningful sense. */
+    memset(m->g.E, 0, sizeof(real) * (size_t)C);
+    if (!c->tied) memset(m->g.out_w, 0, sizeof(real) * (size_t)C);
+}
+
+void dp_model_score_last(dp_model *m, const int32_t *ids, int B, dp_real *scores) {
+    if (B <= 0) return;
+    const int C = m->cfg.d_model, T = m->cfg.max_len;
+    forward_body(m, ids, B, 0, 0);
+    for (int b = 0; b < B; b++) memcpy(m->a.last + (size_t)b * C, m->a.lnf + ((size_t)b * T + T - 1) * C, sizeof(real) * C);
+    linear_forward(scores, m->a.last, m->p.out_w, NULL, B, C, m->cfg.n_items + 1);
+}
+
+double dp_model_step_flops(const dp_model_config *c, int B) {
+    const double N = (double)B * c->max_len, C = c->d_model, F = c->d_ff > 0 ? c->d_ff : 4.0 * c->d_model;
+    const double T = c->max_len, V = c->n_items;
+    /* forward matmuls per layer: qkv, proj, fc1, fc2, and attention QKᵀ and AV (causal not discounted) */
+    double layer_fwd = 2 * N * C * 3 * C + 2 * N * C * C + 2 * N * C * F * 2 + 2 * 2 * (double)B * T * T * C;
+    double cls_fwd = 2 * N * C * V;
+    /* backward: two products per forward product (input and weight gradients) */
+    return 3 * (c->n_layers * layer_fwd + cls_fwd);
+}
