@@ -78,6 +78,12 @@ void dp_model_forward_backward(dp_model *m, const dp_batch *batch, const dp_real
  * scores[B, V+1]. Dropout off. */
 void dp_model_score_last(dp_model *m, const int32_t *ids, int B, dp_real *scores);
 
+/* Save parameters (float32) and the configuration to a safetensors file (docs/file-format.md);
+ * extra_meta: optional JSON object text stored under the metadata key "dpformer.run". Atomic. */
+int dp_model_save(const dp_model *m, const char *path, const char *extra_meta, dp_error *err);
+/* Load a model saved by dp_model_save, able to run batches of up to max_batch sequences. */
+dp_model *dp_model_load(const char *path, int max_batch, dp_error *err);
+
 /* Model FLOPs of one forward+backward over a full batch of B·T positions (2·m·n·k for every matrix
  * product, attention included; element-wise work not counted). */
 double dp_model_step_flops(const dp_model_config *cfg, int B);

@@ -2,7 +2,9 @@
 #define _POSIX_C_SOURCE 200809L
 #include "core/common.h"
 
+#include <errno.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <time.h>
 
 void *dp_malloc_check(size_t size, const char *file, int line) {
@@ -54,4 +56,21 @@ size_t dp_peak_rss(void) {
     struct rusage ru;
     if (getrusage(RUSAGE_SELF, &ru) != 0) return 0;
     return (size_t)ru.ru_maxrss * 1024u; /* Linux reports kilobytes */
+}
+
+int dp_mkdir_p(const char *path, dp_error *err) {
+    char buf[4096];
+    size_t n = strlen(path);
+    if (n == 0 || n >= sizeof buf) return dp_fail(err, "%s: invalid directory name", path);
+    memcpy(buf, path, n + 1);
+    for (size_t i = 1; i <= n; i++) {
+        if (buf[i] != '/' && buf[i] != 0) continue;
+        char c = buf[i];
+        buf[i] = 0;
+        if (mkdir(buf, 0755) != 0 && errno != EEXIST) return dp_fail(err, "%s: cannot create directory: %s", buf, strerror(errno));
+        buf[i] = c;
+    }
+    struct stat st;
+    if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode)) return dp_fail(err, "%s: exists and is not a directory", path);
+    return 0;
 }

@@ -23,6 +23,9 @@ void *dp_alloc_aligned_check(size_t size, const char *file, int line);
 /* Format an error message into err (if err is non-NULL). Returns -1 so callers can `return dp_fail(...)`. */
 int dp_fail(dp_error *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* Create a directory and its missing parents (like mkdir -p). Returns 0, or -1 with err. */
+int dp_mkdir_p(const char *path, dp_error *err);
+
 /* Wall-clock seconds (monotonic). */
 double dp_now(void);
 

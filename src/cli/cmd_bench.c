@@ -1,0 +1,155 @@
+/* `dpformer bench`: benchmarks run through the command-line tool.
+ *   step        times the training step (forward, backward, AdamW) on the papers' two shapes with random
+ *               item ids, and reports ms/step, model GFLOP/s, the machine's SGEMM rate measured in the same
+ *               run, and memory;
+ *   accountant  times the privacy accountants (bench_accountant.c). */
+#include <cblas.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cli/args.h"
+#include "cli/commands.h"
+#include "core/common.h"
+#include "dpformer/train.h"
+#include "ops/ops.h"
+
+static uint64_t next(uint64_t *s) {
+    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double median(double *x, int n) {
+    qsort(x, (size_t)n, sizeof *x, cmp_double);
+    return n % 2 ? x[n / 2] : 0.5 * (x[n / 2 - 1] + x[n / 2]);
+}
+
+/* Best-of-k rate of a square single-precision GEMM large enough to reach the machine's peak. */
+static double sgemm_gflops(int n, int reps) {
+    float *a = dp_alloc_aligned(sizeof(float) * (size_t)n * n), *b = dp_alloc_aligned(sizeof(float) * (size_t)n * n),
+          *c = dp_alloc_aligned(sizeof(float) * (size_t)n * n);
+    for (size_t i = 0; i < (size_t)n * n; i++) {
+        a[i] = (float)((i % 13) * 0.01);
+        b[i] = (float)((i % 7) * 0.02);
+    }
+    double best = 1e30;
+    for (int r = 0; r < reps + 1; r++) {
+        double t0 = dp_now();
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1, a, n, b, n, 0, c, n);
+        double t = dp_now() - t0;
+        if (r > 0 && t < best) best = t; /* the first call warms caches and threads */
+    }
+    free(a);
+    free(b);
+    free(c);
+    return 2.0 * n * n * (double)n / best / 1e9;
+}
+
+typedef struct {
+    const char *name;
+    int32_t V;
+    int L;
+} shape;
+
+static int bench_step(int argc, char **argv) {
+    const char *cmd = "dpformer bench step";
+    const char *which = "both";
+    int steps = 5, warmup = 1, batch = 256, d = 64, layers = 2, heads = 1, threads = 0, json = 0;
+    arg_spec specs[] = {
+        ARG_S("shape", &which, "games (V 23716, L 50), ml1m (V 3417, L 200) or both"),
+        ARG_IR("steps", &steps, "timed steps (the median is reported)", 1, 100000),
+        ARG_IR("warmup", &warmup, "untimed steps first", 0, 100000),
+        ARG_IR("batch", &batch, "sequences per step", 1, 1 << 20),
+        ARG_IR("d-model", &d, "model width", 1, 65536),
+        ARG_IR("n-layers", &layers, "blocks", 0, 64),
+        ARG_IR("n-heads", &heads, "heads", 1, 64),
+        ARG_IR("threads", &threads, "threads (0 = all cores)", 0, 4096),
+        ARG_F("json", &json, "one JSON line per shape"),
+    };
+    int rc = args_parse(cmd, "Time the non-private training step (forward, backward, AdamW) with random item ids.", specs,
+                        (int)(sizeof specs / sizeof specs[0]), argc, argv);
+    if (rc) return rc == 1 ? 0 : 2;
+    shape all[] = {{"games", 23716, 50}, {"ml1m", 3417, 200}};
+    int first = 0, last = 1;
+    if (strcmp(which, "games") == 0) last = 0;
+    else if (strcmp(which, "ml1m") == 0) first = 1;
+    else if (strcmp(which, "both") != 0) {
+        fprintf(stderr, "%s: --shape: expected games, ml1m or both, got '%s'\n", cmd, which);
+        return 2;
+    }
+    ops_set_threads(threads);
+    double peak = sgemm_gflops(2048, 3);
+    if (!json) printf("machine SGEMM rate (2048^3, best of 3): %.1f GFLOP/s\n", peak);
+    for (int si = first; si <= last; si++) {
+        shape sh = all[si];
+        dp_model_config mc = dp_model_config_default(sh.V, sh.L);
+        mc.d_model = d;
+        mc.n_layers = layers;
+        mc.n_heads = heads;
+        mc.dropout = 0;
+        dp_error err;
+        dp_model *m = dp_model_create(&mc, batch, 1, &err);
+        if (!m) {
+            fprintf(stderr, "%s: %s\n", cmd, err.msg);
+            return 2;
+        }
+        dp_optim_config oc = dp_optim_config_default();
+        dp_optimizer *opt = dp_optimizer_create(&oc, m);
+        int32_t *ids = dp_malloc(sizeof(int32_t) * (size_t)batch * sh.L), *tgt = dp_malloc(sizeof(int32_t) * (size_t)batch * sh.L);
+        dp_real *w = dp_malloc(sizeof(dp_real) * (size_t)batch);
+        uint64_t s = 7;
+        for (size_t i = 0; i < (size_t)batch * sh.L; i++) ids[i] = 1 + (int32_t)(next(&s) % (uint64_t)sh.V);
+        for (size_t i = 0; i < (size_t)batch * sh.L; i++) tgt[i] = 1 + (int32_t)(next(&s) % (uint64_t)sh.V);
+        for (int b = 0; b < batch; b++) w[b] = (dp_real)(1.0 / batch);
+        dp_batch bt = {batch, sh.L, ids, tgt};
+        double *times = dp_malloc(sizeof(double) * (size_t)steps);
+        for (int k = 0; k < warmup + steps; k++) {
+            double t0 = dp_now();
+            dp_model_zero_grad(m);
+            dp_model_forward_backward(m, &bt, w, 1, (uint64_t)k, NULL);
+            dp_optimizer_step(opt, m);
+            if (k >= warmup) times[k - warmup] = dp_now() - t0;
+        }
+        double t = median(times, steps);
+        double flops = dp_model_step_flops(&mc, batch);
+        double gf = flops / t / 1e9;
+        size_t bytes_params = dp_model_num_params(m) * sizeof(dp_real);
+        double rss = (double)dp_peak_rss() / (1 << 20);
+        if (json)
+            printf("{\"bench\":\"step\",\"shape\":\"%s\",\"V\":%d,\"L\":%d,\"batch\":%d,\"d_model\":%d,\"n_layers\":%d,"
+                   "\"private\":false,\"ms_per_step\":%.2f,\"model_gflop\":%.2f,\"gflops\":%.1f,\"sgemm_gflops\":%.1f,"
+                   "\"fraction_of_sgemm\":%.3f,\"params_mb\":%.1f,\"peak_rss_mb\":%.1f}\n",
+                   sh.name, sh.V, sh.L, batch, d, layers, 1e3 * t, flops / 1e9, gf, peak, gf / peak,
+                   bytes_params / 1048576.0, rss);
+        else
+            printf("%-6s V %-6d L %-4d batch %d: %8.1f ms/step  %.1f GFLOP/step  %.1f GFLOP/s (%.0f%% of SGEMM)  peak RSS %.0f MB\n",
+                   sh.name, sh.V, sh.L, batch, 1e3 * t, flops / 1e9, gf, 100 * gf / peak, rss);
+        fflush(stdout);
+        free(times);
+        free(ids);
+        free(tgt);
+        free(w);
+        dp_optimizer_free(opt);
+        dp_model_free(m);
+    }
+    return 0;
+}
+
+int cmd_bench(int argc, char **argv) {
+    if (argc < 1 || strcmp(argv[0], "--help") == 0 || strcmp(argv[0], "-h") == 0) {
+        FILE *f = argc < 1 ? stderr : stdout;
+        fprintf(f, "usage: dpformer bench step [flags]        training-step time, GFLOP/s, memory\n"
+                   "       dpformer bench accountant [flags]  privacy accountant timings\n");
+        return argc < 1 ? 2 : 0;
+    }
+    if (strcmp(argv[0], "step") == 0) return bench_step(argc - 1, argv + 1);
+    if (strcmp(argv[0], "accountant") == 0) return bench_accountant(argc - 1, argv + 1);
+    fprintf(stderr, "dpformer bench: unknown benchmark '%s' (step or accountant)\n", argv[0]);
+    return 2;
+}

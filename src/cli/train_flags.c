@@ -1,0 +1,91 @@
+/* Shared model/optimisation flags of `dpformer train` and `dpformer demo` (see train_flags.h). */
+#include "cli/train_flags.h"
+
+#include <stdio.h>
+#include <unistd.h>
+
+#include "ops/ops.h"
+
+void train_flags_defaults(train_flags *f) {
+    memset(f, 0, sizeof *f);
+    f->max_len = 50;
+    f->d_model = 64;
+    f->n_heads = 1;
+    f->n_layers = 2;
+    f->epochs = 20;
+    f->batch_size = 256;
+    f->eval_every = 1;
+    f->dropout = 0.2;
+    f->lr = 1e-3;
+    f->momentum = 0.9;
+    f->seed = 1;
+    f->optimizer = "adamw";
+    f->schedule = "constant";
+}
+
+void train_flags_specs(train_flags *f, arg_spec *o) {
+    arg_spec s[TRAIN_FLAG_COUNT] = {
+        ARG_IR("max-len", &f->max_len, "window length L (positions per sequence)", 1, 100000),
+        ARG_IR("d-model", &f->d_model, "model width d", 1, 65536),
+        ARG_IR("n-heads", &f->n_heads, "attention heads (must divide d-model)", 1, 65536),
+        ARG_IR("n-layers", &f->n_layers, "Transformer blocks", 0, 64),
+        ARG_IR("d-ff", &f->d_ff, "feed-forward width (0 = 4 x d-model)", 0, 1 << 20),
+        ARG_F("untied", &f->untied, "separate output layer instead of the tied item embedding"),
+        ARG_DR("dropout", &f->dropout, "dropout rate (embeddings, attention, residual branches)", 0, 0.95),
+        ARG_S("optimizer", &f->optimizer, "adamw or sgd"),
+        ARG_DR("lr", &f->lr, "learning rate", 1e-12, 1e3),
+        ARG_DR("weight-decay", &f->weight_decay, "weight decay of the weight matrices", 0, 10),
+        ARG_DR("momentum", &f->momentum, "SGD momentum", 0, 0.9999),
+        ARG_S("schedule", &f->schedule, "learning-rate schedule: constant, warmup or cosine"),
+        ARG_LR("warmup-steps", &f->warmup_steps, "linear warm-up steps (warmup, cosine)", 0, 1e12),
+        ARG_DR("min-lr-ratio", &f->min_lr_ratio, "cosine: final lr as a fraction of --lr", 0, 1),
+        ARG_IR("epochs", &f->epochs, "training epochs", 1, 1000000),
+        ARG_IR("batch-size", &f->batch_size, "sequences per step", 1, 1 << 20),
+        ARG_IR("eval-every", &f->eval_every, "validate every k epochs (the best epoch is kept)", 1, 1000000),
+        ARG_F("exclude-seen", &f->exclude_seen, "exclude a user's history items from the ranking"),
+        ARG_LR("max-eval-users", &f->max_eval_users, "evaluate on the first N users only (0 = all)", 0, 1e12),
+        ARG_LR("seed", &f->seed, "random seed (initialisation, order, dropout)", 0, 9.2e18),
+        ARG_IR("threads", &f->threads, "threads (0 = all cores)", 0, 4096),
+    };
+    memcpy(o, s, sizeof s);
+}
+
+int train_flags_to_config(const char *cmd, const train_flags *f, dp_train_config *cfg) {
+    *cfg = dp_train_config_default();
+    dp_model_config *m = &cfg->model;
+    m->max_len = f->max_len;
+    m->d_model = f->d_model;
+    m->n_heads = f->n_heads;
+    m->n_layers = f->n_layers;
+    m->d_ff = f->d_ff;
+    m->tied = !f->untied;
+    m->causal = 1;
+    m->dropout = (float)f->dropout;
+    if (f->d_model % f->n_heads != 0) {
+        fprintf(stderr, "%s: --d-model %d is not divisible by --n-heads %d\n", cmd, f->d_model, f->n_heads);
+        return 2;
+    }
+    dp_optim_config *o = &cfg->optim;
+    if (dp_optimizer_kind_parse(f->optimizer, &o->kind)) {
+        fprintf(stderr, "%s: --optimizer: unknown optimizer '%s' (adamw or sgd)\n", cmd, f->optimizer);
+        return 2;
+    }
+    if (dp_schedule_kind_parse(f->schedule, &o->schedule)) {
+        fprintf(stderr, "%s: --schedule: unknown schedule '%s' (constant, warmup or cosine)\n", cmd, f->schedule);
+        return 2;
+    }
+    o->lr = f->lr;
+    o->weight_decay = f->weight_decay;
+    o->momentum = f->momentum;
+    o->warmup_steps = f->warmup_steps;
+    o->min_lr_ratio = f->min_lr_ratio;
+    cfg->epochs = f->epochs;
+    cfg->batch_size = f->batch_size;
+    cfg->eval_every = f->eval_every;
+    cfg->exclude_seen = f->exclude_seen;
+    cfg->max_eval_users = f->max_eval_users;
+    cfg->seed = (uint64_t)f->seed;
+    cfg->progress = f->no_progress ? 0 : (isatty(fileno(stderr)) ? 1 : 0);
+    ops_set_threads(f->threads);
+    return 0;
+}

@@ -1,0 +1,133 @@
+/* Saving and loading a model as a safetensors file: every parameter tensor in float32 under its name
+ * (dpformer/model.h lists them) and the configuration as JSON in the metadata (docs/file-format.md). */
+#include <cjson/cJSON.h>
+#include <math.h>
+
+#include "dpformer/safetensors.h"
+#include "model/model_internal.h"
+
+#define FORMAT_VERSION "1"
+
+static void config_json(const dp_model_config *c, char *buf, size_t n) {
+    snprintf(buf, n,
+             "{\"n_items\":%d,\"max_len\":%d,\"d_model\":%d,\"n_heads\":%d,\"n_layers\":%d,\"d_ff\":%d,\"tied\":%s,"
+             "\"causal\":%s,\"dropout\":%.9g}",
+             c->n_items, c->max_len, c->d_model, c->n_heads, c->n_layers, c->d_ff, c->tied ? "true" : "false",
+             c->causal ? "true" : "false", c->dropout);
+}
+
+int dp_model_save(const dp_model *m, const char *path, const char *extra_meta, dp_error *err) {
+    int n = m->n_tensors;
+    dp_st_tensor *t = dp_calloc((size_t)n, sizeof *t);
+    float **bufs = dp_calloc((size_t)n, sizeof *bufs);
+    for (int i = 0; i < n; i++) {
+        const dp_param_tensor *pt = &m->tensors[i];
+        t[i].name = pt->name;
+        t[i].dtype = "F32";
+        t[i].ndim = pt->ndim;
+        t[i].shape[0] = pt->shape[0];
+        t[i].shape[1] = pt->shape[1];
+#ifdef DP_REAL_DOUBLE
+        bufs[i] = dp_malloc(sizeof(float) * (pt->size ? pt->size : 1));
+        for (size_t k = 0; k < pt->size; k++) bufs[i][k] = (float)m->params[pt->offset + k];
+        t[i].data = bufs[i];
+#else
+        t[i].data = m->params + pt->offset;
+#endif
+    }
+    char cfg[512];
+    config_json(&m->cfg, cfg, sizeof cfg);
+    const char *keys[] = {"format", "dpformer.format_version", "dpformer.config", "dpformer.run"};
+    const char *vals[] = {"pt", FORMAT_VERSION, cfg, extra_meta ? extra_meta : "{}"};
+    int rc = dp_safetensors_write(path, t, n, keys, vals, 4, err);
+    for (int i = 0; i < n; i++) free(bufs[i]);
+    free(bufs);
+    free(t);
+    return rc;
+}
+
+static int json_int(const cJSON *o, const char *k, int *out) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
+    if (!cJSON_IsNumber(v) || v->valuedouble != floor(v->valuedouble) || fabs(v->valuedouble) > 2147483647.0) return -1;
+    *out = (int)v->valuedouble;
+    return 0;
+}
+
+static int json_bool(const cJSON *o, const char *k, int *out) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
+    if (!cJSON_IsBool(v)) return -1;
+    *out = cJSON_IsTrue(v);
+    return 0;
+}
+
+dp_model *dp_model_load(const char *path, int max_batch, dp_error *err) {
+    dp_st_file *f = NULL;
+    if (dp_safetensors_read(path, &f, err)) return NULL;
+    const char *ver = dp_st_meta(f, "dpformer.format_version"), *cs = dp_st_meta(f, "dpformer.config");
+    dp_model *m = NULL;
+    if (!ver || !cs) {
+        dp_fail(err, "%s: not a dpformer model (metadata dpformer.config / dpformer.format_version missing)", path);
+        goto done;
+    }
+    if (strcmp(ver, FORMAT_VERSION) != 0) {
+        dp_fail(err, "%s: model format version %s is not supported (this build reads %s)", path, ver, FORMAT_VERSION);
+        goto done;
+    }
+    cJSON *j = cJSON_Parse(cs);
+    dp_model_config c;
+    memset(&c, 0, sizeof c);
+    int bad = !j;
+    bad = bad || json_int(j, "n_items", &c.n_items) || json_int(j, "max_len", &c.max_len) ||
+          json_int(j, "d_model", &c.d_model) || json_int(j, "n_heads", &c.n_heads) ||
+          json_int(j, "n_layers", &c.n_layers) || json_int(j, "d_ff", &c.d_ff) || json_bool(j, "tied", &c.tied) ||
+          json_bool(j, "causal", &c.causal);
+    if (!bad) {
+        const cJSON *d = cJSON_GetObjectItemCaseSensitive(j, "dropout");
+        bad = !cJSON_IsNumber(d);
+        if (!bad) c.dropout = (float)d->valuedouble;
+    }
+    cJSON_Delete(j);
+    if (bad) {
+        dp_fail(err, "%s: metadata dpformer.config: malformed or missing field", path);
+        goto done;
+    }
+    dp_error e2;
+    m = dp_model_create(&c, max_batch, 0, &e2);
+    if (!m) {
+        dp_fail(err, "%s: metadata dpformer.config: %s", path, e2.msg);
+        goto done;
+    }
+    if (dp_st_count(f) != m->n_tensors) {
+        dp_fail(err, "%s: has %d tensors, the configuration needs %d", path, dp_st_count(f), m->n_tensors);
+        goto fail;
+    }
+    for (int i = 0; i < m->n_tensors; i++) {
+        const dp_param_tensor *pt = &m->tensors[i];
+        const dp_st_tensor *t = dp_st_find(f, pt->name);
+        if (!t) {
+            dp_fail(err, "%s: tensor %s is missing", path, pt->name);
+            goto fail;
+        }
+        if (strcmp(t->dtype, "F32") != 0 || t->ndim != pt->ndim || t->shape[0] != pt->shape[0] ||
+            (pt->ndim > 1 && t->shape[1] != pt->shape[1])) {
+            dp_fail(err, "%s: tensor %s has dtype %s and a shape that does not match the configuration", path, pt->name,
+                    t->dtype);
+            goto fail;
+        }
+        const float *src = t->data;
+        for (size_t k = 0; k < pt->size; k++) {
+            if (!isfinite(src[k])) {
+                dp_fail(err, "%s: tensor %s holds a non-finite value at index %zu", path, pt->name, k);
+                goto fail;
+            }
+            m->params[pt->offset + k] = (real)src[k];
+        }
+    }
+    goto done;
+fail:
+    dp_model_free(m);
+    m = NULL;
+done:
+    dp_st_close(f);
+    return m;
+}

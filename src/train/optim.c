@@ -1,0 +1,118 @@
+/* Optimisers (AdamW, SGD with momentum) as one flat loop over the contiguous parameter array, and
+ * the learning-rate schedules. Per-tensor weight-decay flags come from the model's tensor table. */
+#include <math.h>
+#include <string.h>
+
+#include "core/common.h"
+#include "dpformer/train.h"
+#include "model/model_internal.h"
+
+struct dp_optimizer {
+    dp_optim_config cfg;
+    size_t n;
+    real *m1, *m2;        /* Adam moments or SGD momentum buffer (m1) */
+    unsigned char *decay; /* [n] 1 where weight decay applies */
+    int64_t t;            /* steps taken */
+};
+
+dp_optim_config dp_optim_config_default(void) {
+    dp_optim_config c = {0};
+    c.kind = DP_OPT_ADAMW;
+    c.lr = 1e-3;
+    c.beta1 = 0.9;
+    c.beta2 = 0.999;
+    c.eps = 1e-8;
+    c.weight_decay = 0;
+    c.momentum = 0.9;
+    c.schedule = DP_SCHED_CONSTANT;
+    c.min_lr_ratio = 0;
+    return c;
+}
+
+int dp_optimizer_kind_parse(const char *s, dp_optimizer_kind *k) {
+    if (strcmp(s, "adamw") == 0 || strcmp(s, "adam") == 0) *k = DP_OPT_ADAMW;
+    else if (strcmp(s, "sgd") == 0) *k = DP_OPT_SGD;
+    else return -1;
+    return 0;
+}
+
+int dp_schedule_kind_parse(const char *s, dp_schedule_kind *k) {
+    if (strcmp(s, "constant") == 0) *k = DP_SCHED_CONSTANT;
+    else if (strcmp(s, "warmup") == 0) *k = DP_SCHED_WARMUP;
+    else if (strcmp(s, "cosine") == 0) *k = DP_SCHED_COSINE;
+    else return -1;
+    return 0;
+}
+
+dp_optimizer *dp_optimizer_create(const dp_optim_config *cfg, const dp_model *m) {
+    dp_optimizer *o = dp_calloc(1, sizeof *o);
+    o->cfg = *cfg;
+    o->n = m->n_params;
+    o->m1 = dp_alloc_aligned(sizeof(real) * o->n);
+    o->m2 = dp_alloc_aligned(sizeof(real) * o->n);
+    o->decay = dp_calloc(o->n, 1);
+    for (int i = 0; i < m->n_tensors; i++)
+        if (m->tensors[i].decay) memset(o->decay + m->tensors[i].offset, 1, m->tensors[i].size);
+    return o;
+}
+
+void dp_optimizer_free(dp_optimizer *o) {
+    if (!o) return;
+    free(o->m1);
+    free(o->m2);
+    free(o->decay);
+    free(o);
+}
+
+int64_t dp_optimizer_step_count(const dp_optimizer *o) { return o->t; }
+
+double dp_optimizer_lr(const dp_optimizer *o) {
+    const dp_optim_config *c = &o->cfg;
+    double step = (double)o->t + 1; /* the step about to be taken, 1-based */
+    if (c->schedule == DP_SCHED_CONSTANT) return c->lr;
+    if (c->warmup_steps > 0 && step <= (double)c->warmup_steps) return c->lr * step / (double)c->warmup_steps;
+    if (c->schedule == DP_SCHED_WARMUP) return c->lr;
+    double span = (double)(c->total_steps - c->warmup_steps);
+    double prog = span > 0 ? (step - (double)c->warmup_steps) / span : 1.0;
+    if (prog > 1) prog = 1;
+    double floor = c->min_lr_ratio * c->lr;
+    return floor + (c->lr - floor) * 0.5 * (1 + cos(3.14159265358979323846 * prog));
+}
+
+void dp_optimizer_step(dp_optimizer *o, dp_model *m) {
+    const dp_optim_config *c = &o->cfg;
+    const double lr = dp_optimizer_lr(o);
+    o->t++;
+    real *p = m->params;
+    const real *g = m->grads;
+    const size_t n = o->n;
+    if (c->kind == DP_OPT_ADAMW) {
+        const double b1 = c->beta1, b2 = c->beta2;
+        const double bc1 = 1 - pow(b1, (double)o->t), bc2 = 1 - pow(b2, (double)o->t);
+        const double wd = c->weight_decay, eps = c->eps;
+#pragma omp parallel for schedule(static)
+        for (size_t i = 0; i < n; i++) {
+            double gi = g[i];
+            double m1 = b1 * o->m1[i] + (1 - b1) * gi;
+            double m2 = b2 * o->m2[i] + (1 - b2) * gi * gi;
+            o->m1[i] = (real)m1;
+            o->m2[i] = (real)m2;
+            double upd = (m1 / bc1) / (sqrt(m2 / bc2) + eps);
+            if (o->decay[i]) upd += wd * p[i];
+            p[i] -= (real)(lr * upd);
+        }
+    } else {
+        const double mu = c->momentum, wd = c->weight_decay;
+#pragma omp parallel for schedule(static)
+        for (size_t i = 0; i < n; i++) {
+            double gi = g[i] + (o->decay[i] ? wd * p[i] : 0);
+            double v = mu * o->m1[i] + gi;
+            o->m1[i] = (real)v;
+            p[i] -= (real)(lr * v);
+        }
+    }
+    /* The padding rows never move (their gradients are zero, but weight decay or momentum must not
+     * move them either). */
+    memset(m->p.E, 0, sizeof(real) * (size_t)m->cfg.d_model);
+    if (!m->cfg.tied) memset(m->p.out_w, 0, sizeof(real) * (size_t)m->cfg.d_model);
+}
