@@ -38,6 +38,10 @@ int dp_data_format_detect(const char *path, dp_data_format *fmt, dp_error *err);
 /* Load a dataset. Errors (missing file, empty file, non-numeric field, id out of range, overlong
  * line, ...) return non-zero with "path:line: field: problem" in err. CRLF line ends are accepted. */
 int dp_dataset_load(dp_dataset *ds, const char *path, dp_data_format fmt, dp_error *err);
+/* As dp_dataset_load, and stores the format actually used in *used (the detected one for
+ * DP_FMT_AUTO). Reads the file once, so it also works on pipes. */
+int dp_dataset_load_detected(dp_dataset *ds, const char *path, dp_data_format fmt, dp_data_format *used,
+                             dp_error *err);
 void dp_dataset_free(dp_dataset *ds);
 static inline int64_t dp_user_len(const dp_dataset *ds, int32_t u) { return ds->offsets[u + 1] - ds->offsets[u]; }
 

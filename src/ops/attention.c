@@ -1,61 +1,69 @@
 /* Multi-head scaled dot-product attention (causal or bidirectional, with key-padding mask and
- * dropout on the probabilities), forward and backward. Parallel over (batch, head) pairs; each pair
- * writes only its own slice, so no synchronisation is needed. */
+ * dropout on the probabilities), forward and backward. Parallel over (batch, head) pairs; within a
+ * pair the products are single-threaded GEMMs on strided views of the fused qkv buffer (OpenBLAS's
+ * OpenMP build runs serially inside a parallel region). Each pair writes only its own slices. */
 #include <math.h>
 
+#include "ops/blas.h"
 #include "ops/ops.h"
 
 static inline int key_visible(const int32_t *ids_b, int causal, int t, int u) {
     return ids_b[u] != 0 && (!causal || u <= t);
 }
 
+/* Softmax of the visible entries of each row of s[T,T] into a (masked entries 0, padding query rows
+ * all 0); pd receives the dropped-out probabilities used for the output. */
+static void masked_softmax(real *a, real *pd, const real *s, const int32_t *ids_b, int causal, float p,
+                           uint64_t seed, uint64_t row0, int T) {
+    const real keep_scale = (real)(p > 0 ? 1.0 / (1.0 - p) : 1.0);
+    for (int t = 0; t < T; t++) {
+        real *ar = a + (size_t)t * T, *pr = pd + (size_t)t * T;
+        const real *sr = s + (size_t)t * T;
+        memset(ar, 0, sizeof(real) * (size_t)T);
+        if (ids_b[t] == 0) {
+            memset(pr, 0, sizeof(real) * (size_t)T);
+            continue;
+        }
+        int ulim = causal ? t + 1 : T;
+        real mx = -INFINITY;
+        for (int u = 0; u < ulim; u++)
+            if (ids_b[u] && sr[u] > mx) mx = sr[u];
+        double sum = 0;
+        for (int u = 0; u < ulim; u++)
+            if (ids_b[u]) sum += (ar[u] = (real)exp((double)(sr[u] - mx)));
+        real inv = (real)(1.0 / sum);
+        for (int u = 0; u < T; u++) {
+            ar[u] *= inv;
+            real w = ar[u];
+            if (p > 0 && w != 0) w = dp_dropout_keep(seed, row0 + (uint64_t)t * T + u, p) ? w * keep_scale : 0;
+            pr[u] = w;
+        }
+    }
+}
+
 void attention_forward(real *out, real *att, const real *qkv, const int32_t *ids, int causal, float p,
                        uint64_t seed, int B, int T, int C, int H) {
     const int hd = C / H, C3 = 3 * C;
     const real scale = (real)(1.0 / sqrt((double)hd));
-    const real keep_scale = (real)(p > 0 ? 1.0 / (1.0 - p) : 1.0);
-#pragma omp parallel for collapse(2) schedule(static)
-    for (int b = 0; b < B; b++) {
-        for (int h = 0; h < H; h++) {
-            const int32_t *ids_b = ids + (size_t)b * T;
-            const real *base = qkv + (size_t)b * T * C3;
-            for (int t = 0; t < T; t++) {
-                real *a = att + (((size_t)b * H + h) * T + t) * T;
-                real *o = out + ((size_t)b * T + t) * C + h * hd;
-                memset(a, 0, sizeof(real) * (size_t)T);
-                memset(o, 0, sizeof(real) * (size_t)hd);
-                if (ids_b[t] == 0) continue;
-                const real *q = base + (size_t)t * C3 + h * hd;
-                real mx = -INFINITY;
-                for (int u = 0; u < T; u++) {
-                    if (!key_visible(ids_b, causal, t, u)) continue;
-                    const real *k = base + (size_t)u * C3 + C + h * hd;
-                    real s = 0;
-                    for (int i = 0; i < hd; i++) s += q[i] * k[i];
-                    s *= scale;
-                    a[u] = s;
-                    if (s > mx) mx = s;
-                }
-                double sum = 0;
-                for (int u = 0; u < T; u++) {
-                    if (!key_visible(ids_b, causal, t, u)) continue;
-                    real e = (real)exp((double)(a[u] - mx));
-                    a[u] = e;
-                    sum += e;
-                }
-                real inv = (real)(1.0 / sum);
-                uint64_t row = (((uint64_t)b * H + h) * T + t) * T;
-                for (int u = 0; u < T; u++) {
-                    if (!key_visible(ids_b, causal, t, u)) continue;
-                    a[u] *= inv;
-                    real w = a[u];
-                    if (p > 0) w = dp_dropout_keep(seed, row + u, p) ? w * keep_scale : 0;
-                    if (w == 0) continue;
-                    const real *v = base + (size_t)u * C3 + 2 * C + h * hd;
-                    for (int i = 0; i < hd; i++) o[i] += w * v[i];
-                }
+#pragma omp parallel
+    {
+        real *s = dp_malloc(sizeof(real) * (size_t)T * T), *pd = dp_malloc(sizeof(real) * (size_t)T * T);
+#pragma omp for collapse(2) schedule(static)
+        for (int b = 0; b < B; b++) {
+            for (int h = 0; h < H; h++) {
+                const int32_t *ids_b = ids + (size_t)b * T;
+                const real *q = qkv + (size_t)b * T * C3 + h * hd, *k = q + C, *v = q + 2 * C;
+                real *a = att + ((size_t)b * H + h) * T * T;
+                /* s = scale · Q Kᵀ  [T,T] */
+                dp_gemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hd, scale, q, C3, k, C3, 0, s, T);
+                masked_softmax(a, pd, s, ids_b, causal, p, seed, ((uint64_t)b * H + h) * T * T, T);
+                /* out = P V  [T,hd], rows of out strided by C */
+                dp_gemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hd, T, 1, pd, T, v, C3, 0,
+                        out + (size_t)b * T * C + h * hd, C);
             }
         }
+        free(s);
+        free(pd);
     }
 }
 
@@ -66,53 +74,49 @@ void attention_backward(real *dqkv, const real *dout, const real *qkv, const rea
     const real keep_scale = (real)(p > 0 ? 1.0 / (1.0 - p) : 1.0);
 #pragma omp parallel
     {
-        real *dpr = dp_malloc(sizeof(real) * (size_t)T);
+        real *dpd = dp_malloc(sizeof(real) * (size_t)T * T), *pd = dp_malloc(sizeof(real) * (size_t)T * T);
 #pragma omp for collapse(2) schedule(static)
         for (int b = 0; b < B; b++) {
             for (int h = 0; h < H; h++) {
                 const int32_t *ids_b = ids + (size_t)b * T;
-                const real *base = qkv + (size_t)b * T * C3;
-                real *dbase = dqkv + (size_t)b * T * C3;
-                for (int t = 0; t < T; t++)
-                    for (int j = 0; j < 3; j++) memset(dbase + (size_t)t * C3 + j * C + h * hd, 0, sizeof(real) * (size_t)hd);
+                const size_t boff = (size_t)b * T * C3 + h * hd;
+                const real *q = qkv + boff, *k = q + C, *v = q + 2 * C;
+                real *dq = dqkv + boff, *dk = dq + C, *dv = dq + 2 * C;
+                const real *a = att + ((size_t)b * H + h) * T * T;
+                const real *g = dout + (size_t)b * T * C + h * hd;
+                const uint64_t row0 = ((uint64_t)b * H + h) * T * T;
+                /* dropped-out probabilities, regenerated from the stored ones and the hash mask */
+                for (size_t i = 0; i < (size_t)T * T; i++) {
+                    real w = a[i];
+                    if (p > 0 && w != 0) w = dp_dropout_keep(seed, row0 + i, p) ? w * keep_scale : 0;
+                    pd[i] = w;
+                }
+                /* dV = P'ᵀ dO ; dP' = dO Vᵀ */
+                dp_gemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hd, T, 1, pd, T, g, C, 0, dv, C3);
+                dp_gemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hd, 1, g, C, v, C3, 0, dpd, T);
+                /* through dropout and softmax: dS = P ∘ (dP − Σ_u P dP) · scale (masked entries have P = 0) */
                 for (int t = 0; t < T; t++) {
-                    if (ids_b[t] == 0) continue;
-                    const real *a = att + (((size_t)b * H + h) * T + t) * T;
-                    const real *g = dout + ((size_t)b * T + t) * C + h * hd;
-                    const real *q = base + (size_t)t * C3 + h * hd;
-                    real *dq = dbase + (size_t)t * C3 + h * hd;
-                    uint64_t row = (((uint64_t)b * H + h) * T + t) * T;
+                    real *dr = dpd + (size_t)t * T;
+                    const real *ar = a + (size_t)t * T;
+                    if (ids_b[t] == 0) {
+                        memset(dr, 0, sizeof(real) * (size_t)T);
+                        continue;
+                    }
                     double dot = 0;
                     for (int u = 0; u < T; u++) {
-                        dpr[u] = 0;
-                        if (!key_visible(ids_b, causal, t, u)) continue;
                         real m = 1;
-                        if (p > 0) m = dp_dropout_keep(seed, row + u, p) ? keep_scale : 0;
-                        if (m == 0) continue;
-                        const real *v = base + (size_t)u * C3 + 2 * C + h * hd;
-                        real *dv = dbase + (size_t)u * C3 + 2 * C + h * hd;
-                        real s = 0, w = a[u] * m;
-                        for (int i = 0; i < hd; i++) {
-                            s += g[i] * v[i];
-                            dv[i] += w * g[i];
-                        }
-                        dpr[u] = s * m;
-                        dot += (double)a[u] * dpr[u];
+                        if (p > 0 && ar[u] != 0) m = dp_dropout_keep(seed, row0 + (uint64_t)t * T + u, p) ? keep_scale : 0;
+                        dr[u] *= m;
+                        dot += (double)ar[u] * dr[u];
                     }
-                    for (int u = 0; u < T; u++) {
-                        if (!key_visible(ids_b, causal, t, u)) continue;
-                        real ds = a[u] * (dpr[u] - (real)dot) * scale;
-                        if (ds == 0) continue;
-                        const real *k = base + (size_t)u * C3 + C + h * hd;
-                        real *dk = dbase + (size_t)u * C3 + C + h * hd;
-                        for (int i = 0; i < hd; i++) {
-                            dq[i] += ds * k[i];
-                            dk[i] += ds * q[i];
-                        }
-                    }
+                    for (int u = 0; u < T; u++) dr[u] = key_visible(ids_b, causal, t, u) ? ar[u] * (dr[u] - (real)dot) * scale : 0;
                 }
+                /* dQ = dS K ; dK = dSᵀ Q */
+                dp_gemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hd, T, 1, dpd, T, k, C3, 0, dq, C3);
+                dp_gemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hd, T, 1, dpd, T, q, C3, 0, dk, C3);
             }
         }
-        free(dpr);
+        free(dpd);
+        free(pd);
     }
 }

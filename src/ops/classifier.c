@@ -6,12 +6,17 @@
 #include "ops/blas.h"
 #include "ops/ops.h"
 
-/* Rows per chunk: about 4M logits (16 MB in float) keeps the chunk in memory bandwidth's sweet spot
- * while the GEMMs stay large enough to run near peak. */
+/* Rows per chunk: about 16M logits (64 MB in float). Each chunk's GEMMs re-pack the [V,C] weight,
+ * so fewer, larger chunks run closer to the GEMM peak; measured on the Amazon-Games shape
+ * (V 23,716): 4M logits 1.87 s/step, 16M 1.56 s, 64M 1.64 s (docs/benchmarks.md). */
+static long chunk_logits = 16L << 20;
+
+void classifier_set_chunk_logits(long n) { chunk_logits = n > 0 ? n : (16L << 20); }
+
 static long chunk_rows(int V) {
-    long r = (4L << 20) / (V > 0 ? V : 1);
+    long r = chunk_logits / (V > 0 ? V : 1);
     if (r < 16) r = 16;
-    if (r > 1024) r = 1024;
+    if (r > 8192) r = 8192;
     return r;
 }
 
@@ -43,14 +48,13 @@ void classifier_forward_backward(real *loss, real *dh, real *dW, const real *h, 
             real *zr = z + j * V;
             int y = target[r] - 1;
             real zy = zr[y], mx = zr[0];
+#pragma omp simd reduction(max : mx)
             for (int v = 1; v < V; v++) mx = zr[v] > mx ? zr[v] : mx;
-            for (int v = 0; v < V; v++) zr[v] -= mx;
-            vexp(zr, zr, V);
-            double sum = 0;
-            for (int v = 0; v < V; v++) sum += zr[v];
+            double sum = vexp_shift_sum(zr, V, mx);
             loss[r] = (real)((double)mx + log(sum) - (double)zy);
             if (dh || dW) {
                 real sc = (real)((double)weight[r] / sum);
+#pragma omp simd
                 for (int v = 0; v < V; v++) zr[v] *= sc;
                 zr[y] -= weight[r];
             }
