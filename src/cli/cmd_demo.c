@@ -17,7 +17,9 @@ int cmd_demo(int argc, char **argv) {
     tf.batch_size = 128;
     tf.dropout = 0.1;
     tf.lr = 2e-3;
-    int users = 6000, items = 1000;
+    dp_synth_config sc;
+    dp_synth_config_default(&sc);
+    int users = sc.n_users, items = sc.n_items;
     const char *out = "runs/demo";
     arg_spec specs[TRAIN_FLAG_COUNT + 4];
     train_flags_specs(&tf, specs);
@@ -35,8 +37,9 @@ int cmd_demo(int argc, char **argv) {
     if (rc) return rc == 1 ? 0 : 2;
     dp_train_config cfg;
     if ((rc = train_flags_to_config(cmd, &tf, &cfg))) return rc;
-    dp_synth_config sc = {.n_users = users, .n_items = items, .min_len = 5, .max_len = 40, .zipf_s = 1.1,
-                          .p_transition = 0.7, .seed = (uint64_t)tf.seed};
+    sc.n_users = users;
+    sc.n_items = items;
+    sc.seed = (uint64_t)tf.seed;
     dp_dataset ds;
     dp_dataset_synthetic(&ds, &sc);
     cfg.model.n_items = ds.n_items;

@@ -49,22 +49,25 @@ double vexp_shift_sum(real *z, long n, real shift) {
     return s;
 }
 #else
-/* exp(x) = 2^k · 2^f, k = round(x·log2 e), f ∈ [−1/2, 1/2], 2^f by a degree-6 polynomial (Horner).
- * Clamping to [−87, 88] keeps 2^k a normal float; exp(−87) ≈ 1.6e-38 stands in for smaller values,
- * which is harmless in a softmax (it only ever adds < 1e-37 relative). */
-#define EXP_C6 1.535336188319500e-4f
-#define EXP_C5 1.339887440266574e-3f
-#define EXP_C4 9.618437357674640e-3f
-#define EXP_C3 5.550332471162809e-2f
-#define EXP_C2 2.402264791363012e-1f
-#define EXP_C1 6.931472028550421e-1f
+/* exp(x) = 2^k · e^r with k = round(x / ln 2) and r = x − k·ln 2 computed in two parts (Cody–Waite,
+ * so r is accurate even for |k| ≈ 126), |r| ≤ ln2/2, e^r by its degree-7 Taylor polynomial (truncation
+ * below 2e-9). Clamping to [−87, 88] keeps 2^k a normal float; exp(−87) ≈ 1.6e-38 stands in for smaller
+ * values, which is harmless in a softmax (it adds < 1e-37 relative). */
+#define LN2_HI 0.693359375f
+#define LN2_LO -2.12194440e-4f
+#define EXP_C7 (1.0f / 5040)
+#define EXP_C6 (1.0f / 720)
+#define EXP_C5 (1.0f / 120)
+#define EXP_C4 (1.0f / 24)
+#define EXP_C3 (1.0f / 6)
+#define EXP_C2 0.5f
 
 static inline float exp_scalar(float x) {
     x = x < -87.0f ? -87.0f : (x > 88.0f ? 88.0f : x);
     float t = x * 1.44269504088896341f;
     float k = (t + 12582912.0f) - 12582912.0f; /* round to nearest without a call */
-    float f = t - k;
-    float p = ((((((EXP_C6 * f + EXP_C5) * f + EXP_C4) * f + EXP_C3) * f + EXP_C2) * f + EXP_C1) * f + 1.0f);
+    float r = (x - k * LN2_HI) - k * LN2_LO;
+    float p = ((((((EXP_C7 * r + EXP_C6) * r + EXP_C5) * r + EXP_C4) * r + EXP_C3) * r + EXP_C2) * r + 1.0f) * r + 1.0f;
     union {
         float f;
         int32_t i;
@@ -77,16 +80,18 @@ static inline float exp_scalar(float x) {
 #include <immintrin.h>
 static inline __m512 exp_avx512(__m512 x) {
     x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-87.0f)), _mm512_set1_ps(88.0f));
-    __m512 t = _mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f));
-    __m512 k = _mm512_roundscale_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m512 f = _mm512_sub_ps(t, k);
-    __m512 p = _mm512_set1_ps(EXP_C6);
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(EXP_C5));
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(EXP_C4));
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(EXP_C3));
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(EXP_C2));
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(EXP_C1));
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.0f));
+    __m512 k = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(k, _mm512_set1_ps(LN2_HI), x);
+    r = _mm512_fnmadd_ps(k, _mm512_set1_ps(LN2_LO), r);
+    __m512 p = _mm512_set1_ps(EXP_C7);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(EXP_C6));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(EXP_C5));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(EXP_C4));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(EXP_C3));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(EXP_C2));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
     return _mm512_scalef_ps(p, k); /* p · 2^k */
 }
 #endif

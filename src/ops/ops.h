@@ -76,7 +76,7 @@ void classifier_forward_backward(real *loss, real *dh, real *dW, const real *h, 
                                  const real *weight, long N, int C, int V, real *scratch);
 
 /* exp over an array: out[i] = exp(in[i]) (in place allowed). Single precision uses a polynomial
- * kernel (AVX-512 where available) with relative error below 3e-7 and inputs clamped to [−87, 88];
+ * kernel (AVX-512 where available) with relative error below 3e-7 (a few ulp) and inputs clamped to [−87, 88];
  * double precision uses libm (the gradient checks want full accuracy). */
 void vexp(real *out, const real *in, long n);
 /* In place z[i] = exp(z[i] − shift); returns Σ z[i] accumulated in double. The softmax kernel. */
