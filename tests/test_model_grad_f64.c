@@ -62,10 +62,10 @@ static double op_loss(void *vctx) {
     case OP_LINEAR: linear_forward(c->out, c->x, c->w, c->b, c->N, c->C, c->OC); nout = (size_t)c->N * c->OC; break;
     case OP_LN: layernorm_forward(c->out, c->mean, c->rstd, c->x, c->w, c->b, c->N, c->C); nout = (size_t)c->N * c->C; break;
     case OP_GELU: gelu_forward(c->out, c->x, c->N); nout = (size_t)c->N; break;
-    case OP_DROPOUT: dropout_forward(c->out, c->x, c->N, c->p, 77); nout = (size_t)c->N; break;
+    case OP_DROPOUT: dropout_forward(c->out, c->x, c->N, c->p, 77, 5); nout = (size_t)c->N; break;
     case OP_ATTN: {
         real *att = malloc(sizeof(real) * (size_t)c->B * c->H * c->T * c->T);
-        attention_forward(c->out, att, c->x, c->ids, c->causal, c->p, 99, c->B, c->T, c->C, c->H);
+        attention_forward(c->out, att, c->x, c->ids, c->causal, c->p, 99, 3, c->B, c->T, c->C, c->H);
         free(att);
         nout = (size_t)c->B * c->T * c->C;
         break;
@@ -117,7 +117,7 @@ static void test_elementwise(void) {
         fill(c.x, 40, 2); fill(c.R, 40, 1);
         real dx[40];
         if (op == OP_GELU) gelu_backward(dx, c.R, c.x, 40);
-        else dropout_backward(dx, c.R, 40, c.p, 77);
+        else dropout_backward(dx, c.R, 40, c.p, 77, 5);
         CHECK(max_fd_error(op_loss, &c, c.x, 40, dx) < FD_TOL);
         free(c.x); free(c.out); free(c.R);
     }
@@ -143,8 +143,8 @@ static void test_attention(void) {
             c.x = malloc(sizeof(real) * nq); c.out = malloc(sizeof(real) * no); c.R = malloc(sizeof(real) * no);
             fill(c.x, nq, 1); fill(c.R, no, 1);
             real *att = malloc(sizeof(real) * (size_t)c.B * c.H * c.T * c.T), *dq = malloc(sizeof(real) * nq);
-            attention_forward(c.out, att, c.x, ids, causal, c.p, 99, c.B, c.T, c.C, c.H);
-            attention_backward(dq, c.R, c.x, att, ids, causal, c.p, 99, c.B, c.T, c.C, c.H);
+            attention_forward(c.out, att, c.x, ids, causal, c.p, 99, 3, c.B, c.T, c.C, c.H);
+            attention_backward(dq, c.R, c.x, att, ids, causal, c.p, 99, 3, c.B, c.T, c.C, c.H);
             CHECK(max_fd_error(op_loss, &c, c.x, nq, dq) < FD_TOL);
             /* padding query rows output zero; padding keys get no gradient */
             for (int i = 0; i < c.C; i++) CHECK(c.out[i] == 0 && c.out[c.C + i] == 0);

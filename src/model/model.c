@@ -225,6 +225,10 @@ void dp_model_free(dp_model *m) {
     real *singles[] = {a->lnf, a->lnf_mean, a->lnf_rstd, a->row_loss, a->row_weight, a->tmp, a->dres, a->dtmp,
                        a->dln, a->datty, a->dh, a->dqkv, a->dbig, a->cls_scratch, a->last};
     for (size_t i = 0; i < sizeof singles / sizeof singles[0]; i++) free(singles[i]);
+    free_per_layer(m->keep_qkv, NL);
+    free_per_layer(m->keep_proj, NL);
+    free_per_layer(m->keep_fc1, NL);
+    free_per_layer(m->keep_fc2, NL);
     free(m->params);
     free(m->grads);
     free(m->p.layer);
@@ -252,36 +256,47 @@ static void add_into(real *out, const real *a, const real *b, size_t n) {
     for (size_t i = 0; i < n; i++) out[i] = a[i] + b[i];
 }
 
+void model_alloc_keep(dp_model *m) {
+    if (m->keep_qkv) return;
+    const int NL = m->cfg.n_layers, C = m->cfg.d_model, F = m->cfg.d_ff;
+    const size_t N = (size_t)m->max_batch * m->cfg.max_len;
+    m->keep_qkv = alloc_per_layer(NL, N * 3 * C);
+    m->keep_proj = alloc_per_layer(NL, N * C);
+    m->keep_fc1 = alloc_per_layer(NL, N * F);
+    m->keep_fc2 = alloc_per_layer(NL, N * C);
+}
+
 /* Runs the blocks and the final LayerNorm: fills every saved activation and a->lnf. */
-static void forward_body(dp_model *m, const int32_t *ids, int B, int train, uint64_t seed) {
+void model_forward_body(dp_model *m, const int32_t *ids, int B, int train, uint64_t seed) {
     const dp_model_config *c = &m->cfg;
     const int C = c->d_model, F = c->d_ff, T = c->max_len, H = c->n_heads;
     const long N = (long)B * T;
     const float p = train ? c->dropout : 0.0f;
+    const uint64_t base = (uint64_t)m->ex0 * T * C; /* mask index of this batch's first element */
     dp_activations *a = &m->a;
     m->last_B = B;
     embedding_forward(a->res[0], ids, m->p.E, m->p.P, B, T, C);
-    dropout_forward(a->res[0], a->res[0], N * C, p, site_seed(seed, -1, 0));
+    dropout_forward(a->res[0], a->res[0], N * C, p, site_seed(seed, -1, 0), base);
     for (int l = 0; l < c->n_layers; l++) {
         const dp_layer_view *L = &m->p.layer[l];
         layernorm_forward(a->ln1[l], a->ln1_mean[l], a->ln1_rstd[l], a->res[l], L->ln1_w, L->ln1_b, N, C);
         linear_forward(a->qkv[l], a->ln1[l], L->qkv_w, L->qkv_b, N, C, 3 * C);
-        attention_forward(a->atty[l], a->att[l], a->qkv[l], ids, c->causal, p, site_seed(seed, l, 1), B, T, C, H);
+        attention_forward(a->atty[l], a->att[l], a->qkv[l], ids, c->causal, p, site_seed(seed, l, 1), m->ex0, B, T, C, H);
         linear_forward(a->tmp, a->atty[l], L->proj_w, L->proj_b, N, C, C);
-        dropout_forward(a->tmp, a->tmp, N * C, p, site_seed(seed, l, 2));
+        dropout_forward(a->tmp, a->tmp, N * C, p, site_seed(seed, l, 2), base);
         add_into(a->res_mid[l], a->res[l], a->tmp, (size_t)N * C);
         layernorm_forward(a->ln2[l], a->ln2_mean[l], a->ln2_rstd[l], a->res_mid[l], L->ln2_w, L->ln2_b, N, C);
         linear_forward(a->fc1[l], a->ln2[l], L->fc1_w, L->fc1_b, N, C, F);
         gelu_forward(a->gelu[l], a->fc1[l], N * F);
         linear_forward(a->tmp, a->gelu[l], L->fc2_w, L->fc2_b, N, F, C);
-        dropout_forward(a->tmp, a->tmp, N * C, p, site_seed(seed, l, 3));
+        dropout_forward(a->tmp, a->tmp, N * C, p, site_seed(seed, l, 3), base);
         add_into(a->res[l + 1], a->res_mid[l], a->tmp, (size_t)N * C);
     }
     layernorm_forward(a->lnf, a->lnf_mean, a->lnf_rstd, a->res[c->n_layers], m->p.lnf_w, m->p.lnf_b, N, C);
 }
 
 /* Row weights w_b / n_b for the loss positions of each example (n_b = its number of targets). */
-static void set_row_weights(dp_model *m, const dp_batch *bt, const real *example_weight) {
+void model_set_row_weights(dp_model *m, const dp_batch *bt, const real *example_weight) {
     const int T = bt->T;
     for (int b = 0; b < bt->B; b++) {
         int n = 0;
@@ -291,7 +306,7 @@ static void set_row_weights(dp_model *m, const dp_batch *bt, const real *example
     }
 }
 
-static void collect_losses(const dp_model *m, const dp_batch *bt, double *per_example_loss) {
+void model_collect_losses(const dp_model *m, const dp_batch *bt, double *per_example_loss) {
     if (!per_example_loss) return;
     const int T = bt->T;
     for (int b = 0; b < bt->B; b++) {
@@ -320,64 +335,92 @@ static int check_batch(const dp_model *m, const dp_batch *bt) {
 void dp_model_forward(dp_model *m, const dp_batch *bt, int train, uint64_t seed, double *per_example_loss) {
     if (!check_batch(m, bt)) return;
     const long N = (long)bt->B * bt->T;
-    forward_body(m, bt->ids, bt->B, train, seed);
+    model_forward_body(m, bt->ids, bt->B, train, seed);
     /* Unit weights: only whether a row counts matters when no gradient is taken. */
-    set_row_weights(m, bt, NULL);
+    model_set_row_weights(m, bt, NULL);
     classifier_forward_backward(m->a.row_loss, NULL, NULL, m->a.lnf, m->p.out_w, bt->targets, m->a.row_weight, N,
                                 m->cfg.d_model, m->cfg.n_items, m->a.cls_scratch);
-    collect_losses(m, bt, per_example_loss);
+    model_collect_losses(m, bt, per_example_loss);
+}
+
+/* Parameter-gradient steps of the backward pass: immediate, or handed to the installed sink. */
+static void grad_linear(dp_model *m, real *dW, real *db, real *G, const real *A, long N, int Cin, int Cout) {
+    if (m->sink) m->sink->linear(m->sink->ctx, dW, db, G, A, Cin, Cout);
+    else linear_backward_params(dW, db, G, A, N, Cin, Cout);
+}
+
+static void backward_layernorm(dp_model *m, real *dinp, real *dw, real *db, const real *dout, const real *inp,
+                               const real *w, const real *mean, const real *rstd, long N, int C) {
+    if (m->sink) {
+        m->sink->layernorm(m->sink->ctx, dw, db, dout, inp, mean, rstd);
+        layernorm_backward(dinp, NULL, NULL, dout, inp, w, mean, rstd, N, C);
+    } else {
+        layernorm_backward(dinp, dw, db, dout, inp, w, mean, rstd, N, C);
+    }
+}
+
+void model_backward_body(dp_model *m, const dp_batch *bt, int train, uint64_t seed) {
+    const dp_model_config *c = &m->cfg;
+    const int B = bt->B, C = c->d_model, F = c->d_ff, T = c->max_len, H = c->n_heads;
+    const long N = (long)B * T;
+    const float p = train ? c->dropout : 0.0f;
+    const uint64_t base = (uint64_t)m->ex0 * T * C;
+    dp_activations *a = &m->a;
+    memset(a->dres, 0, sizeof(real) * (size_t)N * C);
+    backward_layernorm(m, a->dres, m->g.lnf_w, m->g.lnf_b, a->dh, a->res[c->n_layers], m->p.lnf_w, a->lnf_mean,
+                       a->lnf_rstd, N, C);
+    for (int l = c->n_layers - 1; l >= 0; l--) {
+        const dp_layer_view *L = &m->p.layer[l];
+        dp_layer_view *G = &m->g.layer[l];
+        /* With a sink, each layer's output gradient goes to its own buffer: the sink keeps it. */
+        real *g_fc2 = m->sink ? m->keep_fc2[l] : a->dtmp, *g_fc1 = m->sink ? m->keep_fc1[l] : a->dbig;
+        real *g_proj = m->sink ? m->keep_proj[l] : a->dtmp, *g_qkv = m->sink ? m->keep_qkv[l] : a->dqkv;
+        /* res[l+1] = res_mid + drop(fc2(gelu(fc1(ln2(res_mid))))) */
+        dropout_backward(g_fc2, a->dres, N * C, p, site_seed(seed, l, 3), base);
+        linear_backward_input(a->dbig, g_fc2, L->fc2_w, N, F, C, 0);
+        grad_linear(m, G->fc2_w, G->fc2_b, g_fc2, a->gelu[l], N, F, C);
+        gelu_backward(g_fc1, a->dbig, a->fc1[l], N * F);
+        linear_backward_input(a->dln, g_fc1, L->fc1_w, N, C, F, 0);
+        grad_linear(m, G->fc1_w, G->fc1_b, g_fc1, a->ln2[l], N, C, F);
+        backward_layernorm(m, a->dres, G->ln2_w, G->ln2_b, a->dln, a->res_mid[l], L->ln2_w, a->ln2_mean[l],
+                           a->ln2_rstd[l], N, C);
+        /* res_mid = res[l] + drop(proj(attn(qkv(ln1(res[l]))))) */
+        dropout_backward(g_proj, a->dres, N * C, p, site_seed(seed, l, 2), base);
+        linear_backward_input(a->datty, g_proj, L->proj_w, N, C, C, 0);
+        grad_linear(m, G->proj_w, G->proj_b, g_proj, a->atty[l], N, C, C);
+        attention_backward(g_qkv, a->datty, a->qkv[l], a->att[l], bt->ids, c->causal, p, site_seed(seed, l, 1), m->ex0,
+                           B, T, C, H);
+        linear_backward_input(a->dln, g_qkv, L->qkv_w, N, C, 3 * C, 0);
+        grad_linear(m, G->qkv_w, G->qkv_b, g_qkv, a->ln1[l], N, C, 3 * C);
+        backward_layernorm(m, a->dres, G->ln1_w, G->ln1_b, a->dln, a->res[l], L->ln1_w, a->ln1_mean[l], a->ln1_rstd[l],
+                           N, C);
+    }
+    dropout_backward(a->dres, a->dres, N * C, p, site_seed(seed, -1, 0), base);
+    if (m->sink) m->sink->embedding(m->sink->ctx, m->g.E, m->g.P, a->dres);
+    else embedding_backward(m->g.E, m->g.P, a->dres, bt->ids, B, T, C);
+    /* The padding rows are not parameters of the model in any meaningful sense. */
+    memset(m->g.E, 0, sizeof(real) * (size_t)C);
+    if (!c->tied) memset(m->g.out_w, 0, sizeof(real) * (size_t)C);
 }
 
 void dp_model_forward_backward(dp_model *m, const dp_batch *bt, const dp_real *example_weight, int train, uint64_t seed,
                                double *per_example_loss) {
     if (!check_batch(m, bt)) return;
     const dp_model_config *c = &m->cfg;
-    const int B = bt->B, C = c->d_model, F = c->d_ff, T = c->max_len, H = c->n_heads;
-    const long N = (long)B * T;
-    const float p = train ? c->dropout : 0.0f;
+    const long N = (long)bt->B * bt->T;
     dp_activations *a = &m->a;
-    forward_body(m, bt->ids, B, train, seed);
-    set_row_weights(m, bt, example_weight);
-    classifier_forward_backward(a->row_loss, a->dh, m->g.out_w, a->lnf, m->p.out_w, bt->targets, a->row_weight, N, C,
-                                c->n_items, a->cls_scratch);
-    collect_losses(m, bt, per_example_loss);
-
-    memset(a->dres, 0, sizeof(real) * (size_t)N * C);
-    layernorm_backward(a->dres, m->g.lnf_w, m->g.lnf_b, a->dh, a->res[c->n_layers], m->p.lnf_w, a->lnf_mean, a->lnf_rstd,
-                       N, C);
-    for (int l = c->n_layers - 1; l >= 0; l--) {
-        const dp_layer_view *L = &m->p.layer[l];
-        dp_layer_view *G = &m->g.layer[l];
-        /* res[l+1] = res_mid + drop(fc2(gelu(fc1(ln2(res_mid))))) */
-        dropout_backward(a->dtmp, a->dres, N * C, p, site_seed(seed, l, 3));
-        linear_backward_params(G->fc2_w, G->fc2_b, a->dtmp, a->gelu[l], N, F, C);
-        linear_backward_input(a->dbig, a->dtmp, L->fc2_w, N, F, C, 0);
-        gelu_backward(a->dbig, a->dbig, a->fc1[l], N * F);
-        linear_backward_params(G->fc1_w, G->fc1_b, a->dbig, a->ln2[l], N, C, F);
-        linear_backward_input(a->dln, a->dbig, L->fc1_w, N, C, F, 0);
-        layernorm_backward(a->dres, G->ln2_w, G->ln2_b, a->dln, a->res_mid[l], L->ln2_w, a->ln2_mean[l], a->ln2_rstd[l],
-                           N, C);
-        /* res_mid = res[l] + drop(proj(attn(qkv(ln1(res[l]))))) */
-        dropout_backward(a->dtmp, a->dres, N * C, p, site_seed(seed, l, 2));
-        linear_backward_params(G->proj_w, G->proj_b, a->dtmp, a->atty[l], N, C, C);
-        linear_backward_input(a->datty, a->dtmp, L->proj_w, N, C, C, 0);
-        attention_backward(a->dqkv, a->datty, a->qkv[l], a->att[l], bt->ids, c->causal, p, site_seed(seed, l, 1), B, T, C,
-                           H);
-        linear_backward_params(G->qkv_w, G->qkv_b, a->dqkv, a->ln1[l], N, C, 3 * C);
-        linear_backward_input(a->dln, a->dqkv, L->qkv_w, N, C, 3 * C, 0);
-        layernorm_backward(a->dres, G->ln1_w, G->ln1_b, a->dln, a->res[l], L->ln1_w, a->ln1_mean[l], a->ln1_rstd[l], N, C);
-    }
-    dropout_backward(a->dres, a->dres, N * C, p, site_seed(seed, -1, 0));
-    embedding_backward(m->g.E, m->g.P, a->dres, bt->ids, B, T, C);
-    /* The padding rows are not parameters of the model in any meaningful sense. */
-    memset(m->g.E, 0, sizeof(real) * (size_t)C);
-    if (!c->tied) memset(m->g.out_w, 0, sizeof(real) * (size_t)C);
+    model_forward_body(m, bt->ids, bt->B, train, seed);
+    model_set_row_weights(m, bt, example_weight);
+    classifier_forward_backward(a->row_loss, a->dh, m->g.out_w, a->lnf, m->p.out_w, bt->targets, a->row_weight, N,
+                                c->d_model, c->n_items, a->cls_scratch);
+    model_collect_losses(m, bt, per_example_loss);
+    model_backward_body(m, bt, train, seed);
 }
 
 void dp_model_score_last(dp_model *m, const int32_t *ids, int B, dp_real *scores) {
     if (B <= 0) return;
     const int C = m->cfg.d_model, T = m->cfg.max_len;
-    forward_body(m, ids, B, 0, 0);
+    model_forward_body(m, ids, B, 0, 0);
     for (int b = 0; b < B; b++) memcpy(m->a.last + (size_t)b * C, m->a.lnf + ((size_t)b * T + T - 1) * C, sizeof(real) * C);
     linear_forward(scores, m->a.last, m->p.out_w, NULL, B, C, m->cfg.n_items + 1);
 }

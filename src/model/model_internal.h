@@ -50,6 +50,21 @@ typedef struct {
     real *last;          /* [max_batch, C] last-position hidden states for scoring */
 } dp_activations;
 
+/* Where the backward pass sends parameter gradients. NULL sink (the default): they are formed at once
+ * (non-private training). The privacy engine installs a sink that instead records each layer's input
+ * and output gradient, accumulates per-example squared norms, and forms the clipped gradient sum once
+ * the clip factors are known (book-keeping: one backward pass, one GEMM per weight). */
+typedef struct dp_grad_sink {
+    void *ctx;
+    /* weight [Cout, Cin] with gradient dW (+ bias db) of out = A·Wᵀ + b; G = ∂ℓ/∂out [N, Cout] may be
+     * kept and modified by the sink until the end of the step. */
+    void (*linear)(void *ctx, real *dW, real *db, real *G, const real *A, int Cin, int Cout);
+    void (*layernorm)(void *ctx, real *dw, real *db, const real *dout, const real *inp, const real *mean,
+                      const real *rstd);
+    /* G_in = ∂ℓ/∂(E[ids] + P) [N, C] after the embedding dropout; may be modified. */
+    void (*embedding)(void *ctx, real *dE, real *dP, real *G_in);
+} dp_grad_sink;
+
 struct dp_model {
     dp_model_config cfg;
     int max_batch;
@@ -60,6 +75,20 @@ struct dp_model {
     dp_param_view p, g;
     dp_activations a;
     int last_B;
+    int ex0;                 /* dropout masks of this batch are those of sequences ex0.. of a larger batch */
+    const dp_grad_sink *sink; /* NULL: parameter gradients are formed during the backward pass */
+    /* Per-layer output gradients kept for a sink (allocated on first use): [n_layers][N, 3C|C|F|C]. */
+    real **keep_qkv, **keep_proj, **keep_fc1, **keep_fc2;
 };
+
+/* Pieces of the forward/backward pass shared with the privacy engine (model.c). */
+void model_forward_body(dp_model *m, const int32_t *ids, int B, int train, uint64_t seed);
+/* Row loss weights w_b / n_b from example weights (NULL = 1). */
+void model_set_row_weights(dp_model *m, const dp_batch *bt, const real *example_weight);
+void model_collect_losses(const dp_model *m, const dp_batch *bt, double *per_example_loss);
+/* Backward from a->dh (the gradient w.r.t. the final LayerNorm output) down to the embeddings. */
+void model_backward_body(dp_model *m, const dp_batch *bt, int train, uint64_t seed);
+/* Allocate the per-layer kept gradients used when a sink is installed. */
+void model_alloc_keep(dp_model *m);
 
 #endif

@@ -42,7 +42,7 @@ static void masked_softmax(real *a, real *pd, const real *s, const int32_t *ids_
 }
 
 void attention_forward(real *out, real *att, const real *qkv, const int32_t *ids, int causal, float p,
-                       uint64_t seed, int B, int T, int C, int H) {
+                       uint64_t seed, int ex0, int B, int T, int C, int H) {
     const int hd = C / H, C3 = 3 * C;
     const real scale = (real)(1.0 / sqrt((double)hd));
 #pragma omp parallel
@@ -56,7 +56,7 @@ void attention_forward(real *out, real *att, const real *qkv, const int32_t *ids
                 real *a = att + ((size_t)b * H + h) * T * T;
                 /* s = scale · Q Kᵀ  [T,T] */
                 dp_gemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hd, scale, q, C3, k, C3, 0, s, T);
-                masked_softmax(a, pd, s, ids_b, causal, p, seed, ((uint64_t)b * H + h) * T * T, T);
+                masked_softmax(a, pd, s, ids_b, causal, p, seed, ((uint64_t)(ex0 + b) * H + h) * T * T, T);
                 /* out = P V  [T,hd], rows of out strided by C */
                 dp_gemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hd, T, 1, pd, T, v, C3, 0,
                         out + (size_t)b * T * C + h * hd, C);
@@ -68,7 +68,7 @@ void attention_forward(real *out, real *att, const real *qkv, const int32_t *ids
 }
 
 void attention_backward(real *dqkv, const real *dout, const real *qkv, const real *att, const int32_t *ids,
-                        int causal, float p, uint64_t seed, int B, int T, int C, int H) {
+                        int causal, float p, uint64_t seed, int ex0, int B, int T, int C, int H) {
     const int hd = C / H, C3 = 3 * C;
     const real scale = (real)(1.0 / sqrt((double)hd));
     const real keep_scale = (real)(p > 0 ? 1.0 / (1.0 - p) : 1.0);
@@ -84,7 +84,7 @@ void attention_backward(real *dqkv, const real *dout, const real *qkv, const rea
                 real *dq = dqkv + boff, *dk = dq + C, *dv = dq + 2 * C;
                 const real *a = att + ((size_t)b * H + h) * T * T;
                 const real *g = dout + (size_t)b * T * C + h * hd;
-                const uint64_t row0 = ((uint64_t)b * H + h) * T * T;
+                const uint64_t row0 = ((uint64_t)(ex0 + b) * H + h) * T * T;
                 /* dropped-out probabilities, regenerated from the stored ones and the hash mask */
                 for (size_t i = 0; i < (size_t)T * T; i++) {
                     real w = a[i];

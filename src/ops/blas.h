@@ -1,4 +1,4 @@
-/* Maps the library's `real` type onto the matching CBLAS routines (sgemm for float, dgemm for double). */
+/* Maps the library's `real` type onto the matching CBLAS routines (s* for float, d* for double). */
 #ifndef DP_OPS_BLAS_H
 #define DP_OPS_BLAS_H
 
@@ -7,8 +7,10 @@
 
 #ifdef DP_REAL_DOUBLE
 #define dp_gemm cblas_dgemm
+#define dp_syrk cblas_dsyrk
 #else
 #define dp_gemm cblas_sgemm
+#define dp_syrk cblas_ssyrk
 #endif
 
 #endif

@@ -67,3 +67,147 @@ void classifier_forward_backward(real *loss, real *dh, real *dW, const real *h, 
     }
     free(active);
 }
+
+/* ---- privacy engine passes ---- */
+
+size_t classifier_dp_scratch_size(int B, int T, int C, int V) {
+    long R = DP_MIN(DP_MAX(chunk_rows(V), (long)T), (long)B * T);
+    if (R < 1) R = 1;
+    return (size_t)R * V + 2 * (size_t)R * C;
+}
+
+/* Softmax rows of a chunk in place into δ = w·(p − onehot); loss and lse per row. */
+static void softmax_rows(real *z, long nr, const long *rows, const int32_t *target, const real *weight, real *loss,
+                         real *lse, int V) {
+#pragma omp parallel for schedule(static)
+    for (long j = 0; j < nr; j++) {
+        long r = rows[j];
+        real *zr = z + j * V;
+        int y = target[r] - 1;
+        real zy = zr[y], mx = zr[0];
+        for (int v = 1; v < V; v++) mx = zr[v] > mx ? zr[v] : mx;
+        double sum = vexp_shift_sum(zr, V, mx);
+        double l = (double)mx + log(sum);
+        lse[r] = (real)l;
+        loss[r] = (real)(l - (double)zy);
+        real sc = (real)((double)weight[r] / sum);
+        for (int v = 0; v < V; v++) zr[v] *= sc;
+        zr[y] -= weight[r];
+    }
+}
+
+size_t classifier_example_work_size(int T, int C, int V) {
+    return DP_MAX(2 * (size_t)T * T, (size_t)V * C);
+}
+
+double classifier_example_sqnorm(real *Q, const real *delta, const real *h, const int32_t *ids, int n, int T, int C,
+                                 int V, dp_norm_method method, real *work) {
+    double sq = 0;
+    int gram = method == DP_NORM_GRAM || (method == DP_NORM_AUTO && n < 2 * C);
+    if (gram) {
+        real *gd = work, *gh = work + (size_t)n * n;
+        dp_syrk(CblasRowMajor, CblasLower, CblasNoTrans, n, V, 1, delta, V, 0, gd, n);
+        dp_syrk(CblasRowMajor, CblasLower, CblasNoTrans, n, C, 1, h, C, 0, gh, n);
+        sq = ops_sym_dot(gd, gh, n);
+        if (Q)
+            for (int t = 0; t < T; t++) {
+                real *q = Q + (size_t)t * C;
+                memset(q, 0, sizeof(real) * (size_t)C);
+                if (!ids[t]) continue;
+                for (int u = 0; u < n; u++) {
+                    real coef = delta[(size_t)u * V + ids[t] - 1];
+                    for (int i = 0; i < C; i++) q[i] += coef * h[(size_t)u * C + i];
+                }
+            }
+    } else {
+        real *D = work;
+        dp_gemm(CblasRowMajor, CblasTrans, CblasNoTrans, V, C, n, 1, delta, V, h, C, 0, D, C);
+        for (size_t i = 0; i < (size_t)V * C; i++) sq += (double)D[i] * D[i];
+        if (Q)
+            for (int t = 0; t < T; t++) {
+                if (ids[t]) memcpy(Q + (size_t)t * C, D + (size_t)(ids[t] - 1) * C, sizeof(real) * (size_t)C);
+                else memset(Q + (size_t)t * C, 0, sizeof(real) * (size_t)C);
+            }
+    }
+    return sq;
+}
+
+void classifier_dp_pass1(real *loss, real *dh, real *lse, double *out_sq, real *Q, const real *h, const real *W,
+                         const int32_t *target, const real *weight, const int32_t *ids, int B, int T, int C, int V,
+                         dp_norm_method method, real *scratch) {
+    const real *Wc = W + C;
+    const long N = (long)B * T;
+    long R = DP_MIN(DP_MAX(chunk_rows(V), (long)T), N);
+    if (R < 1) R = 1;
+    real *z = scratch, *hp = scratch + (size_t)R * V, *dhp = hp + (size_t)R * C;
+    long *rows = dp_malloc(sizeof(long) * (size_t)(R > 0 ? R : 1));
+    int *first = dp_malloc(sizeof(int) * (size_t)(B + 1)); /* chunk-local start of each example's rows */
+    memset(dh, 0, sizeof(real) * (size_t)N * C);
+    if (Q) memset(Q, 0, sizeof(real) * (size_t)N * C);
+    for (long r = 0; r < N; r++) loss[r] = lse[r] = 0;
+    for (int b = 0; b < B;) {
+        long nr = 0;
+        int e = b;
+        for (; e < B; e++) {
+            long cnt = 0;
+            for (int t = 0; t < T; t++) cnt += weight[(size_t)e * T + t] != 0;
+            if (nr + cnt > R && e > b) break;
+            first[e - b] = (int)nr;
+            for (int t = 0; t < T; t++)
+                if (weight[(size_t)e * T + t] != 0) rows[nr++] = (long)e * T + t;
+        }
+        first[e - b] = (int)nr;
+        if (nr > 0) {
+            for (long j = 0; j < nr; j++) memcpy(hp + j * C, h + rows[j] * C, sizeof(real) * (size_t)C);
+            dp_gemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nr, V, C, 1, hp, C, Wc, C, 0, z, V);
+            softmax_rows(z, nr, rows, target, weight, loss, lse, V);
+            dp_gemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)nr, C, V, 1, z, V, Wc, C, 0, dhp, C);
+            for (long j = 0; j < nr; j++) memcpy(dh + rows[j] * C, dhp + j * C, sizeof(real) * (size_t)C);
+#pragma omp parallel
+            {
+                real *work = NULL;
+#pragma omp for schedule(dynamic, 1)
+                for (int k = b; k < e; k++) {
+                    int j0 = first[k - b], n = first[k - b + 1] - j0;
+                    if (n == 0) continue;
+                    if (!work) work = dp_malloc(sizeof(real) * classifier_example_work_size(T, C, V));
+                    out_sq[k] += classifier_example_sqnorm(Q ? Q + (size_t)k * T * C : NULL, z + (size_t)j0 * V,
+                                                           hp + (size_t)j0 * C, ids ? ids + (size_t)k * T : NULL, n, T,
+                                                           C, V, method, work);
+                }
+                free(work);
+            }
+        }
+        b = e;
+    }
+    free(rows);
+    free(first);
+}
+
+void classifier_weight_grad(real *dW, const real *h, const real *W, const int32_t *target, const real *weight,
+                            const real *lse, long N, int C, int V, real *scratch) {
+    const real *Wc = W + C;
+    real *dWc = dW + C;
+    long R = DP_MIN(chunk_rows(V), N > 0 ? N : 1);
+    real *z = scratch, *hp = scratch + (size_t)R * V;
+    long *active = dp_malloc(sizeof(long) * (size_t)(N > 0 ? N : 1));
+    long na = 0;
+    for (long r = 0; r < N; r++)
+        if (weight[r] != 0) active[na++] = r;
+    for (long s = 0; s < na; s += R) {
+        long nr = DP_MIN(R, na - s);
+        for (long j = 0; j < nr; j++) memcpy(hp + j * C, h + active[s + j] * C, sizeof(real) * (size_t)C);
+        dp_gemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nr, V, C, 1, hp, C, Wc, C, 0, z, V);
+#pragma omp parallel for schedule(static)
+        for (long j = 0; j < nr; j++) {
+            long r = active[s + j];
+            real *zr = z + j * V;
+            vexp_shift_sum(zr, V, lse[r]);
+            real w = weight[r];
+            for (int v = 0; v < V; v++) zr[v] *= w;
+            zr[target[r] - 1] -= w;
+        }
+        dp_gemm(CblasRowMajor, CblasTrans, CblasNoTrans, V, C, (int)nr, 1, z, V, hp, C, 1, dWc, C);
+    }
+    free(active);
+}

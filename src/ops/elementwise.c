@@ -24,18 +24,18 @@ void gelu_backward(real *dinp, const real *dout, const real *inp, long n) {
     }
 }
 
-void dropout_forward(real *out, const real *inp, long n, float p, uint64_t seed) {
+void dropout_forward(real *out, const real *inp, long n, float p, uint64_t seed, uint64_t idx0) {
     if (p <= 0) {
         if (out != inp) memcpy(out, inp, sizeof(real) * (size_t)n);
         return;
     }
     real scale = (real)(1.0 / (1.0 - p));
 #pragma omp parallel for schedule(static)
-    for (long i = 0; i < n; i++) out[i] = dp_dropout_keep(seed, (uint64_t)i, p) ? inp[i] * scale : 0;
+    for (long i = 0; i < n; i++) out[i] = dp_dropout_keep(seed, idx0 + (uint64_t)i, p) ? inp[i] * scale : 0;
 }
 
-void dropout_backward(real *dinp, const real *dout, long n, float p, uint64_t seed) {
-    dropout_forward(dinp, dout, n, p, seed); /* the mask is its own adjoint */
+void dropout_backward(real *dinp, const real *dout, long n, float p, uint64_t seed, uint64_t idx0) {
+    dropout_forward(dinp, dout, n, p, seed, idx0); /* the mask is its own adjoint */
 }
 
 #ifdef DP_REAL_DOUBLE

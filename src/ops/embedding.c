@@ -25,3 +25,49 @@ void embedding_backward(real *dE, real *dP, const real *dout, const int32_t *ids
         }
     }
 }
+
+void embedding_per_example_sqnorm(double *sq_emb, double *sq_pos, const real *G, const int32_t *ids, int B, int T,
+                                  int C) {
+#pragma omp parallel
+    {
+        int *order = dp_malloc(sizeof(int) * (size_t)T);
+        double *acc = dp_malloc(sizeof(double) * (size_t)C);
+#pragma omp for schedule(static)
+        for (int b = 0; b < B; b++) {
+            const int32_t *id = ids + (size_t)b * T;
+            const real *Gb = G + (size_t)b * T * C;
+            if (sq_pos) {
+                double s = 0;
+                for (int t = 0; t < T; t++)
+                    if (id[t])
+                        for (int i = 0; i < C; i++) s += (double)Gb[(size_t)t * C + i] * Gb[(size_t)t * C + i];
+                sq_pos[b] += s;
+            }
+            if (!sq_emb) continue;
+            /* Group equal ids (insertion sort of positions by id; T is small) and add the squared
+             * norm of each group's summed gradient: rows of ∇E are disjoint across ids. */
+            int n = 0;
+            for (int t = 0; t < T; t++) {
+                if (!id[t]) continue;
+                int k = n++;
+                while (k > 0 && id[order[k - 1]] > id[t]) {
+                    order[k] = order[k - 1];
+                    k--;
+                }
+                order[k] = t;
+            }
+            double s = 0;
+            for (int k = 0; k < n;) {
+                memset(acc, 0, sizeof(double) * (size_t)C);
+                int j = k;
+                for (; j < n && id[order[j]] == id[order[k]]; j++)
+                    for (int i = 0; i < C; i++) acc[i] += Gb[(size_t)order[j] * C + i];
+                for (int i = 0; i < C; i++) s += acc[i] * acc[i];
+                k = j;
+            }
+            sq_emb[b] += s;
+        }
+        free(order);
+        free(acc);
+    }
+}

@@ -56,3 +56,22 @@ void layernorm_backward(real *dinp, real *dw, real *db, const real *dout, const 
         }
     }
 }
+
+void layernorm_per_example_grads(real *gw, real *gb, const real *dout, const real *inp, const real *mean,
+                                 const real *rstd, const int *lo, int B, int T, int C) {
+#pragma omp parallel for schedule(static)
+    for (int b = 0; b < B; b++) {
+        real *w = gw + (size_t)b * C, *bb = gb + (size_t)b * C;
+        memset(w, 0, sizeof(real) * (size_t)C);
+        memset(bb, 0, sizeof(real) * (size_t)C);
+        for (int t = lo[b]; t < T; t++) {
+            size_t r = (size_t)b * T + t;
+            const real *x = inp + r * C, *g = dout + r * C;
+            real m = mean[r], s = rstd[r];
+            for (int i = 0; i < C; i++) {
+                w[i] += g[i] * ((x[i] - m) * s);
+                bb[i] += g[i];
+            }
+        }
+    }
+}

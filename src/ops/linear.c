@@ -48,3 +48,65 @@ void ops_set_threads(int n) {
     omp_set_num_threads(n);
     openblas_set_num_threads(n);
 }
+
+/* ---- per-example squared norms of the weight gradient (privacy engine) ---- */
+
+/* Σ_tu X_tu Y_tu over the lower triangles of two symmetric n×n matrices (diagonal once, the rest twice). */
+double ops_sym_dot(const real *X, const real *Y, int n) {
+    double s = 0;
+    for (int t = 0; t < n; t++) {
+        s += 0.5 * (double)X[(size_t)t * n + t] * Y[(size_t)t * n + t];
+        for (int u = 0; u < t; u++) s += (double)X[(size_t)t * n + u] * Y[(size_t)t * n + u];
+    }
+    return 2 * s;
+}
+
+void linear_per_example_sqnorm(double *sq, const real *G, const real *A, const int *lo, int B, int T, int Cin,
+                               int Cout, int with_bias, dp_norm_method method) {
+#pragma omp parallel
+    {
+        real *ga = NULL, *gg = NULL, *w = NULL;
+#pragma omp for schedule(dynamic, 1)
+        for (int b = 0; b < B; b++) {
+            int n = T - lo[b];
+            if (n <= 0) continue;
+            const real *Ab = A + ((size_t)b * T + lo[b]) * Cin, *Gb = G + ((size_t)b * T + lo[b]) * Cout;
+            double s = 0;
+            int gram = method == DP_NORM_GRAM ||
+                       (method == DP_NORM_AUTO && (double)n * (Cin + Cout) < (double)Cin * Cout);
+            if (gram) {
+                if (!ga) {
+                    ga = dp_malloc(sizeof(real) * (size_t)T * T);
+                    gg = dp_malloc(sizeof(real) * (size_t)T * T);
+                }
+                dp_syrk(CblasRowMajor, CblasLower, CblasNoTrans, n, Cin, 1, Ab, Cin, 0, ga, n);
+                dp_syrk(CblasRowMajor, CblasLower, CblasNoTrans, n, Cout, 1, Gb, Cout, 0, gg, n);
+                s = ops_sym_dot(ga, gg, n);
+            } else {
+                if (!w) w = dp_malloc(sizeof(real) * (size_t)Cin * Cout);
+                dp_gemm(CblasRowMajor, CblasTrans, CblasNoTrans, Cin, Cout, n, 1, Ab, Cin, Gb, Cout, 0, w, Cout);
+                for (size_t i = 0; i < (size_t)Cin * Cout; i++) s += (double)w[i] * w[i];
+            }
+            if (with_bias) {
+                for (int o = 0; o < Cout; o++) {
+                    double c = 0;
+                    for (int t = 0; t < n; t++) c += Gb[(size_t)t * Cout + o];
+                    s += c * c;
+                }
+            }
+            sq[b] += s;
+        }
+        free(ga);
+        free(gg);
+        free(w);
+    }
+}
+
+void rows_scale_by_example(real *x, const double *c, int B, int T, int C) {
+#pragma omp parallel for schedule(static)
+    for (long r = 0; r < (long)B * T; r++) {
+        real s = (real)c[r / T];
+        real *row = x + r * C;
+        for (int i = 0; i < C; i++) row[i] *= s;
+    }
+}

@@ -31,7 +31,9 @@ void gelu_forward(real *out, const real *inp, long n);
 void gelu_backward(real *dinp, const real *dout, const real *inp, long n);
 
 /* ---- dropout with masks derived from (seed, index) by a counter-based hash, so the backward pass
- * regenerates the mask instead of storing it. p = drop probability; p = 0 is the identity. ---- */
+ * regenerates the mask instead of storing it. p = drop probability; p = 0 is the identity. Element i
+ * uses index idx0 + i: running one example of a batch on its own with idx0 = its offset reproduces
+ * exactly the mask it had in the batch (the per-example reference of the privacy engine relies on it). ---- */
 static inline int dp_dropout_keep(uint64_t seed, uint64_t idx, float p) {
     uint64_t z = seed ^ (idx * 0x9E3779B97F4A7C15ull);
     z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
@@ -40,9 +42,9 @@ static inline int dp_dropout_keep(uint64_t seed, uint64_t idx, float p) {
     return (double)(z >> 11) * (1.0 / 9007199254740992.0) >= (double)p;
 }
 /* out[n] = inp · keep / (1 − p)  (in place allowed). */
-void dropout_forward(real *out, const real *inp, long n, float p, uint64_t seed);
+void dropout_forward(real *out, const real *inp, long n, float p, uint64_t seed, uint64_t idx0);
 /* dinp[n] = dout · keep / (1 − p)  (overwrites; in place allowed). */
-void dropout_backward(real *dinp, const real *dout, long n, float p, uint64_t seed);
+void dropout_backward(real *dinp, const real *dout, long n, float p, uint64_t seed, uint64_t idx0);
 
 /* ---- embedding: out[B,T,C] = E[ids[b,t]] + P[t] ---- */
 void embedding_forward(real *out, const int32_t *ids, const real *E, const real *P, int B, int T, int C);
@@ -54,12 +56,13 @@ void embedding_backward(real *dE, real *dP, const real *dout, const int32_t *ids
  * qkv[B,T,3C]: q = cols [0,C), k = [C,2C), v = [2C,3C); head h uses cols h·hd .. (h+1)·hd, hd = C/H.
  * ids[B,T]: positions with id 0 are padding: masked as keys, and their query rows output zeros.
  * causal: query t sees keys u ≤ t. att[B,H,T,T] receives the softmax probabilities (before dropout;
- * zero where masked). Dropout p on the probabilities with masks from (seed, index). out[B,T,C]. */
+ * zero where masked). Dropout p on the probabilities with masks from (seed, index); sequence b is
+ * masked as sequence ex0 + b of a larger batch. out[B,T,C]. */
 void attention_forward(real *out, real *att, const real *qkv, const int32_t *ids, int causal, float p,
-                       uint64_t seed, int B, int T, int C, int H);
+                       uint64_t seed, int ex0, int B, int T, int C, int H);
 /* dqkv[B,T,3C] (overwrites) from dout[B,T,C]. */
 void attention_backward(real *dqkv, const real *dout, const real *qkv, const real *att, const int32_t *ids,
-                        int causal, float p, uint64_t seed, int B, int T, int C, int H);
+                        int causal, float p, uint64_t seed, int ex0, int B, int T, int C, int H);
 
 /* ---- output layer with softmax cross-entropy, computed in row chunks so that the full [N,V] logits
  * never exist. Candidates are the rows 1..V of W[V+1,C] (row 0 = padding, never a candidate).
@@ -74,6 +77,50 @@ size_t classifier_scratch_size(long N, int C, int V);
 void classifier_set_chunk_logits(long n);
 void classifier_forward_backward(real *loss, real *dh, real *dW, const real *h, const real *W, const int32_t *target,
                                  const real *weight, long N, int C, int V, real *scratch);
+
+/* ---- per-example gradient norms (the privacy engine's kernels) ----
+ * A batch holds B examples of T rows each; example b owns rows b·T + t for t in [lo[b], T) (lo[b] =
+ * first non-padding position; rows before it are padding and have zero output gradients, so skipping
+ * them is exact). Functions ADD squared norms into sq[B] (double). `method` chooses how a weight
+ * gradient's norm is formed: Gram ("ghost": Σ_tu (AAᵀ)_tu (GGᵀ)_tu, cost n²(p+r)), instantiation
+ * (‖AᵀG‖², cost n·p·r), or auto (the cheaper of the two for each example's n). All are exact. */
+typedef enum { DP_NORM_AUTO = 0, DP_NORM_GRAM = 1, DP_NORM_INSTANTIATE = 2 } dp_norm_method;
+/* Linear layer: sq[b] += ‖A_bᵀ G_b‖² (+ ‖Σ_t G_t‖² for the bias if with_bias). A[N,Cin], G[N,Cout]. */
+void linear_per_example_sqnorm(double *sq, const real *G, const real *A, const int *lo, int B, int T, int Cin,
+                               int Cout, int with_bias, dp_norm_method method);
+/* Σ_tu X_tu Y_tu for symmetric n×n X, Y of which only the lower triangles are set. */
+double ops_sym_dot(const real *X, const real *Y, int n);
+/* Scale every row of example b of x[B·T, C] by c[b] (in place). */
+void rows_scale_by_example(real *x, const double *c, int B, int T, int C);
+/* LayerNorm per-example parameter gradients: gw[b,C] = Σ_t dout ∘ x̂, gb[b,C] = Σ_t dout. */
+void layernorm_per_example_grads(real *gw, real *gb, const real *dout, const real *inp, const real *mean,
+                                 const real *rstd, const int *lo, int B, int T, int C);
+/* Embedding lookup: sq_emb[b] += ‖Σ_t e_{ids_t} G_tᵀ‖² (positions with equal ids add up; id 0 skipped);
+ * sq_pos[b] += Σ_t ‖G_t‖² over non-padding positions (the position embedding). Either may be NULL. */
+void embedding_per_example_sqnorm(double *sq_emb, double *sq_pos, const real *G, const int32_t *ids, int B, int T,
+                                  int C);
+
+/* Output layer for the privacy engine, pass 1: the loss and dh of classifier_forward_backward (no
+ * weight gradient), plus for every example b (rows b·T ..):
+ *   out_sq[b] += ‖Σ_r δ_r h_rᵀ‖²  (the output-layer part of the per-example weight-gradient norm),
+ *   lse[r]     = log-sum-exp of row r (pass 2 reuses it),
+ *   if Q != NULL (tied embedding): Q[b·T + t, :] = Σ_r δ_r[ids_t] h_r for input positions t with
+ *   ids_t ≠ 0 (0 elsewhere), so that the cross term of the shared embedding is 2 Σ_t ⟨G_in,t, Q_t⟩.
+ * δ_r = weight[r]·(softmax(z_r) − onehot(target_r)). Rows of one example are always in one chunk.
+ * scratch: classifier_dp_scratch_size(...) reals. */
+size_t classifier_dp_scratch_size(int B, int T, int C, int V);
+void classifier_dp_pass1(real *loss, real *dh, real *lse, double *out_sq, real *Q, const real *h, const real *W,
+                         const int32_t *target, const real *weight, const int32_t *ids, int B, int T, int C, int V,
+                         dp_norm_method method, real *scratch);
+/* One example's part of pass 1: returns ‖δᵀ h‖² for its n rows delta[n,V], h[n,C] and, if Q != NULL,
+ * fills Q[T,C] with Q_t = Σ_u δ_u[ids_t − 1] h_u (zero where ids_t = 0). work: classifier_example_work_size. */
+size_t classifier_example_work_size(int T, int C, int V);
+double classifier_example_sqnorm(real *Q, const real *delta, const real *h, const int32_t *ids, int n, int T, int C,
+                                 int V, dp_norm_method method, real *work);
+/* Pass 2: dW[V+1,C] += Σ_r weight[r]·(softmax(z_r) − onehot(target_r))ᵀ h_r, with lse from pass 1.
+ * Rows with weight 0 are skipped. scratch: classifier_scratch_size(N, C, V). */
+void classifier_weight_grad(real *dW, const real *h, const real *W, const int32_t *target, const real *weight,
+                            const real *lse, long N, int C, int V, real *scratch);
 
 /* exp over an array: out[i] = exp(in[i]) (in place allowed). Single precision uses a polynomial
  * kernel (AVX-512 where available) with relative error below 3e-7 (a few ulp) and inputs clamped to [−87, 88];

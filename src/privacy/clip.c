@@ -1,0 +1,231 @@
+/* Per-example clipping for DP-SGD: exact per-example gradient norms without per-example gradients
+ * (ghost / phantom / auto, by book-keeping in one backward pass) and the one-example-at-a-time
+ * reference (naive). The maths is in docs/privacy.md; the kernels are next to their ops in src/ops. */
+#include <math.h>
+
+#include "dpformer/privacy.h"
+#include "model/model_internal.h"
+#include "ops/ops.h"
+
+int dp_clip_mode_parse(const char *s, dp_clip_mode *mode) {
+    if (strcmp(s, "auto") == 0) *mode = DP_CLIP_AUTO;
+    else if (strcmp(s, "naive") == 0) *mode = DP_CLIP_NAIVE;
+    else if (strcmp(s, "ghost") == 0) *mode = DP_CLIP_GHOST;
+    else if (strcmp(s, "phantom") == 0) *mode = DP_CLIP_PHANTOM;
+    else return -1;
+    return 0;
+}
+
+const char *dp_clip_mode_name(dp_clip_mode mode) {
+    switch (mode) {
+    case DP_CLIP_AUTO: return "auto";
+    case DP_CLIP_NAIVE: return "naive";
+    case DP_CLIP_GHOST: return "ghost";
+    case DP_CLIP_PHANTOM: return "phantom";
+    }
+    return "?";
+}
+
+static double clip_factor(double norm, double C) { return DP_MIN(1.0, C / (norm + 1e-6)); }
+
+/* ---------------- naive: one example at a time ---------------- */
+
+static void clipped_grad_naive(dp_model *m, const dp_batch *bt, double C, int train, uint64_t seed, int ex0,
+                               double *norms, double *losses) {
+    const size_t np = m->n_params;
+    const int T = bt->T;
+    real *acc = dp_alloc_aligned(sizeof(real) * np);
+    memcpy(acc, m->grads, sizeof(real) * np);
+    real one = 1;
+    for (int b = 0; b < bt->B; b++) {
+        dp_batch eb = {1, T, bt->ids + (size_t)b * T, bt->targets + (size_t)b * T};
+        double loss = 0;
+        memset(m->grads, 0, sizeof(real) * np);
+        m->ex0 = ex0 + b;
+        dp_model_forward_backward(m, &eb, &one, train, seed, &loss);
+        double sq = 0;
+        for (size_t i = 0; i < np; i++) sq += (double)m->grads[i] * m->grads[i];
+        double norm = sqrt(sq), c = clip_factor(norm, C);
+        for (size_t i = 0; i < np; i++) acc[i] += (real)(c * m->grads[i]);
+        if (norms) norms[b] = norm;
+        if (losses) losses[b] = loss;
+    }
+    m->ex0 = 0;
+    memcpy(m->grads, acc, sizeof(real) * np);
+    free(acc);
+}
+
+/* ---------------- book-keeping: one backward pass ---------------- */
+
+#define MAX_RECORDS 1024
+
+typedef struct {
+    real *dW, *db, *G;
+    const real *A;
+    int Cin, Cout;
+} linear_record;
+
+typedef struct {
+    real *dw, *db;
+    real *gw, *gb; /* [B, C] per-example gradients */
+} ln_record;
+
+typedef struct {
+    dp_model *m;
+    const dp_batch *bt;
+    dp_norm_method method;
+    int B, T, C;
+    int *lo;       /* [B] first non-padding position */
+    double *sq;    /* [B] squared norms */
+    linear_record lin[MAX_RECORDS];
+    int n_lin;
+    ln_record ln[MAX_RECORDS];
+    int n_ln;
+    real *G_in;    /* embedding input gradient [N, C] (model-owned) */
+} bk_state;
+
+static void sink_linear(void *ctx, real *dW, real *db, real *G, const real *A, int Cin, int Cout) {
+    bk_state *s = ctx;
+    linear_per_example_sqnorm(s->sq, G, A, s->lo, s->B, s->T, Cin, Cout, db != NULL, s->method);
+    s->lin[s->n_lin++] = (linear_record){dW, db, G, A, Cin, Cout};
+}
+
+static void sink_layernorm(void *ctx, real *dw, real *db, const real *dout, const real *inp, const real *mean,
+                           const real *rstd) {
+    bk_state *s = ctx;
+    const int B = s->B, C = s->C;
+    ln_record *r = &s->ln[s->n_ln++];
+    r->dw = dw;
+    r->db = db;
+    r->gw = dp_malloc(sizeof(real) * (size_t)B * C);
+    r->gb = dp_malloc(sizeof(real) * (size_t)B * C);
+    layernorm_per_example_grads(r->gw, r->gb, dout, inp, mean, rstd, s->lo, B, s->T, C);
+    for (int b = 0; b < B; b++) {
+        double q = 0;
+        for (int i = 0; i < C; i++) q += (double)r->gw[(size_t)b * C + i] * r->gw[(size_t)b * C + i] +
+                                         (double)r->gb[(size_t)b * C + i] * r->gb[(size_t)b * C + i];
+        s->sq[b] += q;
+    }
+}
+
+static void sink_embedding(void *ctx, real *dE, real *dP, real *G_in) {
+    bk_state *s = ctx;
+    (void)dE;
+    (void)dP;
+    /* The input-side norm of E is added here; for a tied E the output side and the cross term are
+     * added by the caller, which knows the classifier's contribution. */
+    embedding_per_example_sqnorm(s->sq, s->sq, G_in, s->bt->ids, s->B, s->T, s->C);
+    s->G_in = G_in;
+}
+
+static int clipped_grad_bookkeeping(dp_model *m, const dp_batch *bt, dp_clip_mode mode, double Cmax, int train,
+                                    uint64_t seed, int ex0, double *norms, double *losses, dp_error *err) {
+    const dp_model_config *cfg = &m->cfg;
+    if (mode == DP_CLIP_GHOST && cfg->tied)
+        return dp_fail(err, "clip mode ghost cannot clip a tied item embedding exactly (its input and output uses "
+                            "share rows, and the cross term is not a ghost norm); use --clip-mode phantom or auto, or "
+                            "--untied");
+    const int B = bt->B, T = bt->T, C = cfg->d_model, V = cfg->n_items;
+    const long N = (long)B * T;
+    dp_activations *a = &m->a;
+    model_alloc_keep(m);
+    bk_state *s = dp_calloc(1, sizeof *s);
+    s->m = m;
+    s->bt = bt;
+    s->method = mode == DP_CLIP_AUTO ? DP_NORM_AUTO : DP_NORM_GRAM;
+    s->B = B;
+    s->T = T;
+    s->C = C;
+    s->lo = dp_malloc(sizeof(int) * (size_t)B);
+    s->sq = dp_calloc((size_t)B, sizeof(double));
+    for (int b = 0; b < B; b++) {
+        int t = 0;
+        while (t < T && bt->ids[(size_t)b * T + t] == 0) t++;
+        s->lo[b] = t;
+    }
+
+    /* forward, then pass 1 of the output layer: loss, dh, the output-side norm (and for a tied
+     * embedding the vectors of the cross term) */
+    m->ex0 = ex0;
+    model_forward_body(m, bt->ids, B, train, seed);
+    model_set_row_weights(m, bt, NULL);
+    real *lse = dp_malloc(sizeof(real) * (size_t)N);
+    real *Q = cfg->tied ? dp_alloc_aligned(sizeof(real) * (size_t)N * C) : NULL;
+    real *scratch = dp_alloc_aligned(sizeof(real) * classifier_dp_scratch_size(B, T, C, V));
+    classifier_dp_pass1(a->row_loss, a->dh, lse, s->sq, Q, a->lnf, m->p.out_w, bt->targets, a->row_weight,
+                        cfg->tied ? bt->ids : NULL, B, T, C, V, s->method, scratch);
+    model_collect_losses(m, bt, losses);
+
+    /* one backward pass; the sink records every layer and accumulates the per-example norms */
+    dp_grad_sink sink = {s, sink_linear, sink_layernorm, sink_embedding};
+    m->sink = &sink;
+    model_backward_body(m, bt, train, seed);
+    m->sink = NULL;
+    m->ex0 = 0;
+
+    /* cross term of the shared embedding: 2 Σ_t ⟨G_in,t, Q_t⟩ (it can be negative) */
+    if (Q) {
+#pragma omp parallel for schedule(static)
+        for (int b = 0; b < B; b++) {
+            double x = 0;
+            for (int t = s->lo[b]; t < T; t++)
+                for (int i = 0; i < C; i++) {
+                    size_t k = ((size_t)b * T + t) * C + i;
+                    x += (double)s->G_in[k] * Q[k];
+                }
+            s->sq[b] += 2 * x;
+        }
+    }
+
+    /* clip factors, then every weight gradient as one GEMM with rows scaled by c_b */
+    double *c = dp_malloc(sizeof(double) * (size_t)B);
+    for (int b = 0; b < B; b++) {
+        double norm = sqrt(DP_MAX(s->sq[b], 0.0)); /* rounding can leave a tiny negative total */
+        c[b] = clip_factor(norm, Cmax);
+        if (norms) norms[b] = norm;
+    }
+    for (int i = 0; i < s->n_lin; i++) {
+        linear_record *r = &s->lin[i];
+        rows_scale_by_example(r->G, c, B, T, r->Cout);
+        linear_backward_params(r->dW, r->db, r->G, r->A, N, r->Cin, r->Cout);
+    }
+    for (int i = 0; i < s->n_ln; i++) {
+        ln_record *r = &s->ln[i];
+        for (int b = 0; b < B; b++)
+            for (int k = 0; k < C; k++) {
+                r->dw[k] += (real)(c[b] * r->gw[(size_t)b * C + k]);
+                r->db[k] += (real)(c[b] * r->gb[(size_t)b * C + k]);
+            }
+        free(r->gw);
+        free(r->gb);
+    }
+    rows_scale_by_example(s->G_in, c, B, T, C);
+    embedding_backward(m->g.E, m->g.P, s->G_in, bt->ids, B, T, C);
+    /* pass 2 of the output layer: its weight gradient with row weights c_b·w_r */
+    for (long r = 0; r < N; r++) a->row_weight[r] *= (real)c[r / T];
+    classifier_weight_grad(m->g.out_w, a->lnf, m->p.out_w, bt->targets, a->row_weight, lse, N, C, V, a->cls_scratch);
+    memset(m->g.E, 0, sizeof(real) * (size_t)C);
+    if (!cfg->tied) memset(m->g.out_w, 0, sizeof(real) * (size_t)C);
+
+    free(c);
+    free(lse);
+    free(Q);
+    free(scratch);
+    free(s->lo);
+    free(s->sq);
+    free(s);
+    return 0;
+}
+
+int dp_clipped_grad(dp_model *m, const dp_batch *bt, dp_clip_mode mode, double max_grad_norm, int train,
+                    uint64_t dropout_seed, int ex0, double *norms, double *per_example_loss, dp_error *err) {
+    if (!(max_grad_norm > 0)) return dp_fail(err, "max grad norm must be positive (got %g)", max_grad_norm);
+    if (bt->B <= 0) return 0;
+    if (bt->B > m->max_batch || bt->T != m->cfg.max_len)
+        return dp_fail(err, "batch %dx%d does not fit the model (max %dx%d)", bt->B, bt->T, m->max_batch, m->cfg.max_len);
+    if (mode == DP_CLIP_NAIVE) {
+        clipped_grad_naive(m, bt, max_grad_norm, train, dropout_seed, ex0, norms, per_example_loss);
+        return 0;
+    }
+    return clipped_grad_bookkeeping(m, bt, mode, max_grad_norm, train, dropout_seed, ex0, norms, per_example_loss, err);
+}
