@@ -4,9 +4,11 @@
 #define DPFORMER_TRAIN_H
 
 #include <stdio.h>
+#include "dpformer/accountant.h"
 #include "dpformer/common.h"
 #include "dpformer/data.h"
 #include "dpformer/model.h"
+#include "dpformer/privacy.h"
 
 /* ---- optimisers and schedules ---- */
 typedef enum { DP_OPT_ADAMW = 0, DP_OPT_SGD } dp_optimizer_kind;
@@ -49,6 +51,23 @@ void dp_evaluate(dp_model *m, const dp_dataset *ds, dp_split split, int exclude_
                  dp_rank_metrics *out);
 
 /* ---- the training loop ---- */
+
+/* DP-SGD settings (docs/privacy.md). The privacy unit is one training example: in recommendation, one
+ * user's whole sequence. */
+typedef struct {
+    int enabled;
+    double noise_multiplier;  /* σ; ignored when target_epsilon > 0 */
+    double target_epsilon;    /* > 0: σ is calibrated for the planned steps and ε never exceeds it */
+    double delta;
+    double max_grad_norm;     /* C */
+    double sample_rate;       /* Poisson rate q; 0: batch_size / (number of training users) */
+    int max_physical_batch;   /* examples per physical chunk of a logical batch */
+    dp_clip_mode clip_mode;
+    int seeded_noise;         /* 1: noise and sampling from --seed (reproducible, NOT private) */
+    dp_accountant_kind accountant;
+} dp_privacy_config;
+dp_privacy_config dp_privacy_config_default(void); /* off; δ 1e-6, C 1, auto, RDP, physical 256 */
+
 typedef struct {
     dp_model_config model;
     dp_optim_config optim;
@@ -56,12 +75,14 @@ typedef struct {
     int batch_size;
     int eval_every;        /* evaluate on validation every k epochs (and after the last) */
     int exclude_seen;      /* exclude history items from the ranking */
+    int keep_last;         /* keep the last epoch instead of the best by validation NDCG@10 */
     int64_t max_eval_users; /* 0 = all */
     uint64_t seed;
     const char *out_dir;   /* metrics.jsonl and model.safetensors are written here (NULL: nothing) */
     const char *data_desc; /* recorded in metrics and the saved model */
     int progress;          /* 1: progress bar on stderr; 0: one plain line per epoch; -1: silent */
     FILE *log;             /* where epoch lines go (stderr if NULL) */
+    dp_privacy_config dp;
 } dp_train_config;
 dp_train_config dp_train_config_default(void);
 
@@ -74,10 +95,19 @@ typedef struct {
     double first_train_loss;
     double seconds_per_epoch;
     double examples_per_second;
+    /* DP-SGD runs: what the accountant computed for exactly the steps taken */
+    double epsilon, delta, noise_multiplier, sample_rate, expected_batch;
+    int64_t dp_steps;
+    int stopped_at_budget;   /* 1 if training stopped early because the next step would exceed ε */
+    int32_t n_train_users;
 } dp_train_result;
 
 /* Train on the leave-one-out training prefixes of ds; select the epoch by validation NDCG@10; report
- * validation and test metrics of that model. *out_model receives the trained model (caller frees). */
+ * validation and test metrics of that model (all users; max_eval_users limits only the per-epoch
+ * validation). *out_model receives the trained model (caller frees). With cfg->dp.enabled, DP-SGD:
+ * Poisson sampling, per-example clipping, Gaussian noise once per logical step, accounting. Note that
+ * choosing the epoch by validation uses the validation targets; they are not part of the training
+ * prefixes, and docs/privacy.md says what the guarantee covers. */
 int dp_train(const dp_dataset *ds, const dp_train_config *cfg, dp_model **out_model, dp_train_result *res,
              dp_error *err);
 

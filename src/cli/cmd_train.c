@@ -12,6 +12,32 @@ static void print_summary(FILE *f, const char *what, const dp_rank_metrics *m) {
             m->ndcg20, m->hr20, (long long)m->n);
 }
 
+/* What the guarantee is and what it covers, stated only from what the accountant computed for the
+ * steps that ran. */
+void print_privacy(FILE *f, const dp_train_config *cfg, const dp_train_result *res) {
+    if (!cfg->dp.enabled) {
+        fprintf(f, "privacy: none (non-private training)\n");
+        return;
+    }
+    if (res->noise_multiplier <= 0) {
+        fprintf(f, "privacy: NONE -- noise multiplier 0 (clipping only); no differential privacy guarantee\n");
+        return;
+    }
+    fprintf(f, "privacy: (epsilon = %.3f, delta = %g)-DP for each user (the privacy unit: one user's whole sequence),\n",
+            res->epsilon, res->delta);
+    fprintf(f, "  %s accountant, %lld DP-SGD steps with Poisson sampling q = %.5g (expected batch %.1f of %d users),\n",
+            cfg->dp.accountant == DP_ACCOUNTANT_PLD ? "PLD" : "RDP", (long long)res->dp_steps, res->sample_rate,
+            res->expected_batch, res->n_train_users);
+    fprintf(f, "  noise multiplier %.4f, max grad norm %g, clip mode %s%s\n", res->noise_multiplier,
+            cfg->dp.max_grad_norm, dp_clip_mode_name(cfg->dp.clip_mode),
+            res->stopped_at_budget ? "; stopped early: the next step would exceed the target epsilon" : "");
+    fprintf(f, "  covers the model trained on the training prefixes; choosing the %s epoch by validation NDCG@10\n"
+               "  also looks at each user's validation item, which this epsilon does not cover%s\n",
+            cfg->keep_last ? "(last)" : "best", cfg->keep_last ? " (not done here: --keep-last)" : " (use --keep-last to avoid it)");
+    if (cfg->dp.seeded_noise)
+        fprintf(f, "  WARNING: --seeded-noise: the noise is reproducible from the seed, so this run is NOT private\n");
+}
+
 static int load_data(const char *cmd, const char *path, const char *format, dp_dataset *ds) {
     dp_data_format fmt;
     if (dp_data_format_parse(format, &fmt)) {
@@ -73,8 +99,8 @@ int cmd_train(int argc, char **argv) {
     print_summary(stdout, "validation", &res.valid);
     print_summary(stdout, "test", &res.test);
     print_summary(stdout, "test, popularity", &pop);
-    printf("privacy: none (non-private training)\n");
-    printf("saved %s/model.safetensors and %s/metrics.jsonl\n", out, out);
+    print_privacy(stdout, &cfg, &res);
+    printf("saved %s/model.safetensors and %s/metrics.jsonl%s\n", out, out, cfg.dp.enabled ? " and privacy.json" : "");
     dp_model_free(m);
     dp_dataset_free(&ds);
     return 0;

@@ -21,6 +21,13 @@ void train_flags_defaults(train_flags *f) {
     f->seed = 1;
     f->optimizer = "adamw";
     f->schedule = "constant";
+    dp_privacy_config p = dp_privacy_config_default();
+    f->noise_multiplier = -1; /* unset */
+    f->delta = p.delta;
+    f->max_grad_norm = p.max_grad_norm;
+    f->max_physical_batch = p.max_physical_batch;
+    f->clip_mode = "auto";
+    f->accountant = "rdp";
 }
 
 void train_flags_specs(train_flags *f, arg_spec *o) {
@@ -46,6 +53,17 @@ void train_flags_specs(train_flags *f, arg_spec *o) {
         ARG_LR("max-eval-users", &f->max_eval_users, "evaluate on the first N users only (0 = all)", 0, 1e12),
         ARG_LR("seed", &f->seed, "random seed (initialisation, order, dropout)", 0, 9.2e18),
         ARG_IR("threads", &f->threads, "threads (0 = all cores)", 0, 4096),
+        ARG_F("keep-last", &f->keep_last, "keep the last epoch's model instead of the best by validation NDCG@10"),
+        ARG_F("dp", &f->dp, "train with DP-SGD (privacy unit: one user's whole sequence)"),
+        ARG_DR("noise-multiplier", &f->noise_multiplier, "DP: noise std / max grad norm (sigma); 0 = clipping only, no privacy (-1 = unset)", 0, 1e6),
+        ARG_DR("target-epsilon", &f->target_epsilon, "DP: calibrate sigma so the planned run has this epsilon", 1e-6, 1e6),
+        ARG_DR("delta", &f->delta, "DP: delta of the (epsilon, delta) guarantee", 1e-300, 0.999999),
+        ARG_DR("max-grad-norm", &f->max_grad_norm, "DP: per-example clipping norm C", 1e-12, 1e12),
+        ARG_DR("sample-rate", &f->sample_rate, "DP: Poisson sampling rate q (default batch-size / training users)", 1e-12, 1),
+        ARG_IR("max-physical-batch", &f->max_physical_batch, "DP: examples processed at once (memory bound)", 1, 1 << 20),
+        ARG_S("clip-mode", &f->clip_mode, "DP: auto, phantom, ghost or naive"),
+        ARG_S("accountant", &f->accountant, "DP: rdp or pld"),
+        ARG_F("seeded-noise", &f->seeded_noise, "DP: reproducible noise from --seed (testing only: NOT private)"),
     };
     memcpy(o, s, sizeof s);
 }
@@ -85,6 +103,38 @@ int train_flags_to_config(const char *cmd, const train_flags *f, dp_train_config
     cfg->exclude_seen = f->exclude_seen;
     cfg->max_eval_users = f->max_eval_users;
     cfg->seed = (uint64_t)f->seed;
+    cfg->keep_last = f->keep_last;
+    dp_privacy_config *p = &cfg->dp;
+    p->enabled = f->dp;
+    p->noise_multiplier = f->noise_multiplier > 0 ? f->noise_multiplier : 0;
+    p->target_epsilon = f->target_epsilon;
+    p->delta = f->delta;
+    p->max_grad_norm = f->max_grad_norm;
+    p->sample_rate = f->sample_rate;
+    p->max_physical_batch = f->max_physical_batch;
+    p->seeded_noise = f->seeded_noise;
+    if (dp_clip_mode_parse(f->clip_mode, &p->clip_mode)) {
+        fprintf(stderr, "%s: --clip-mode: unknown mode '%s' (auto, phantom, ghost or naive)\n", cmd, f->clip_mode);
+        return 2;
+    }
+    if (strcmp(f->accountant, "rdp") == 0) p->accountant = DP_ACCOUNTANT_RDP;
+    else if (strcmp(f->accountant, "pld") == 0) p->accountant = DP_ACCOUNTANT_PLD;
+    else {
+        fprintf(stderr, "%s: --accountant: unknown accountant '%s' (rdp or pld)\n", cmd, f->accountant);
+        return 2;
+    }
+    if (f->dp && f->noise_multiplier < 0 && f->target_epsilon == 0) {
+        fprintf(stderr, "%s: --dp needs --target-epsilon or --noise-multiplier\n", cmd);
+        return 2;
+    }
+    if (f->dp && f->noise_multiplier >= 0 && f->target_epsilon > 0) {
+        fprintf(stderr, "%s: give either --target-epsilon or --noise-multiplier, not both\n", cmd);
+        return 2;
+    }
+    if (!f->dp && (f->noise_multiplier >= 0 || f->target_epsilon > 0 || f->seeded_noise)) {
+        fprintf(stderr, "%s: DP flags need --dp\n", cmd);
+        return 2;
+    }
     cfg->progress = f->no_progress ? 0 : (isatty(fileno(stderr)) ? 1 : 0);
     ops_set_threads(f->threads);
     return 0;

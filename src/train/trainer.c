@@ -1,12 +1,26 @@
-/* The training loop for next-item recommendation: shuffled mini-batches of users' training windows,
- * AdamW/SGD, per-epoch validation with model selection by NDCG@10, JSON-lines metrics, progress on a
- * terminal, and the final model saved with its configuration. */
+/* The training loop for next-item recommendation: mini-batches of users' training windows (shuffled
+ * fixed-size batches without privacy; Poisson-sampled logical batches, per-example clipping, Gaussian
+ * noise and accounting with DP-SGD), AdamW/SGD, per-epoch validation with model selection by NDCG@10,
+ * JSON-lines metrics, progress on a terminal, and the final model saved with its configuration. */
 #define _POSIX_C_SOURCE 200809L
+#include <cjson/cJSON.h>
 #include <errno.h>
 #include <math.h>
 
 #include "core/common.h"
+#include "dpformer/noise.h"
 #include "dpformer/train.h"
+
+dp_privacy_config dp_privacy_config_default(void) {
+    dp_privacy_config p;
+    memset(&p, 0, sizeof p);
+    p.delta = 1e-6;
+    p.max_grad_norm = 1.0;
+    p.max_physical_batch = 256;
+    p.clip_mode = DP_CLIP_AUTO;
+    p.accountant = DP_ACCOUNTANT_RDP;
+    return p;
+}
 
 dp_train_config dp_train_config_default(void) {
     dp_train_config c;
@@ -18,6 +32,7 @@ dp_train_config dp_train_config_default(void) {
     c.eval_every = 1;
     c.seed = 1;
     c.progress = 0;
+    c.dp = dp_privacy_config_default();
     return c;
 }
 
@@ -49,13 +64,183 @@ static void progress_bar(FILE *f, int epoch, int epochs, double frac, double los
 }
 
 static int check_config(const dp_dataset *ds, const dp_train_config *c, dp_error *err) {
-    if (c->epochs < 1) return dp_fail(err, "train: epochs must be at least 1");
-    if (c->batch_size < 1) return dp_fail(err, "train: batch size must be at least 1");
-    if (c->eval_every < 1) return dp_fail(err, "train: eval-every must be at least 1");
-    if (!(c->optim.lr > 0)) return dp_fail(err, "train: learning rate must be positive");
+    if (c->epochs < 1) return dp_fail(err, "epochs must be at least 1");
+    if (c->batch_size < 1) return dp_fail(err, "batch size must be at least 1");
+    if (c->eval_every < 1) return dp_fail(err, "eval-every must be at least 1");
+    if (!(c->optim.lr > 0)) return dp_fail(err, "learning rate must be positive");
     if (c->model.n_items != ds->n_items)
-        return dp_fail(err, "train: model has %d items but the dataset has %d", c->model.n_items, ds->n_items);
+        return dp_fail(err, "model has %d items but the dataset has %d", c->model.n_items, ds->n_items);
+    const dp_privacy_config *p = &c->dp;
+    if (p->enabled) {
+        if (!(p->max_grad_norm > 0)) return dp_fail(err, "max grad norm must be positive");
+        if (!(p->delta > 0 && p->delta < 1)) return dp_fail(err, "delta must be in (0, 1)");
+        if (!(p->sample_rate >= 0 && p->sample_rate <= 1)) return dp_fail(err, "sample rate must be in (0, 1]");
+        if (p->target_epsilon < 0) return dp_fail(err, "target epsilon must be positive");
+        if (p->target_epsilon == 0 && !(p->noise_multiplier >= 0))
+            return dp_fail(err, "noise multiplier must be non-negative");
+        if (p->max_physical_batch < 1) return dp_fail(err, "max physical batch must be at least 1");
+    }
     return dp_model_config_validate(&c->model, err);
+}
+
+/* State of one training run shared by the step functions. */
+typedef struct {
+    const dp_dataset *ds;
+    const dp_train_config *cfg;
+    dp_model *m;
+    dp_optimizer *opt;
+    int32_t *users, n_train;
+    int L, cap;           /* window length; sequences per physical batch */
+    int32_t *ids, *tgt;
+    dp_real *w;
+    double *el, *norms;
+    int64_t step;
+    /* DP-SGD */
+    dp_rng *rng;
+    dp_history hist;
+    dp_accounting_options acc;
+    double sigma, q, expected_batch;
+    int64_t max_steps;    /* -1: no ε budget */
+    int64_t *sample;
+    int64_t n_clipped, n_seen;
+} run_state;
+
+static void fill_window(run_state *r, int b, int32_t u) {
+    dp_make_train_window(r->ids + (size_t)b * r->L, r->tgt + (size_t)b * r->L, r->ds->items + r->ds->offsets[u],
+                         dp_split_history(r->ds, u, DP_SPLIT_TRAIN), r->L);
+}
+
+static int check_finite(const double *el, int B, double *sum, int64_t step, dp_error *err) {
+    double s = 0;
+    *sum = 0;
+    for (int b = 0; b < B; b++) s += el[b];
+    if (!isfinite(s))
+        return dp_fail(err, "non-finite loss at step %lld (learning rate too high?); stopped", (long long)step);
+    *sum = s;
+    return 0;
+}
+
+/* One non-private step on users[s .. s+B): mean loss over the batch. */
+static int step_nonprivate(run_state *r, int32_t s, int B, double *loss_sum, dp_error *err) {
+    for (int b = 0; b < B; b++) {
+        fill_window(r, b, r->users[s + b]);
+        r->w[b] = (dp_real)(1.0 / B);
+    }
+    dp_batch bt = {B, r->L, r->ids, r->tgt};
+    dp_model_zero_grad(r->m);
+    dp_model_forward_backward(r->m, &bt, r->w, 1, mix(r->cfg->seed ^ mix((uint64_t)r->step)), r->el);
+    if (check_finite(r->el, B, loss_sum, r->step, err)) return -1;
+    dp_optimizer_step(r->opt, r->m);
+    r->step++;
+    return 0;
+}
+
+/* One DP-SGD step: a Poisson sample, processed in physical chunks; G = (Σ c_i g_i + σ C z) / (qN). */
+static int step_private(run_state *r, int64_t *n_examples, double *loss_sum, dp_error *err) {
+    const dp_privacy_config *p = &r->cfg->dp;
+    int64_t nb = dp_poisson_sample(r->rng, r->q, r->n_train, r->sample, err);
+    if (nb < 0) return -1;
+    dp_model_zero_grad(r->m);
+    const uint64_t dseed = mix(r->cfg->seed ^ mix((uint64_t)r->step));
+    double ls = 0;
+    for (int64_t s = 0; s < nb; s += r->cap) {
+        int B = (int)DP_MIN((int64_t)r->cap, nb - s);
+        for (int b = 0; b < B; b++) fill_window(r, b, r->users[r->sample[s + b]]);
+        dp_batch bt = {B, r->L, r->ids, r->tgt};
+        if (dp_clipped_grad(r->m, &bt, p->clip_mode, p->max_grad_norm, 1, dseed, (int)s, r->norms, r->el, err))
+            return -1;
+        double part = 0;
+        if (check_finite(r->el, B, &part, r->step, err)) return -1;
+        ls += part;
+        for (int b = 0; b < B; b++) {
+            r->n_clipped += r->norms[b] > p->max_grad_norm;
+            if (!isfinite(r->norms[b]))
+                return dp_fail(err, "non-finite gradient norm at step %lld; stopped", (long long)r->step);
+        }
+        r->n_seen += B;
+    }
+    dp_real *g = dp_model_grads(r->m);
+    size_t np = dp_model_num_params(r->m);
+    if (r->sigma > 0 && dp_noise_gaussian_add(r->rng, g, np, r->sigma * p->max_grad_norm, err)) return -1;
+    const dp_real inv = (dp_real)(1.0 / r->expected_batch);
+    for (size_t i = 0; i < np; i++) g[i] *= inv;
+    dp_optimizer_step(r->opt, r->m);
+    if (dp_history_add_poisson_gaussian(&r->hist, r->sigma > 0 ? r->sigma : 0, r->q, 1, err)) return -1;
+    r->step++;
+    *n_examples = nb;
+    *loss_sum = ls;
+    return 0;
+}
+
+/* Set up DP-SGD: sampling rate, σ (calibrated for the planned steps when a target ε is given), the
+ * step budget, the generator. */
+static int setup_private(run_state *r, FILE *log, dp_error *err) {
+    const dp_train_config *c = r->cfg;
+    const dp_privacy_config *p = &c->dp;
+    r->q = p->sample_rate > 0 ? p->sample_rate : DP_MIN(1.0, (double)c->batch_size / r->n_train);
+    r->expected_batch = r->q * r->n_train;
+    dp_history_init(&r->hist);
+    dp_accounting_default_options(&r->acc);
+    r->acc.accountant = p->accountant;
+    /* An epoch is int(1/q) steps (as Opacus counts); the plan is exactly what the loop will run. */
+    int64_t planned = (int64_t)c->epochs * DP_MAX((int64_t)1, dp_steps_for_epochs(1, r->q));
+    r->max_steps = -1;
+    if (p->target_epsilon > 0) {
+        double eps;
+        if (dp_calibrate_sigma(p->target_epsilon, p->delta, r->q, planned, NULL, &r->acc, &r->sigma, &eps, err))
+            return -1;
+        r->max_steps = planned;
+        fprintf(log, "privacy: calibrated noise multiplier %.4f for epsilon %.3f at delta %g over %lld steps (q %.5g)\n",
+                r->sigma, eps, p->delta, (long long)planned, r->q);
+    } else {
+        r->sigma = p->noise_multiplier;
+        if (r->sigma == 0)
+            fprintf(log, "privacy: WARNING: noise multiplier 0 -- clipping only, NO differential privacy guarantee\n");
+    }
+    if (p->seeded_noise) {
+        r->rng = dp_rng_create_seeded(mix(c->seed ^ 0xD9E8C7B6A5ull));
+        fprintf(log, "privacy: WARNING: noise and sampling are reproducible from --seed; anyone who knows the seed "
+                     "can remove the noise, so this run is NOT private (testing only)\n");
+    } else {
+        r->rng = dp_rng_create_secure(err);
+        if (!r->rng) return -1;
+    }
+    r->sample = dp_malloc(sizeof(int64_t) * (size_t)r->n_train);
+    r->norms = dp_malloc(sizeof(double) * (size_t)r->cap);
+    return 0;
+}
+
+static double current_epsilon(run_state *r, dp_error *err) {
+    double eps = 0;
+    if (r->sigma <= 0 || dp_history_total_steps(&r->hist) == 0) return r->sigma <= 0 ? INFINITY : 0;
+    if (dp_epsilon(&r->hist, r->cfg->dp.delta, &r->acc, &eps, err)) return NAN;
+    return eps;
+}
+
+static char *run_meta(const dp_train_config *cfg, const dp_train_result *res) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "data", cfg->data_desc ? cfg->data_desc : "");
+    cJSON_AddNumberToObject(o, "epochs", res->epochs_run);
+    cJSON_AddNumberToObject(o, "best_epoch", res->best_epoch);
+    cJSON_AddNumberToObject(o, "seed", (double)cfg->seed);
+    cJSON_AddNumberToObject(o, "valid_ndcg10", res->valid.ndcg10);
+    cJSON_AddNumberToObject(o, "test_ndcg10", res->test.ndcg10);
+    cJSON_AddBoolToObject(o, "private", cfg->dp.enabled);
+    if (cfg->dp.enabled) {
+        cJSON_AddStringToObject(o, "privacy_unit", "user (one training sequence)");
+        cJSON_AddNumberToObject(o, "epsilon", res->epsilon);
+        cJSON_AddNumberToObject(o, "delta", res->delta);
+        cJSON_AddNumberToObject(o, "noise_multiplier", res->noise_multiplier);
+        cJSON_AddNumberToObject(o, "sample_rate", res->sample_rate);
+        cJSON_AddNumberToObject(o, "steps", (double)res->dp_steps);
+        cJSON_AddNumberToObject(o, "max_grad_norm", cfg->dp.max_grad_norm);
+        cJSON_AddStringToObject(o, "accountant", cfg->dp.accountant == DP_ACCOUNTANT_PLD ? "pld" : "rdp");
+        cJSON_AddStringToObject(o, "clip_mode", dp_clip_mode_name(cfg->dp.clip_mode));
+        cJSON_AddBoolToObject(o, "seeded_noise", cfg->dp.seeded_noise);
+    }
+    char *s = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    return s;
 }
 
 int dp_train(const dp_dataset *ds, const dp_train_config *cfg, dp_model **out_model, dp_train_result *res,
@@ -64,154 +249,184 @@ int dp_train(const dp_dataset *ds, const dp_train_config *cfg, dp_model **out_mo
     *out_model = NULL;
     if (check_config(ds, cfg, err)) return -1;
     FILE *log = cfg->log ? cfg->log : stderr;
-    const int L = cfg->model.max_len, Bmax = cfg->batch_size;
-
-    int32_t *users = dp_malloc(sizeof(int32_t) * (size_t)(ds->n_users > 0 ? ds->n_users : 1));
-    int32_t n_train = 0;
+    const int priv = cfg->dp.enabled;
+    run_state r;
+    memset(&r, 0, sizeof r);
+    r.ds = ds;
+    r.cfg = cfg;
+    r.L = cfg->model.max_len;
+    r.cap = priv ? cfg->dp.max_physical_batch : cfg->batch_size;
+    r.users = dp_malloc(sizeof(int32_t) * (size_t)(ds->n_users > 0 ? ds->n_users : 1));
     for (int32_t u = 0; u < ds->n_users; u++)
-        if (dp_split_history(ds, u, DP_SPLIT_TRAIN) >= 2) users[n_train++] = u;
-    if (n_train == 0) {
-        free(users);
-        return dp_fail(err, "train: no user has at least 2 training items (nothing to learn from)");
-    }
+        if (dp_split_history(ds, u, DP_SPLIT_TRAIN) >= 2) r.users[r.n_train++] = u;
+    res->n_train_users = r.n_train;
+    int rc = 0;
     FILE *metrics = NULL;
+    dp_real *best = NULL;
+    if (r.n_train == 0) {
+        rc = dp_fail(err, "no user has at least 2 training items (nothing to learn from)");
+        goto out;
+    }
     if (cfg->out_dir) {
-        if (dp_mkdir_p(cfg->out_dir, err)) {
-            free(users);
-            return -1;
-        }
         char path[4096];
+        if ((rc = dp_mkdir_p(cfg->out_dir, err))) goto out;
         snprintf(path, sizeof path, "%s/metrics.jsonl", cfg->out_dir);
-        metrics = fopen(path, "w");
-        if (!metrics) {
-            free(users);
-            return dp_fail(err, "%s: cannot open for writing: %s", path, strerror(errno));
+        if (!(metrics = fopen(path, "w"))) {
+            rc = dp_fail(err, "%s: cannot open for writing: %s", path, strerror(errno));
+            goto out;
         }
     }
-
-    dp_model *m = dp_model_create(&cfg->model, Bmax, cfg->seed, err);
-    if (!m) {
-        free(users);
-        if (metrics) fclose(metrics);
-        return -1;
+    if (!(r.m = dp_model_create(&cfg->model, r.cap, cfg->seed, err))) {
+        rc = -1;
+        goto out;
     }
-    const int64_t steps_per_epoch = (n_train + Bmax - 1) / Bmax;
+    r.ids = dp_malloc(sizeof(int32_t) * (size_t)r.cap * r.L);
+    r.tgt = dp_malloc(sizeof(int32_t) * (size_t)r.cap * r.L);
+    r.w = dp_malloc(sizeof(dp_real) * (size_t)r.cap);
+    r.el = dp_malloc(sizeof(double) * (size_t)r.cap);
+    if (priv && (rc = setup_private(&r, log, err))) goto out;
+    const int64_t steps_per_epoch = priv ? DP_MAX((int64_t)1, dp_steps_for_epochs(1, r.q))
+                                         : (r.n_train + cfg->batch_size - 1) / cfg->batch_size;
     dp_optim_config oc = cfg->optim;
     if (oc.schedule == DP_SCHED_COSINE && oc.total_steps <= 0) oc.total_steps = steps_per_epoch * cfg->epochs;
-    dp_optimizer *opt = dp_optimizer_create(&oc, m);
+    r.opt = dp_optimizer_create(&oc, r.m);
 
-    const size_t np = dp_model_num_params(m);
-    dp_real *best = dp_malloc(sizeof(dp_real) * np);
-    double best_ndcg = -1;
-    int32_t *ids = dp_malloc(sizeof(int32_t) * (size_t)Bmax * L), *tgt = dp_malloc(sizeof(int32_t) * (size_t)Bmax * L);
-    dp_real *w = dp_malloc(sizeof(dp_real) * (size_t)Bmax);
-    double *el = dp_malloc(sizeof(double) * (size_t)Bmax);
-    double t_start = dp_now(), train_time = 0;
-    int64_t step = 0, examples = 0;
-    int rc = 0;
-
-    for (int epoch = 1; epoch <= cfg->epochs && rc == 0; epoch++) {
+    const size_t np = dp_model_num_params(r.m);
+    best = dp_malloc(sizeof(dp_real) * np);
+    double best_ndcg = -1, t_start = dp_now(), train_time = 0;
+    int64_t examples = 0;
+    for (int epoch = 1; epoch <= cfg->epochs && rc == 0 && !res->stopped_at_budget; epoch++) {
         double t0 = dp_now(), loss_sum = 0;
         int64_t loss_n = 0;
-        shuffle(users, n_train, mix(cfg->seed * 1000003u + (uint64_t)epoch));
-        for (int32_t s = 0; s < n_train; s += Bmax) {
-            int B = (int)DP_MIN((int32_t)Bmax, n_train - s);
-            for (int b = 0; b < B; b++) {
-                int32_t u = users[s + b];
-                dp_make_train_window(ids + (size_t)b * L, tgt + (size_t)b * L, ds->items + ds->offsets[u],
-                                     dp_split_history(ds, u, DP_SPLIT_TRAIN), L);
-                w[b] = (dp_real)(1.0 / B);
+        if (!priv) {
+            shuffle(r.users, r.n_train, mix(cfg->seed * 1000003u + (uint64_t)epoch));
+            for (int32_t s = 0; s < r.n_train && rc == 0; s += cfg->batch_size) {
+                int B = (int)DP_MIN((int32_t)cfg->batch_size, r.n_train - s);
+                double ls = 0;
+                if ((rc = step_nonprivate(&r, s, B, &ls, err))) break;
+                loss_sum += ls;
+                loss_n += B;
+                if (cfg->progress == 1)
+                    progress_bar(log, epoch, cfg->epochs, (double)(s + B) / r.n_train, loss_sum / loss_n,
+                                 loss_n / (dp_now() - t0));
             }
-            dp_batch bt = {B, L, ids, tgt};
-            dp_model_zero_grad(m);
-            dp_model_forward_backward(m, &bt, w, 1, mix(cfg->seed ^ mix((uint64_t)step)), el);
-            double bl = 0;
-            for (int b = 0; b < B; b++) bl += el[b];
-            if (!isfinite(bl)) {
-                rc = dp_fail(err, "train: non-finite loss at epoch %d step %lld (learning rate too high?)", epoch,
-                             (long long)step);
-                break;
+        } else {
+            for (int64_t k = 0; k < steps_per_epoch && rc == 0; k++) {
+                if (r.max_steps >= 0 && dp_history_total_steps(&r.hist) >= r.max_steps) {
+                    res->stopped_at_budget = 1;
+                    break;
+                }
+                int64_t nb = 0;
+                double ls = 0;
+                if ((rc = step_private(&r, &nb, &ls, err))) break;
+                loss_sum += ls;
+                loss_n += nb;
+                if (cfg->progress == 1)
+                    progress_bar(log, epoch, cfg->epochs, (double)(k + 1) / steps_per_epoch,
+                                 loss_n ? loss_sum / loss_n : 0, loss_n / (dp_now() - t0));
             }
-            dp_optimizer_step(opt, m);
-            loss_sum += bl;
-            loss_n += B;
-            step++;
-            examples += B;
-            if (cfg->progress == 1)
-                progress_bar(log, epoch, cfg->epochs, (double)(s + B) / n_train, loss_sum / loss_n,
-                             loss_n / (dp_now() - t0));
         }
         if (rc) break;
         double epoch_time = dp_now() - t0;
         train_time += epoch_time;
-        double train_loss = loss_sum / (double)loss_n;
+        examples += loss_n;
+        double train_loss = loss_n ? loss_sum / (double)loss_n : 0;
         if (epoch == 1) res->first_train_loss = train_loss;
         res->final_train_loss = train_loss;
         res->epochs_run = epoch;
-        int do_eval = epoch % cfg->eval_every == 0 || epoch == cfg->epochs;
+        double eps = priv ? current_epsilon(&r, err) : 0;
+        if (priv && isnan(eps)) {
+            rc = -1;
+            break;
+        }
+        int do_eval = epoch % cfg->eval_every == 0 || epoch == cfg->epochs || res->stopped_at_budget;
         dp_rank_metrics vm;
         memset(&vm, 0, sizeof vm);
         if (do_eval) {
-            dp_evaluate(m, ds, DP_SPLIT_VALID, cfg->exclude_seen, cfg->max_eval_users, &vm);
-            if (vm.ndcg10 > best_ndcg) {
+            dp_evaluate(r.m, ds, DP_SPLIT_VALID, cfg->exclude_seen, cfg->max_eval_users, &vm);
+            if (cfg->keep_last || vm.ndcg10 > best_ndcg) {
                 best_ndcg = vm.ndcg10;
                 res->best_epoch = epoch;
-                res->valid = vm;
-                memcpy(best, dp_model_params(m), sizeof(dp_real) * np);
+                memcpy(best, dp_model_params(r.m), sizeof(dp_real) * np);
             }
         }
         if (cfg->progress == 1) fprintf(log, "\r%*s\r", 90, "");
         if (cfg->progress >= 0) {
             fprintf(log, "epoch %d/%d  loss %.4f", epoch, cfg->epochs, train_loss);
             if (do_eval) fprintf(log, "  valid NDCG@10 %.4f HR@10 %.4f", vm.ndcg10, vm.hr10);
+            if (priv) fprintf(log, "  eps %.3f", eps);
             fprintf(log, "  %.1fs  %.0f ex/s\n", epoch_time, loss_n / epoch_time);
             fflush(log);
         }
         if (metrics) {
-            fprintf(metrics, "{\"epoch\":%d,\"step\":%lld,\"train_loss\":%.6f,\"lr\":%.6g", epoch, (long long)step,
-                    train_loss, dp_optimizer_lr(opt));
+            fprintf(metrics, "{\"epoch\":%d,\"step\":%lld,\"train_loss\":%.6f,\"lr\":%.6g", epoch, (long long)r.step,
+                    train_loss, dp_optimizer_lr(r.opt));
             if (do_eval)
                 fprintf(metrics, ",\"valid_ndcg10\":%.6f,\"valid_hr10\":%.6f,\"valid_ndcg20\":%.6f,\"valid_hr20\":%.6f",
                         vm.ndcg10, vm.hr10, vm.ndcg20, vm.hr20);
+            if (priv)
+                fprintf(metrics, ",\"epsilon\":%.6f,\"delta\":%g,\"dp_steps\":%lld,\"examples\":%lld,\"clipped_fraction\":%.4f",
+                        eps, cfg->dp.delta, (long long)dp_history_total_steps(&r.hist), (long long)loss_n,
+                        r.n_seen ? (double)r.n_clipped / r.n_seen : 0.0);
             fprintf(metrics, ",\"epoch_seconds\":%.3f,\"elapsed_seconds\":%.3f,\"examples_per_second\":%.1f}\n",
                     epoch_time, dp_now() - t_start, loss_n / epoch_time);
             fflush(metrics);
         }
+        r.n_clipped = r.n_seen = 0;
     }
-    if (rc == 0) {
-        memcpy(dp_model_params(m), best, sizeof(dp_real) * np);
-        dp_evaluate(m, ds, DP_SPLIT_TEST, cfg->exclude_seen, cfg->max_eval_users, &res->test);
-        res->seconds_per_epoch = train_time / res->epochs_run;
-        res->examples_per_second = examples / train_time;
-        if (metrics)
-            fprintf(metrics,
-                    "{\"final\":true,\"best_epoch\":%d,\"valid_ndcg10\":%.6f,\"valid_hr10\":%.6f,\"test_ndcg10\":%.6f,"
-                    "\"test_hr10\":%.6f,\"test_ndcg20\":%.6f,\"test_hr20\":%.6f,\"seconds_per_epoch\":%.3f}\n",
-                    res->best_epoch, res->valid.ndcg10, res->valid.hr10, res->test.ndcg10, res->test.hr10,
-                    res->test.ndcg20, res->test.hr20, res->seconds_per_epoch);
-        if (cfg->out_dir) {
-            char path[4096], meta[1024];
-            snprintf(path, sizeof path, "%s/model.safetensors", cfg->out_dir);
-            snprintf(meta, sizeof meta,
-                     "{\"data\":\"%s\",\"epochs\":%d,\"best_epoch\":%d,\"seed\":%llu,\"valid_ndcg10\":%.6f,"
-                     "\"test_ndcg10\":%.6f,\"private\":false}",
-                     cfg->data_desc ? cfg->data_desc : "", res->epochs_run, res->best_epoch,
-                     (unsigned long long)cfg->seed, res->valid.ndcg10, res->test.ndcg10);
-            rc = dp_model_save(m, path, meta, err);
+    if (rc) goto out;
+    memcpy(dp_model_params(r.m), best, sizeof(dp_real) * np);
+    dp_evaluate(r.m, ds, DP_SPLIT_VALID, cfg->exclude_seen, 0, &res->valid);
+    dp_evaluate(r.m, ds, DP_SPLIT_TEST, cfg->exclude_seen, 0, &res->test);
+    res->seconds_per_epoch = train_time / res->epochs_run;
+    res->examples_per_second = train_time > 0 ? examples / train_time : 0;
+    if (priv) {
+        res->epsilon = current_epsilon(&r, err);
+        res->delta = cfg->dp.delta;
+        res->noise_multiplier = r.sigma;
+        res->sample_rate = r.q;
+        res->expected_batch = r.expected_batch;
+        res->dp_steps = dp_history_total_steps(&r.hist);
+    }
+    if (metrics) {
+        fprintf(metrics,
+                "{\"final\":true,\"best_epoch\":%d,\"valid_ndcg10\":%.6f,\"valid_hr10\":%.6f,\"test_ndcg10\":%.6f,"
+                "\"test_hr10\":%.6f,\"test_ndcg20\":%.6f,\"test_hr20\":%.6f,\"seconds_per_epoch\":%.3f",
+                res->best_epoch, res->valid.ndcg10, res->valid.hr10, res->test.ndcg10, res->test.hr10, res->test.ndcg20,
+                res->test.hr20, res->seconds_per_epoch);
+        if (priv)
+            fprintf(metrics, ",\"epsilon\":%.6f,\"delta\":%g,\"noise_multiplier\":%.6f,\"sample_rate\":%.6g,\"dp_steps\":%lld",
+                    res->epsilon, res->delta, res->noise_multiplier, res->sample_rate, (long long)res->dp_steps);
+        fprintf(metrics, "}\n");
+    }
+    if (cfg->out_dir) {
+        char path[4096];
+        snprintf(path, sizeof path, "%s/model.safetensors", cfg->out_dir);
+        char *meta = run_meta(cfg, res);
+        rc = dp_model_save(r.m, path, meta, err);
+        free(meta);
+        if (rc == 0 && priv) {
+            snprintf(path, sizeof path, "%s/privacy.json", cfg->out_dir);
+            rc = dp_history_save(&r.hist, path, err);
         }
     }
+out:
     if (metrics && fclose(metrics) != 0 && rc == 0) rc = dp_fail(err, "%s/metrics.jsonl: write failed", cfg->out_dir);
-    free(users);
+    free(r.users);
     free(best);
-    free(ids);
-    free(tgt);
-    free(w);
-    free(el);
-    dp_optimizer_free(opt);
+    free(r.ids);
+    free(r.tgt);
+    free(r.w);
+    free(r.el);
+    free(r.norms);
+    free(r.sample);
+    dp_rng_free(r.rng);
+    if (priv) dp_history_free(&r.hist);
+    dp_optimizer_free(r.opt);
     if (rc) {
-        dp_model_free(m);
+        dp_model_free(r.m);
         return rc;
     }
-    *out_model = m;
+    *out_model = r.m;
     return 0;
 }
