@@ -36,13 +36,18 @@ expect 2 'usage: dpformer COMMAND' -- "$BIN"
 expect 2 "unknown command 'frobnicate'" -- "$BIN" frobnicate
 
 # ---- demo ----
-out=$("$BIN" demo --users 300 --items 100 --epochs 1 --max-len 10 --out "$TMP/demo" --no-progress 2>&1)
+out=$("$BIN" demo --users 300 --items 100 --epochs 1 --dp-epochs 1 --dp-batch-size 64 --max-len 10 --out "$TMP/demo" --no-progress 2>&1)
 rc=$?
 [ "$rc" -eq 0 ] || fail "demo exited $rc: $out"
-printf '%s' "$out" | grep -Eq 'Transformer \(non-private\) +NDCG@10 [01]\.[0-9]{4}' || fail "demo prints no model NDCG@10: $out"
-printf '%s' "$out" | grep -Eq 'popularity baseline +NDCG@10 [01]\.[0-9]{4}' || fail "demo prints no popularity NDCG@10: $out"
-[ -s "$TMP/demo/model.safetensors" ] || fail "demo wrote no model.safetensors"
-[ -s "$TMP/demo/metrics.jsonl" ] || fail "demo wrote no metrics.jsonl"
+printf '%s' "$out" | grep -Eq 'Transformer, non-private +none +[01]\.[0-9]{4}' || fail "demo prints no non-private NDCG@10: $out"
+printf '%s' "$out" | grep -Eq 'Transformer, DP-SGD +eps [0-9.]+, delta 1e-06 +[01]\.[0-9]{4}' || fail "demo prints no private NDCG@10 with epsilon: $out"
+printf '%s' "$out" | grep -Eq 'popularity baseline +- +[01]\.[0-9]{4}' || fail "demo prints no popularity NDCG@10: $out"
+printf '%s' "$out" | grep -q 'privacy unit: one user' || fail "demo does not state the privacy unit: $out"
+for sub in nonprivate private; do
+    [ -s "$TMP/demo/$sub/model.safetensors" ] || fail "demo wrote no $sub/model.safetensors"
+    [ -s "$TMP/demo/$sub/metrics.jsonl" ] || fail "demo wrote no $sub/metrics.jsonl"
+done
+[ -s "$TMP/demo/private/privacy.json" ] || fail "demo wrote no private/privacy.json"
 
 # check_metrics FILE EPOCHS: every line valid JSON; EPOCHS epoch lines with their keys, then one final line
 check_metrics() {
@@ -64,7 +69,16 @@ for k in ("best_epoch", "valid_ndcg10", "test_ndcg10", "test_hr10", "test_ndcg20
 assert 1 <= last["best_epoch"] <= epochs and 0 <= last["test_ndcg10"] <= 1, last
 EOF
 }
-check_metrics "$TMP/demo/metrics.jsonl" 1
+check_metrics "$TMP/demo/nonprivate/metrics.jsonl" 1
+check_metrics "$TMP/demo/private/metrics.jsonl" 1
+if [ "$have_python" -eq 1 ]; then
+    python3 - "$TMP/demo/private/metrics.jsonl" <<'EOF' || fail "private metrics lack epsilon: $(cat "$TMP/demo/private/metrics.jsonl")"
+import json, sys
+lines = [json.loads(l) for l in open(sys.argv[1])]
+assert 0 < lines[0]["epsilon"] <= 8.0 and lines[0]["delta"] == 1e-06, lines[0]
+assert 0 < lines[-1]["epsilon"] <= 8.0 and lines[-1]["dp_steps"] >= 1, lines[-1]
+EOF
+fi
 
 # ---- train / eval on a small interactions file: 60 users, 5..12 items each, item ids 1..30 ----
 awk 'BEGIN { s = 7

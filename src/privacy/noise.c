@@ -5,14 +5,22 @@
  * scaled sum of four independent normals (the floating-point-attack mitigation; docs/noise.md).
  *
  * Reproducibility across builds: every operation is an IEEE double operation with one defined
- * rounding (explicit fma(), division, sqrt, and -std=c11 forbids the compiler to contract a*b+c), so
- * a seeded run gives the same bits in Debug and Release, vectorised or not. */
+ * rounding (explicit fma(), division, sqrt; in ISO C mode, -std=c11, GCC does not contract a*b+c
+ * into an fma on its own), so a seeded run gives the same bits in Debug and Release, vectorised or
+ * not; tests/test_noise.c pins them with golden values. */
 #include <math.h>
 #include <string.h>
 
 #include "core/common.h"
 #include "dpformer/noise.h"
 #include "privacy/rng_internal.h"
+
+/* GCC on x86 prefers 256-bit vectors even where AVX-512 is enabled (-march=native); the ChaCha20
+ * lanes and the Box–Muller batches are long, regular loops for which 512-bit vectors are about 1.6x
+ * faster on the machines measured (docs/noise.md). Harmless where AVX-512 is not enabled. */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+#pragma GCC target("prefer-vector-width=512")
+#endif
 
 #define BATCH_WORDS (DP_CHACHA_LANES * 8) /* 64-bit words per dp_chacha20_x16 call: 128 */
 #define BATCH_PAIRS (BATCH_WORDS / 2)     /* Box–Muller pairs per batch: 64 */
@@ -56,16 +64,12 @@ static inline double ln_unit(double u) {
     double m = bits_to_double(mb - (big << 52));
     e += (int64_t)big;
     double s = (m - 1.0) / (m + 1.0), s2 = s * s;
-    double p = 2.0 / 21;
-    p = fma(p, s2, 2.0 / 19);
-    p = fma(p, s2, 2.0 / 17);
-    p = fma(p, s2, 2.0 / 15);
-    p = fma(p, s2, 2.0 / 13);
-    p = fma(p, s2, 2.0 / 11);
-    p = fma(p, s2, 2.0 / 9);
-    p = fma(p, s2, 2.0 / 7);
-    p = fma(p, s2, 2.0 / 5);
-    p = fma(p, s2, 2.0 / 3);
+    /* 2/3 + 2/5·y + ... + 2/21·y^9 (y = s²) by Estrin's scheme: the short dependency chain lets the
+     * out-of-order core overlap the lanes' polynomials with the division and square root. */
+    double y = s2, y2 = y * y, y4 = y2 * y2, y8 = y4 * y4;
+    double a0 = fma(2.0 / 5, y, 2.0 / 3), a1 = fma(2.0 / 9, y, 2.0 / 7), a2 = fma(2.0 / 13, y, 2.0 / 11);
+    double a3 = fma(2.0 / 17, y, 2.0 / 15), a4 = fma(2.0 / 21, y, 2.0 / 19);
+    double p = fma(a4, y8, fma(fma(a3, y2, a2), y4, fma(a1, y2, a0)));
     double ln_m = fma(s * s2, p, 2.0 * s); /* 2s + s^3·(2/3 + ...) */
     const double ln2_hi = 0x1.62e42feep-1, ln2_lo = 0x1.a39ef35793c76p-33;
     double de = (double)e;
@@ -82,23 +86,17 @@ static inline void cos_sin_turn(uint64_t w, double *c_out, double *s_out) {
     int64_t f = (int64_t)(b & ((1ull << 62) - 1)) - ((int64_t)1 << 61);
     double x = (double)f * 0x1.921fb54442d18p-62; /* π/2 · 2^-62 */
     double x2 = x * x;
-    double ps = 1.0 / 355687428096000.0; /* 1/17! */
-    ps = fma(ps, x2, -1.0 / 1307674368000.0);
-    ps = fma(ps, x2, 1.0 / 6227020800.0);
-    ps = fma(ps, x2, -1.0 / 39916800.0);
-    ps = fma(ps, x2, 1.0 / 362880.0);
-    ps = fma(ps, x2, -1.0 / 5040.0);
-    ps = fma(ps, x2, 1.0 / 120.0);
-    ps = fma(ps, x2, -1.0 / 6.0);
+    double x4 = x2 * x2;
+    /* sin x = x + x³·Σ S_k x^2k, cos x = 1 + x²·Σ C_k x^2k (Taylor, k = 0..7), by Estrin's scheme. */
+    double s01 = fma(1.0 / 120.0, x2, -1.0 / 6.0), s23 = fma(1.0 / 362880.0, x2, -1.0 / 5040.0);
+    double s45 = fma(1.0 / 6227020800.0, x2, -1.0 / 39916800.0);
+    double s67 = fma(1.0 / 355687428096000.0, x2, -1.0 / 1307674368000.0);
+    double ps = fma(fma(s67, x4, s45), x4 * x4, fma(s23, x4, s01));
     double s = fma(x * x2, ps, x);
-    double pc = 1.0 / 20922789888000.0; /* 1/16! */
-    pc = fma(pc, x2, -1.0 / 87178291200.0);
-    pc = fma(pc, x2, 1.0 / 479001600.0);
-    pc = fma(pc, x2, -1.0 / 3628800.0);
-    pc = fma(pc, x2, 1.0 / 40320.0);
-    pc = fma(pc, x2, -1.0 / 720.0);
-    pc = fma(pc, x2, 1.0 / 24.0);
-    pc = fma(pc, x2, -0.5);
+    double c01 = fma(1.0 / 24.0, x2, -0.5), c23 = fma(1.0 / 40320.0, x2, -1.0 / 720.0);
+    double c45 = fma(1.0 / 479001600.0, x2, -1.0 / 3628800.0);
+    double c67 = fma(1.0 / 20922789888000.0, x2, -1.0 / 87178291200.0);
+    double pc = fma(fma(c67, x4, c45), x4 * x4, fma(c23, x4, c01));
     double c = fma(x2, pc, 1.0);
     /* angle = q·π/2 + x: q = 1 gives (−sin x, cos x), q = 2 (−cos x, −sin x), q = 3 (sin x, −cos x). */
     uint64_t bs = double_to_bits(s), bc = double_to_bits(c), swap = 0 - (q & 1);
