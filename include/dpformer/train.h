@@ -56,8 +56,9 @@ void dp_evaluate(dp_model *m, const dp_dataset *ds, dp_split split, int exclude_
  * user's whole sequence. */
 typedef struct {
     int enabled;
-    double noise_multiplier;  /* σ; ignored when target_epsilon > 0 */
-    double target_epsilon;    /* > 0: σ is calibrated for the planned steps and ε never exceeds it */
+    double noise_multiplier;  /* σ (0 with target_epsilon > 0: calibrate σ) */
+    double target_epsilon;    /* > 0: ε never exceeds it; σ calibrated for the planned steps, or, if
+                                 noise_multiplier > 0, training stops before the step that would exceed it */
     double delta;
     double max_grad_norm;     /* C */
     double sample_rate;       /* Poisson rate q; 0: batch_size / (number of training users) */

@@ -15,6 +15,7 @@ static const command COMMANDS[] = {
     {"train", cmd_train, "train a Transformer recommender on a dataset"},
     {"eval", cmd_eval, "evaluate a saved model (full-ranking NDCG/HR)"},
     {"data", cmd_data, "dataset tools: `dpformer data stats`"},
+    {"clip-check", cmd_clip_check, "per-example gradient norms and clipped gradient sum of a batch (verification)"},
     {"privacy", cmd_privacy, "privacy accounting: epsilon for a run, noise calibration"},
     {"bench", cmd_bench, "benchmarks: training step time, GFLOP/s, memory"},
 };
@@ -22,7 +23,7 @@ static const command COMMANDS[] = {
 
 static void usage(FILE *f) {
     fprintf(f, "dpformer: differentially private Transformer training\n\nusage: dpformer COMMAND [flags]\n\ncommands:\n");
-    for (size_t i = 0; i < N_COMMANDS; i++) fprintf(f, "  %-8s %s\n", COMMANDS[i].name, COMMANDS[i].summary);
+    for (size_t i = 0; i < N_COMMANDS; i++) fprintf(f, "  %-10s %s\n", COMMANDS[i].name, COMMANDS[i].summary);
     fprintf(f, "\n`dpformer COMMAND --help` lists a command's flags.\n");
 }
 

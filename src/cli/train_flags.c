@@ -56,7 +56,7 @@ void train_flags_specs(train_flags *f, arg_spec *o) {
         ARG_F("keep-last", &f->keep_last, "keep the last epoch's model instead of the best by validation NDCG@10"),
         ARG_F("dp", &f->dp, "train with DP-SGD (privacy unit: one user's whole sequence)"),
         ARG_DR("noise-multiplier", &f->noise_multiplier, "DP: noise std / max grad norm (sigma); 0 = clipping only, no privacy (-1 = unset)", 0, 1e6),
-        ARG_DR("target-epsilon", &f->target_epsilon, "DP: calibrate sigma so the planned run has this epsilon", 1e-6, 1e6),
+        ARG_DR("target-epsilon", &f->target_epsilon, "DP: calibrate sigma so the planned run has this epsilon; with --noise-multiplier, stop before exceeding it", 1e-6, 1e6),
         ARG_DR("delta", &f->delta, "DP: delta of the (epsilon, delta) guarantee", 1e-300, 0.999999),
         ARG_DR("max-grad-norm", &f->max_grad_norm, "DP: per-example clipping norm C", 1e-12, 1e12),
         ARG_DR("sample-rate", &f->sample_rate, "DP: Poisson sampling rate q (default batch-size / training users)", 1e-12, 1),
@@ -127,8 +127,8 @@ int train_flags_to_config(const char *cmd, const train_flags *f, dp_train_config
         fprintf(stderr, "%s: --dp needs --target-epsilon or --noise-multiplier\n", cmd);
         return 2;
     }
-    if (f->dp && f->noise_multiplier >= 0 && f->target_epsilon > 0) {
-        fprintf(stderr, "%s: give either --target-epsilon or --noise-multiplier, not both\n", cmd);
+    if (f->dp && f->noise_multiplier == 0 && f->target_epsilon > 0) {
+        fprintf(stderr, "%s: --noise-multiplier 0 gives no privacy, so no --target-epsilon can be met\n", cmd);
         return 2;
     }
     if (!f->dp && (f->noise_multiplier >= 0 || f->target_epsilon > 0 || f->seeded_noise)) {

@@ -199,7 +199,8 @@ dp_model *dp_model_create(const dp_model_config *cfg, int max_batch, uint64_t se
     a->dh = alloc_real(N * C);
     a->dqkv = alloc_real(N * 3 * C);
     a->dbig = alloc_real(N * F);
-    a->cls_scratch = alloc_real(classifier_scratch_size((long)N, C, V));
+    /* one buffer serves both the plain output layer and the privacy engine's example-aligned chunks */
+    a->cls_scratch = alloc_real(DP_MAX(classifier_scratch_size((long)N, C, V), classifier_dp_scratch_size(max_batch, T, C, V)));
     a->last = alloc_real((size_t)max_batch * C);
     return m;
 }

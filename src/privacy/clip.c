@@ -151,9 +151,8 @@ static int clipped_grad_bookkeeping(dp_model *m, const dp_batch *bt, dp_clip_mod
     model_set_row_weights(m, bt, NULL);
     real *lse = dp_malloc(sizeof(real) * (size_t)N);
     real *Q = cfg->tied ? dp_alloc_aligned(sizeof(real) * (size_t)N * C) : NULL;
-    real *scratch = dp_alloc_aligned(sizeof(real) * classifier_dp_scratch_size(B, T, C, V));
     classifier_dp_pass1(a->row_loss, a->dh, lse, s->sq, Q, a->lnf, m->p.out_w, bt->targets, a->row_weight,
-                        cfg->tied ? bt->ids : NULL, B, T, C, V, s->method, scratch);
+                        cfg->tied ? bt->ids : NULL, B, T, C, V, s->method, a->cls_scratch);
     model_collect_losses(m, bt, losses);
 
     /* one backward pass; the sink records every layer and accumulates the per-example norms */
@@ -210,7 +209,6 @@ static int clipped_grad_bookkeeping(dp_model *m, const dp_batch *bt, dp_clip_mod
     free(c);
     free(lse);
     free(Q);
-    free(scratch);
     free(s->lo);
     free(s->sq);
     free(s);

@@ -76,7 +76,7 @@ static int check_config(const dp_dataset *ds, const dp_train_config *c, dp_error
         if (!(p->delta > 0 && p->delta < 1)) return dp_fail(err, "delta must be in (0, 1)");
         if (!(p->sample_rate >= 0 && p->sample_rate <= 1)) return dp_fail(err, "sample rate must be in (0, 1]");
         if (p->target_epsilon < 0) return dp_fail(err, "target epsilon must be positive");
-        if (p->target_epsilon == 0 && !(p->noise_multiplier >= 0))
+        if (!(p->noise_multiplier >= 0))
             return dp_fail(err, "noise multiplier must be non-negative");
         if (p->max_physical_batch < 1) return dp_fail(err, "max physical batch must be at least 1");
     }
@@ -103,6 +103,7 @@ typedef struct {
     int64_t max_steps;    /* -1: no ε budget */
     int64_t *sample;
     int64_t n_clipped, n_seen;
+    int64_t dp_steps;     /* DP-SGD steps taken */
 } run_state;
 
 static void fill_window(run_state *r, int b, int32_t u) {
@@ -165,7 +166,9 @@ static int step_private(run_state *r, int64_t *n_examples, double *loss_sum, dp_
     const dp_real inv = (dp_real)(1.0 / r->expected_batch);
     for (size_t i = 0; i < np; i++) g[i] *= inv;
     dp_optimizer_step(r->opt, r->m);
-    if (dp_history_add_poisson_gaussian(&r->hist, r->sigma > 0 ? r->sigma : 0, r->q, 1, err)) return -1;
+    /* σ = 0 is no mechanism at all: nothing to account (and no guarantee, as the run says) */
+    if (r->sigma > 0 && dp_history_add_poisson_gaussian(&r->hist, r->sigma, r->q, 1, err)) return -1;
+    r->dp_steps++;
     r->step++;
     *n_examples = nb;
     *loss_sum = ls;
@@ -185,7 +188,15 @@ static int setup_private(run_state *r, FILE *log, dp_error *err) {
     /* An epoch is int(1/q) steps (as Opacus counts); the plan is exactly what the loop will run. */
     int64_t planned = (int64_t)c->epochs * DP_MAX((int64_t)1, dp_steps_for_epochs(1, r->q));
     r->max_steps = -1;
-    if (p->target_epsilon > 0) {
+    if (p->target_epsilon > 0 && p->noise_multiplier > 0) {
+        /* σ given and a budget: run until the next step would exceed the target */
+        double eps;
+        r->sigma = p->noise_multiplier;
+        if (dp_max_steps(p->target_epsilon, p->delta, r->q, r->sigma, NULL, &r->acc, &r->max_steps, &eps, err))
+            return -1;
+        fprintf(log, "privacy: noise multiplier %.4f allows %lld steps (q %.5g) within epsilon %.3f at delta %g\n",
+                r->sigma, (long long)r->max_steps, r->q, p->target_epsilon, p->delta);
+    } else if (p->target_epsilon > 0) {
         double eps;
         if (dp_calibrate_sigma(p->target_epsilon, p->delta, r->q, planned, NULL, &r->acc, &r->sigma, &eps, err))
             return -1;
@@ -212,9 +223,17 @@ static int setup_private(run_state *r, FILE *log, dp_error *err) {
 
 static double current_epsilon(run_state *r, dp_error *err) {
     double eps = 0;
-    if (r->sigma <= 0 || dp_history_total_steps(&r->hist) == 0) return r->sigma <= 0 ? INFINITY : 0;
+    if (r->sigma <= 0) return INFINITY;
+    if (dp_history_total_steps(&r->hist) == 0) return 0;
     if (dp_epsilon(&r->hist, r->cfg->dp.delta, &r->acc, &eps, err)) return NAN;
     return eps;
+}
+
+/* ε as JSON: a number, or null when there is no guarantee (σ = 0: ε is infinite). */
+static const char *json_eps(double eps, char *buf) {
+    if (!isfinite(eps)) return "null";
+    snprintf(buf, 32, "%.6f", eps);
+    return buf;
 }
 
 static char *run_meta(const dp_train_config *cfg, const dp_train_result *res) {
@@ -228,7 +247,8 @@ static char *run_meta(const dp_train_config *cfg, const dp_train_result *res) {
     cJSON_AddBoolToObject(o, "private", cfg->dp.enabled);
     if (cfg->dp.enabled) {
         cJSON_AddStringToObject(o, "privacy_unit", "user (one training sequence)");
-        cJSON_AddNumberToObject(o, "epsilon", res->epsilon);
+        if (isfinite(res->epsilon)) cJSON_AddNumberToObject(o, "epsilon", res->epsilon);
+        else cJSON_AddNullToObject(o, "epsilon");
         cJSON_AddNumberToObject(o, "delta", res->delta);
         cJSON_AddNumberToObject(o, "noise_multiplier", res->noise_multiplier);
         cJSON_AddNumberToObject(o, "sample_rate", res->sample_rate);
@@ -294,6 +314,7 @@ int dp_train(const dp_dataset *ds, const dp_train_config *cfg, dp_model **out_mo
     const size_t np = dp_model_num_params(r.m);
     best = dp_malloc(sizeof(dp_real) * np);
     double best_ndcg = -1, t_start = dp_now(), train_time = 0;
+    char ebuf[32];
     int64_t examples = 0;
     for (int epoch = 1; epoch <= cfg->epochs && rc == 0 && !res->stopped_at_budget; epoch++) {
         double t0 = dp_now(), loss_sum = 0;
@@ -312,7 +333,7 @@ int dp_train(const dp_dataset *ds, const dp_train_config *cfg, dp_model **out_mo
             }
         } else {
             for (int64_t k = 0; k < steps_per_epoch && rc == 0; k++) {
-                if (r.max_steps >= 0 && dp_history_total_steps(&r.hist) >= r.max_steps) {
+                if (r.max_steps >= 0 && r.dp_steps >= r.max_steps) {
                     res->stopped_at_budget = 1;
                     break;
                 }
@@ -365,8 +386,8 @@ int dp_train(const dp_dataset *ds, const dp_train_config *cfg, dp_model **out_mo
                 fprintf(metrics, ",\"valid_ndcg10\":%.6f,\"valid_hr10\":%.6f,\"valid_ndcg20\":%.6f,\"valid_hr20\":%.6f",
                         vm.ndcg10, vm.hr10, vm.ndcg20, vm.hr20);
             if (priv)
-                fprintf(metrics, ",\"epsilon\":%.6f,\"delta\":%g,\"dp_steps\":%lld,\"examples\":%lld,\"clipped_fraction\":%.4f",
-                        eps, cfg->dp.delta, (long long)dp_history_total_steps(&r.hist), (long long)loss_n,
+                fprintf(metrics, ",\"epsilon\":%s,\"delta\":%g,\"dp_steps\":%lld,\"examples\":%lld,\"clipped_fraction\":%.4f",
+                        json_eps(eps, ebuf), cfg->dp.delta, (long long)r.dp_steps, (long long)loss_n,
                         r.n_seen ? (double)r.n_clipped / r.n_seen : 0.0);
             fprintf(metrics, ",\"epoch_seconds\":%.3f,\"elapsed_seconds\":%.3f,\"examples_per_second\":%.1f}\n",
                     epoch_time, dp_now() - t_start, loss_n / epoch_time);
@@ -386,7 +407,7 @@ int dp_train(const dp_dataset *ds, const dp_train_config *cfg, dp_model **out_mo
         res->noise_multiplier = r.sigma;
         res->sample_rate = r.q;
         res->expected_batch = r.expected_batch;
-        res->dp_steps = dp_history_total_steps(&r.hist);
+        res->dp_steps = r.dp_steps;
     }
     if (metrics) {
         fprintf(metrics,
@@ -395,8 +416,8 @@ int dp_train(const dp_dataset *ds, const dp_train_config *cfg, dp_model **out_mo
                 res->best_epoch, res->valid.ndcg10, res->valid.hr10, res->test.ndcg10, res->test.hr10, res->test.ndcg20,
                 res->test.hr20, res->seconds_per_epoch);
         if (priv)
-            fprintf(metrics, ",\"epsilon\":%.6f,\"delta\":%g,\"noise_multiplier\":%.6f,\"sample_rate\":%.6g,\"dp_steps\":%lld",
-                    res->epsilon, res->delta, res->noise_multiplier, res->sample_rate, (long long)res->dp_steps);
+            fprintf(metrics, ",\"epsilon\":%s,\"delta\":%g,\"noise_multiplier\":%.6f,\"sample_rate\":%.6g,\"dp_steps\":%lld",
+                    json_eps(res->epsilon, ebuf), res->delta, res->noise_multiplier, res->sample_rate, (long long)res->dp_steps);
         fprintf(metrics, "}\n");
     }
     if (cfg->out_dir) {
