@@ -117,6 +117,16 @@ static void test_vexp(void) {
     double s = vexp_shift_sum(x, 4096, 1.5f);
     CHECK_CLOSE(s, ref, 1e-6);
     CHECK_CLOSE(x[0], exp(-1.5), 1e-6);
+    /* NaN and infinities: NaN propagates (a diverging run must be detected), ±inf saturate */
+    real sp[20];
+    for (int i = 0; i < 20; i++) sp[i] = 0;
+    sp[3] = NAN;
+    sp[17] = NAN; /* one in the vector part, one in the scalar tail */
+    sp[5] = -INFINITY;
+    vexp(sp, sp, 20);
+    CHECK(isnan(sp[3]) && isnan(sp[17]));
+    CHECK(sp[5] >= 0 && sp[5] < 1e-37);
+    CHECK(sp[0] == 1);
 }
 
 static dp_train_config small_config(const dp_dataset *ds) {

@@ -25,6 +25,33 @@ size_t classifier_scratch_size(long N, int C, int V) {
     return (size_t)R * V + 2 * (size_t)R * C;
 }
 
+/* Gradient GEMMs of a chunk whose buffer holds the unnormalised exponentials e_r = exp(z_r − m_r)
+ * rather than δ_r = a_r e_r − w_r onehot(y_r) (a_r = w_r / Σ e_r): the scale is folded into the small
+ * [nr, C] operands and the one-hot part is a row update, which saves a full pass over the logits.
+ *   dh_r = a_r (e_r W) − w_r W_y ;  dW += eᵀ (a ∘ h) − Σ_r w_r onehot(y_r) h_rᵀ. */
+static void chunk_grads(real *dh, real *dWc, const real *e, real *hp, real *dhp, const real *a, const long *rows,
+                        long nr, const int32_t *target, const real *weight, const real *Wc, int C, int V) {
+    if (dh) {
+        dp_gemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)nr, C, V, 1, e, V, Wc, C, 0, dhp, C);
+        for (long j = 0; j < nr; j++) {
+            long r = rows[j];
+            const real *wy = Wc + (size_t)(target[r] - 1) * C;
+            for (int i = 0; i < C; i++) dh[r * C + i] = a[j] * dhp[j * C + i] - weight[r] * wy[i];
+        }
+    }
+    if (dWc) {
+        for (long j = 0; j < nr; j++) {
+            long r = rows[j];
+            real *dy = dWc + (size_t)(target[r] - 1) * C;
+            for (int i = 0; i < C; i++) {
+                dy[i] -= weight[r] * hp[j * C + i];
+                hp[j * C + i] *= a[j];
+            }
+        }
+        dp_gemm(CblasRowMajor, CblasTrans, CblasNoTrans, V, C, (int)nr, 1, e, V, hp, C, 1, dWc, C);
+    }
+}
+
 void classifier_forward_backward(real *loss, real *dh, real *dW, const real *h, const real *W, const int32_t *target,
                                  const real *weight, long N, int C, int V, real *scratch) {
     const real *Wc = W + C; /* candidate rows 1..V */
@@ -32,6 +59,7 @@ void classifier_forward_backward(real *loss, real *dh, real *dW, const real *h, 
     long R = DP_MIN(chunk_rows(V), N > 0 ? N : 1);
     real *z = scratch, *hp = scratch + (size_t)R * V, *dhp = hp + (size_t)R * C;
     long *active = dp_malloc(sizeof(long) * (size_t)(N > 0 ? N : 1));
+    real *a = dp_malloc(sizeof(real) * (size_t)R);
     long na = 0;
     for (long r = 0; r < N; r++) {
         loss[r] = 0;
@@ -46,26 +74,17 @@ void classifier_forward_backward(real *loss, real *dh, real *dW, const real *h, 
         for (long j = 0; j < nr; j++) {
             long r = active[s + j];
             real *zr = z + j * V;
-            int y = target[r] - 1;
-            real zy = zr[y], mx = zr[0];
+            real zy = zr[target[r] - 1], mx = zr[0];
 #pragma omp simd reduction(max : mx)
             for (int v = 1; v < V; v++) mx = zr[v] > mx ? zr[v] : mx;
             double sum = vexp_shift_sum(zr, V, mx);
             loss[r] = (real)((double)mx + log(sum) - (double)zy);
-            if (dh || dW) {
-                real sc = (real)((double)weight[r] / sum);
-#pragma omp simd
-                for (int v = 0; v < V; v++) zr[v] *= sc;
-                zr[y] -= weight[r];
-            }
+            a[j] = (real)((double)weight[r] / sum);
         }
-        if (dh) {
-            dp_gemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)nr, C, V, 1, z, V, Wc, C, 0, dhp, C);
-            for (long j = 0; j < nr; j++) memcpy(dh + active[s + j] * C, dhp + j * C, sizeof(real) * (size_t)C);
-        }
-        if (dWc) dp_gemm(CblasRowMajor, CblasTrans, CblasNoTrans, V, C, (int)nr, 1, z, V, hp, C, 1, dWc, C);
+        if (dh || dWc) chunk_grads(dh, dWc, z, hp, dhp, a, active + s, nr, target, weight, Wc, C, V);
     }
     free(active);
+    free(a);
 }
 
 /* ---- privacy engine passes ---- */
@@ -191,6 +210,7 @@ void classifier_weight_grad(real *dW, const real *h, const real *W, const int32_
     long R = DP_MIN(chunk_rows(V), N > 0 ? N : 1);
     real *z = scratch, *hp = scratch + (size_t)R * V;
     long *active = dp_malloc(sizeof(long) * (size_t)(N > 0 ? N : 1));
+    real *a = dp_malloc(sizeof(real) * (size_t)R);
     long na = 0;
     for (long r = 0; r < N; r++)
         if (weight[r] != 0) active[na++] = r;
@@ -201,13 +221,11 @@ void classifier_weight_grad(real *dW, const real *h, const real *W, const int32_
 #pragma omp parallel for schedule(static)
         for (long j = 0; j < nr; j++) {
             long r = active[s + j];
-            real *zr = z + j * V;
-            vexp_shift_sum(zr, V, lse[r]);
-            real w = weight[r];
-            for (int v = 0; v < V; v++) zr[v] *= w;
-            zr[target[r] - 1] -= w;
+            vexp_shift_sum(z + j * V, V, lse[r]); /* normalised probabilities */
+            a[j] = weight[r];
         }
-        dp_gemm(CblasRowMajor, CblasTrans, CblasNoTrans, V, C, (int)nr, 1, z, V, hp, C, 1, dWc, C);
+        chunk_grads(NULL, dWc, z, hp, NULL, a, active + s, nr, target, weight, Wc, C, V);
     }
     free(active);
+    free(a);
 }

@@ -63,6 +63,7 @@ double vexp_shift_sum(real *z, long n, real shift) {
 #define EXP_C2 0.5f
 
 static inline float exp_scalar(float x) {
+    if (x != x) return x; /* NaN propagates, so a diverging run is detected */
     x = x < -87.0f ? -87.0f : (x > 88.0f ? 88.0f : x);
     float t = x * 1.44269504088896341f;
     float k = (t + 12582912.0f) - 12582912.0f; /* round to nearest without a call */
@@ -72,14 +73,15 @@ static inline float exp_scalar(float x) {
         float f;
         int32_t i;
     } u;
-    u.i = ((int32_t)k + 127) << 23;
+    u.i = (int32_t)((uint32_t)((int32_t)k + 127) << 23);
     return p * u.f;
 }
 
 #ifdef __AVX512F__
 #include <immintrin.h>
 static inline __m512 exp_avx512(__m512 x) {
-    x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-87.0f)), _mm512_set1_ps(88.0f));
+    /* operand order matters: max/min return their second operand when one is NaN, so NaN propagates */
+    x = _mm512_min_ps(_mm512_set1_ps(88.0f), _mm512_max_ps(_mm512_set1_ps(-87.0f), x));
     __m512 k = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     __m512 r = _mm512_fnmadd_ps(k, _mm512_set1_ps(LN2_HI), x);
