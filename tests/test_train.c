@@ -129,6 +129,26 @@ static void test_vexp(void) {
     CHECK(sp[0] == 1);
 }
 
+/* The single-precision GELU (vectorised erf) against the double-precision formula. */
+static void test_gelu_float(void) {
+    static real x[2000], y[2000], g[2000], one[2000];
+    for (int i = 0; i < 2000; i++) {
+        x[i] = (real)(-8.0 + 16.0 * i / 1999.0);
+        one[i] = 1;
+    }
+    gelu_forward(y, x, 2000);
+    gelu_backward(g, one, x, 2000);
+    double wf = 0, wb = 0;
+    for (int i = 0; i < 2000; i++) {
+        double xd = x[i], cdf = 0.5 * (1 + erf(xd / sqrt(2.0))), pdf = exp(-0.5 * xd * xd) / sqrt(2 * M_PI);
+        wf = fmax(wf, fabs(y[i] - xd * cdf));
+        wb = fmax(wb, fabs(g[i] - (cdf + xd * pdf)));
+    }
+    printf("float GELU: max abs error %.2e (forward), %.2e (derivative)\n", wf, wb);
+    CHECK(wf < 2e-6);
+    CHECK(wb < 2e-6);
+}
+
 static dp_train_config small_config(const dp_dataset *ds) {
     dp_train_config c = dp_train_config_default();
     c.model = dp_model_config_default(ds->n_items, 16);
@@ -241,6 +261,7 @@ int main(void) {
     test_optimizers();
     test_windows();
     test_vexp();
+    test_gelu_float();
     test_learning_and_determinism();
     test_bad_config();
     return tu_finish("test_train");

@@ -165,11 +165,12 @@ static variant_result run_isolated(const shape *sh, const char *variant, int bat
 static int bench_step(int argc, char **argv) {
     const char *cmd = "dpformer bench step";
     const char *which = "both", *variants = "nonprivate,auto";
-    int steps = 5, warmup = 1, batch = 256, d = 64, layers = 2, heads = 1, threads = 0, json = 0;
+    int steps = 3, warmup = 1, batch = 256, d = 64, layers = 2, heads = 1, threads = 0, json = 0, rounds = 3;
     arg_spec specs[] = {
         ARG_S("shape", &which, "games (V 23716, L 50), ml1m (V 3417, L 200) or both"),
         ARG_S("variants", &variants, "comma-separated: nonprivate, auto, phantom, ghost, naive (DP clip modes)"),
-        ARG_IR("steps", &steps, "timed steps (the median is reported)", 1, 100000),
+        ARG_IR("steps", &steps, "timed steps per round (their median is the round's time)", 1, 100000),
+        ARG_IR("rounds", &rounds, "rounds in which the variants take turns (the median is reported)", 1, 16),
         ARG_IR("warmup", &warmup, "untimed steps first", 0, 100000),
         ARG_IR("batch", &batch, "sequences per step", 1, 1 << 20),
         ARG_IR("d-model", &d, "model width", 1, 65536),
@@ -214,13 +215,25 @@ static int bench_step(int argc, char **argv) {
         mc.n_layers = layers;
         mc.n_heads = heads;
         double flops = dp_model_step_flops(&mc, batch);
+        /* Variants take turns, round after round, so that slow drifts of a shared machine hit them alike;
+         * each variant's time is the median over rounds of its per-round median step time. */
+        variant_result res[8][16];
+        for (int k = 0; k < rounds; k++)
+            for (int v = 0; v < nv; v++) {
+                res[v][k] = run_isolated(&sh, vlist[v], batch, d, layers, heads, steps, warmup);
+                if (!res[v][k].ok) {
+                    fprintf(stderr, "%s: variant %s failed\n", cmd, vlist[v]);
+                    return 1;
+                }
+            }
         double base_ms = 0, base_rss = 0;
         for (int v = 0; v < nv; v++) {
-            variant_result r = run_isolated(&sh, vlist[v], batch, d, layers, heads, steps, warmup);
-            if (!r.ok) {
-                fprintf(stderr, "%s: variant %s failed\n", cmd, vlist[v]);
-                return 1;
+            double ms[16], rss = 0;
+            for (int k = 0; k < rounds; k++) {
+                ms[k] = res[v][k].ms;
+                rss = DP_MAX(rss, res[v][k].rss_mb);
             }
+            variant_result r = {median(ms, rounds), rss, 1};
             if (v == 0) {
                 base_ms = r.ms;
                 base_rss = r.rss_mb;
@@ -230,9 +243,9 @@ static int bench_step(int argc, char **argv) {
                 printf("{\"bench\":\"step\",\"shape\":\"%s\",\"V\":%d,\"L\":%d,\"batch\":%d,\"d_model\":%d,\"n_layers\":%d,"
                        "\"variant\":\"%s\",\"ms_per_step\":%.2f,\"ratio_to_first\":%.3f,\"model_gflop\":%.2f,"
                        "\"gflops\":%.1f,\"sgemm_gflops\":%.1f,\"fraction_of_sgemm\":%.3f,\"peak_rss_mb\":%.1f,"
-                       "\"rss_ratio_to_first\":%.3f}\n",
+                       "\"rss_ratio_to_first\":%.3f,\"rounds\":%d,\"steps_per_round\":%d}\n",
                        sh.name, sh.V, sh.L, batch, d, layers, vlist[v], r.ms, r.ms / base_ms, flops / 1e9, gf, peak,
-                       gf / peak, r.rss_mb, r.rss_mb / base_rss);
+                       gf / peak, r.rss_mb, r.rss_mb / base_rss, rounds, steps);
             else
                 printf("%-6s %-10s %8.1f ms/step (x%.2f)  %6.1f GFLOP/s of model FLOPs (%3.0f%% of SGEMM)  peak RSS %5.0f MB (x%.2f)\n",
                        sh.name, vlist[v], r.ms, r.ms / base_ms, gf, 100 * gf / peak, r.rss_mb, r.rss_mb / base_rss);
