@@ -29,7 +29,7 @@ int cmd_demo(int argc, char **argv) {
     train_flags tf;
     train_flags_defaults(&tf);
     tf.max_len = 20;
-    tf.epochs = 6;
+    tf.epochs = 4;
     tf.batch_size = 256;
     tf.dropout = 0.1;
     tf.lr = 3e-3;
@@ -38,7 +38,7 @@ int cmd_demo(int argc, char **argv) {
     tf.delta = 1e-6;
     dp_synth_config sc;
     dp_synth_config_default(&sc);
-    int users = 20000, items = sc.n_items, dp_epochs = 6, dp_batch = 1024, no_private = 0, no_nonprivate = 0;
+    int users = 16000, items = sc.n_items, dp_epochs = 5, dp_batch = 1024, no_private = 0, no_nonprivate = 0;
     double dp_lr = 5e-3;
     const char *out = "runs/demo";
     arg_spec specs[TRAIN_FLAG_COUNT + 9];
