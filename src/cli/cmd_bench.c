@@ -18,12 +18,6 @@
 #include "dpformer/train.h"
 #include "ops/ops.h"
 
-static uint64_t next(uint64_t *s) {
-    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
 
 static int cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
@@ -93,8 +87,8 @@ static double time_variant(const shape *sh, const char *variant, int batch, int 
     int32_t *ids = dp_malloc(sizeof(int32_t) * (size_t)batch * sh->L), *tgt = dp_malloc(sizeof(int32_t) * (size_t)batch * sh->L);
     dp_real *w = dp_malloc(sizeof(dp_real) * (size_t)batch);
     uint64_t s = 7;
-    for (size_t i = 0; i < (size_t)batch * sh->L; i++) ids[i] = 1 + (int32_t)(next(&s) % (uint64_t)sh->V);
-    for (size_t i = 0; i < (size_t)batch * sh->L; i++) tgt[i] = 1 + (int32_t)(next(&s) % (uint64_t)sh->V);
+    for (size_t i = 0; i < (size_t)batch * sh->L; i++) ids[i] = 1 + (int32_t)(dp_splitmix64(&s) % (uint64_t)sh->V);
+    for (size_t i = 0; i < (size_t)batch * sh->L; i++) tgt[i] = 1 + (int32_t)(dp_splitmix64(&s) % (uint64_t)sh->V);
     for (int b = 0; b < batch; b++) w[b] = (dp_real)(1.0 / batch);
     dp_batch bt = {batch, sh->L, ids, tgt};
     dp_rng *rng = dp_rng_create_seeded(1);

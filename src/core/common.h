@@ -32,6 +32,21 @@ double dp_now(void);
 /* Peak resident set size of this process in bytes (0 if unknown). */
 size_t dp_peak_rss(void);
 
+/* splitmix64: dp_mix64 hashes a 64-bit value (the finaliser applied to z + golden ratio);
+ * dp_splitmix64 advances a state and returns the next value of its stream. The library's one small
+ * non-cryptographic generator (initialisation, data order, dropout seeds, synthetic data). */
+static inline uint64_t dp_mix64(uint64_t z) {
+    z += 0x9E3779B97F4A7C15ull;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+static inline uint64_t dp_splitmix64(uint64_t *s) {
+    uint64_t z = dp_mix64(*s);
+    *s += 0x9E3779B97F4A7C15ull;
+    return z;
+}
+
 #define DP_MIN(a, b) ((a) < (b) ? (a) : (b))
 #define DP_MAX(a, b) ((a) > (b) ? (a) : (b))
 

@@ -5,12 +5,7 @@
 #include "dpformer/data.h"
 
 /* splitmix64 finaliser: raw ids are often consecutive, so they need mixing before masking. */
-static size_t slot_of(int64_t key, size_t cap) {
-    uint64_t z = (uint64_t)key + 0x9E3779B97F4A7C15ull;
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return (size_t)(z ^ (z >> 31)) & (cap - 1);
-}
+static size_t slot_of(int64_t key, size_t cap) { return (size_t)dp_mix64((uint64_t)key) & (cap - 1); }
 
 int64_t *dp_idmap_get(const dp_idmap *m, int64_t key) {
     if (m->cap == 0) return NULL;

@@ -4,23 +4,17 @@
  * previous item (a second-order rule a sequence model can learn and a popularity ranking cannot);
  * otherwise it is a fresh Zipf draw. Successors are drawn from a flattened Zipf law (exponent s/2) so
  * that the transitions keep the catalogue long-tailed without making the targets mostly popular
- * items. Everything is a function of the seed (own splitmix64 stream; no rand()). */
+ * items. Everything is a function of the seed (the library's splitmix64 stream; no rand()). */
 #include <math.h>
 
 #include "core/common.h"
 #include "dpformer/data.h"
 
-static uint64_t sm64(uint64_t *s) {
-    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
 
-static double unif(uint64_t *s) { return (double)(sm64(s) >> 11) * (1.0 / 9007199254740992.0); }
+static double unif(uint64_t *s) { return (double)(dp_splitmix64(s) >> 11) * (1.0 / 9007199254740992.0); }
 
 /* Uniform integer in [0, n) (n small, so the modulo bias is below 2^-32). */
-static uint64_t below(uint64_t *s, uint64_t n) { return sm64(s) % n; }
+static uint64_t below(uint64_t *s, uint64_t n) { return dp_splitmix64(s) % n; }
 
 /* cdf[k] = P(rank <= k+1) for a Zipf law with exponent s over V ranks. */
 static double *zipf_cdf(int32_t V, double s) {

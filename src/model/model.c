@@ -108,16 +108,10 @@ static void free_per_layer(real **a, int n_layers) {
     free(a);
 }
 
-static uint64_t splitmix(uint64_t *s) {
-    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
 
 static double normal01(uint64_t *s) {
-    double u1 = ((splitmix(s) >> 11) + 0.5) * (1.0 / 9007199254740992.0);
-    double u2 = (splitmix(s) >> 11) * (1.0 / 9007199254740992.0);
+    double u1 = ((dp_splitmix64(s) >> 11) + 0.5) * (1.0 / 9007199254740992.0);
+    double u2 = (dp_splitmix64(s) >> 11) * (1.0 / 9007199254740992.0);
     return sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2);
 }
 
@@ -249,7 +243,7 @@ void dp_model_zero_grad(dp_model *m) { memset(m->grads, 0, sizeof(real) * m->n_p
 /* Independent dropout streams per (layer, site) from one per-step seed. */
 static uint64_t site_seed(uint64_t seed, int layer, int site) {
     uint64_t s = seed ^ ((uint64_t)(layer + 1) << 32) ^ (uint64_t)(site + 1) * 0xD1B54A32D192ED03ull;
-    return splitmix(&s);
+    return dp_splitmix64(&s);
 }
 
 static void add_into(real *out, const real *a, const real *b, size_t n) {

@@ -36,17 +36,11 @@ dp_train_config dp_train_config_default(void) {
     return c;
 }
 
-static uint64_t mix(uint64_t z) {
-    z += 0x9E3779B97F4A7C15ull;
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
 
 static void shuffle(int32_t *a, int32_t n, uint64_t seed) {
     uint64_t s = seed;
     for (int32_t i = n - 1; i > 0; i--) {
-        s = mix(s);
+        s = dp_mix64(s);
         int32_t j = (int32_t)(s % (uint64_t)(i + 1));
         int32_t t = a[i];
         a[i] = a[j];
@@ -129,7 +123,7 @@ static int step_nonprivate(run_state *r, int32_t s, int B, double *loss_sum, dp_
     }
     dp_batch bt = {B, r->L, r->ids, r->tgt};
     dp_model_zero_grad(r->m);
-    dp_model_forward_backward(r->m, &bt, r->w, 1, mix(r->cfg->seed ^ mix((uint64_t)r->step)), r->el);
+    dp_model_forward_backward(r->m, &bt, r->w, 1, dp_mix64(r->cfg->seed ^ dp_mix64((uint64_t)r->step)), r->el);
     if (check_finite(r->el, B, loss_sum, r->step, err)) return -1;
     dp_optimizer_step(r->opt, r->m);
     r->step++;
@@ -142,7 +136,7 @@ static int step_private(run_state *r, int64_t *n_examples, double *loss_sum, dp_
     int64_t nb = dp_poisson_sample(r->rng, r->q, r->n_train, r->sample, err);
     if (nb < 0) return -1;
     dp_model_zero_grad(r->m);
-    const uint64_t dseed = mix(r->cfg->seed ^ mix((uint64_t)r->step));
+    const uint64_t dseed = dp_mix64(r->cfg->seed ^ dp_mix64((uint64_t)r->step));
     double ls = 0;
     for (int64_t s = 0; s < nb; s += r->cap) {
         int B = (int)DP_MIN((int64_t)r->cap, nb - s);
@@ -209,7 +203,7 @@ static int setup_private(run_state *r, FILE *log, dp_error *err) {
             fprintf(log, "privacy: WARNING: noise multiplier 0 -- clipping only, NO differential privacy guarantee\n");
     }
     if (p->seeded_noise) {
-        r->rng = dp_rng_create_seeded(mix(c->seed ^ 0xD9E8C7B6A5ull));
+        r->rng = dp_rng_create_seeded(dp_mix64(c->seed ^ 0xD9E8C7B6A5ull));
         fprintf(log, "privacy: WARNING: noise and sampling are reproducible from --seed; anyone who knows the seed "
                      "can remove the noise, so this run is NOT private (testing only)\n");
     } else {
@@ -320,7 +314,7 @@ int dp_train(const dp_dataset *ds, const dp_train_config *cfg, dp_model **out_mo
         double t0 = dp_now(), loss_sum = 0;
         int64_t loss_n = 0;
         if (!priv) {
-            shuffle(r.users, r.n_train, mix(cfg->seed * 1000003u + (uint64_t)epoch));
+            shuffle(r.users, r.n_train, dp_mix64(cfg->seed * 1000003u + (uint64_t)epoch));
             for (int32_t s = 0; s < r.n_train && rc == 0; s += cfg->batch_size) {
                 int B = (int)DP_MIN((int32_t)cfg->batch_size, r.n_train - s);
                 double ls = 0;
