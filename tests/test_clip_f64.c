@@ -53,10 +53,13 @@ static double rel_diff(const real *a, const real *b, size_t n) {
     return sqrt(num / (den + 1e-300));
 }
 
-static void check_modes(int tied, int layers, int heads, float dropout, double Cmax) {
-    const int V = 11, L = 7, B = 5;
+/* L ≥ 16 = 2·d makes auto instantiate the output layer's per-example gradient for full windows
+ * (shorter windows use the Gram form), so both forms meet the oracle. */
+static void check_modes_L(int tied, int layers, int heads, float dropout, double Cmax, int L) {
+    const int V = 11, B = 5;
     dp_model *m = random_model(tied, layers, heads, V, L, dropout);
-    int32_t ids[5 * 7], tgt[5 * 7];
+    if (L > 24) return;
+    int32_t ids[5 * 24], tgt[5 * 24];
     random_batch(ids, tgt, B, L, V);
     dp_batch bt = {B, L, ids, tgt};
     size_t np = dp_model_num_params(m);
@@ -121,6 +124,10 @@ static void check_modes(int tied, int layers, int heads, float dropout, double C
     dp_model_free(m);
 }
 
+static void check_modes(int tied, int layers, int heads, float dropout, double Cmax) {
+    check_modes_L(tied, layers, heads, dropout, Cmax, 7);
+}
+
 /* Chunked output layer: force several chunks and per-example norms by instantiation and Gram. */
 static void check_chunked(void) {
     classifier_set_chunk_logits(11 * 9); /* ~9 rows per chunk: examples never split */
@@ -148,8 +155,9 @@ static void reference_vectors(void) {
     embedding_per_example_sqnorm(&in_sq, NULL, Gr, tid, 1, 2, 2);
     CHECK_CLOSE(in_sq, 0.3, 1e-12);
     for (int method = DP_NORM_GRAM; method <= DP_NORM_INSTANTIATE; method++) {
-        real Q[4], work[64];
-        double out_sq = classifier_example_sqnorm(Q, delta, h, tid, 2, 2, 2, 3, (dp_norm_method)method, work);
+        real Q[4], work[64], one[2] = {1, 1}, zero[2] = {0, 0};
+        int32_t y[2] = {1, 1}; /* unused: w = 0 */
+        double out_sq = classifier_example_sqnorm(Q, delta, one, zero, y, h, tid, 2, 2, 2, 3, (dp_norm_method)method, work);
         double cross = 0;
         for (int i = 0; i < 4; i++) cross += 2 * Gr[i] * Q[i];
         CHECK_CLOSE(out_sq, 1.7475, 1e-12);
@@ -168,5 +176,7 @@ int main(void) {
     check_modes(0, 2, 1, 0.3f, 1e6); /* huge C: nothing clipped */
     check_modes(1, 2, 2, 0.2f, 0.5);
     check_chunked();
+    check_modes_L(1, 1, 2, 0.1f, 0.05, 20);
+    check_modes_L(0, 1, 1, 0.0f, 0.05, 24);
     return tu_finish("test_clip_f64");
 }

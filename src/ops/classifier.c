@@ -95,38 +95,44 @@ size_t classifier_dp_scratch_size(int B, int T, int C, int V) {
     return (size_t)R * V + 2 * (size_t)R * C;
 }
 
-/* Softmax rows of a chunk in place into δ = w·(p − onehot); loss and lse per row. */
-static void softmax_rows(real *z, long nr, const long *rows, const int32_t *target, const real *weight, real *loss,
-                         real *lse, int V) {
+/* Exponentials of a chunk in place: e_r = exp(z_r − max_r); loss, lse and a_r = w_r / Σ e_r per row,
+ * so that δ_r = a_r e_r − w_r onehot(y_r) without another pass over the logits. */
+static void exp_rows(real *z, real *a, long nr, const long *rows, const int32_t *target, const real *weight,
+                     real *loss, real *lse, int V) {
 #pragma omp parallel for schedule(static)
     for (long j = 0; j < nr; j++) {
         long r = rows[j];
         real *zr = z + j * V;
-        int y = target[r] - 1;
-        real zy = zr[y], mx = zr[0];
+        real zy = zr[target[r] - 1], mx = zr[0];
+#pragma omp simd reduction(max : mx)
         for (int v = 1; v < V; v++) mx = zr[v] > mx ? zr[v] : mx;
         double sum = vexp_shift_sum(zr, V, mx);
         double l = (double)mx + log(sum);
         lse[r] = (real)l;
         loss[r] = (real)(l - (double)zy);
-        real sc = (real)((double)weight[r] / sum);
-        for (int v = 0; v < V; v++) zr[v] *= sc;
-        zr[y] -= weight[r];
+        a[j] = (real)((double)weight[r] / sum);
     }
 }
 
 size_t classifier_example_work_size(int T, int C, int V) {
-    return DP_MAX(2 * (size_t)T * T, (size_t)V * C);
+    return DP_MAX(2 * (size_t)T * T, (size_t)V * C) + (size_t)T * C;
 }
 
-double classifier_example_sqnorm(real *Q, const real *delta, const real *h, const int32_t *ids, int n, int T, int C,
-                                 int V, dp_norm_method method, real *work) {
+double classifier_example_sqnorm(real *Q, const real *e, const real *a, const real *w, const int32_t *y, const real *h,
+                                 const int32_t *ids, int n, int T, int C, int V, dp_norm_method method, real *work) {
     double sq = 0;
     int gram = method == DP_NORM_GRAM || (method == DP_NORM_AUTO && n < 2 * C);
     if (gram) {
+        /* ⟨δ_t, δ_u⟩ = a_t a_u ⟨e_t, e_u⟩ − a_t w_u e_t[y_u] − a_u w_t e_u[y_t] + w_t w_u [y_t = y_u] */
         real *gd = work, *gh = work + (size_t)n * n;
-        dp_syrk(CblasRowMajor, CblasLower, CblasNoTrans, n, V, 1, delta, V, 0, gd, n);
+        dp_syrk(CblasRowMajor, CblasLower, CblasNoTrans, n, V, 1, e, V, 0, gd, n);
         dp_syrk(CblasRowMajor, CblasLower, CblasNoTrans, n, C, 1, h, C, 0, gh, n);
+        for (int t = 0; t < n; t++)
+            for (int u = 0; u <= t; u++) {
+                double g = (double)a[t] * a[u] * gd[(size_t)t * n + u] - (double)a[t] * w[u] * e[(size_t)t * V + y[u] - 1] -
+                           (double)a[u] * w[t] * e[(size_t)u * V + y[t] - 1] + (y[t] == y[u] ? (double)w[t] * w[u] : 0.0);
+                gd[(size_t)t * n + u] = (real)g;
+            }
         sq = ops_sym_dot(gd, gh, n);
         if (Q)
             for (int t = 0; t < T; t++) {
@@ -134,13 +140,18 @@ double classifier_example_sqnorm(real *Q, const real *delta, const real *h, cons
                 memset(q, 0, sizeof(real) * (size_t)C);
                 if (!ids[t]) continue;
                 for (int u = 0; u < n; u++) {
-                    real coef = delta[(size_t)u * V + ids[t] - 1];
+                    real coef = a[u] * e[(size_t)u * V + ids[t] - 1] - (y[u] == ids[t] ? w[u] : 0);
                     for (int i = 0; i < C; i++) q[i] += coef * h[(size_t)u * C + i];
                 }
             }
     } else {
-        real *D = work;
-        dp_gemm(CblasRowMajor, CblasTrans, CblasNoTrans, V, C, n, 1, delta, V, h, C, 0, D, C);
+        /* D = δᵀ h = eᵀ (a ∘ h) − Σ_u w_u onehot(y_u) h_uᵀ */
+        real *D = work, *hs = work + (size_t)V * C;
+        for (int u = 0; u < n; u++)
+            for (int i = 0; i < C; i++) hs[(size_t)u * C + i] = a[u] * h[(size_t)u * C + i];
+        dp_gemm(CblasRowMajor, CblasTrans, CblasNoTrans, V, C, n, 1, e, V, hs, C, 0, D, C);
+        for (int u = 0; u < n; u++)
+            for (int i = 0; i < C; i++) D[(size_t)(y[u] - 1) * C + i] -= w[u] * h[(size_t)u * C + i];
         for (size_t i = 0; i < (size_t)V * C; i++) sq += (double)D[i] * D[i];
         if (Q)
             for (int t = 0; t < T; t++) {
@@ -160,6 +171,8 @@ void classifier_dp_pass1(real *loss, real *dh, real *lse, double *out_sq, real *
     if (R < 1) R = 1;
     real *z = scratch, *hp = scratch + (size_t)R * V, *dhp = hp + (size_t)R * C;
     long *rows = dp_malloc(sizeof(long) * (size_t)(R > 0 ? R : 1));
+    real *a = dp_malloc(sizeof(real) * (size_t)R), *wr = dp_malloc(sizeof(real) * (size_t)R);
+    int32_t *yr = dp_malloc(sizeof(int32_t) * (size_t)R);
     int *first = dp_malloc(sizeof(int) * (size_t)(B + 1)); /* chunk-local start of each example's rows */
     memset(dh, 0, sizeof(real) * (size_t)N * C);
     if (Q) memset(Q, 0, sizeof(real) * (size_t)N * C);
@@ -179,9 +192,12 @@ void classifier_dp_pass1(real *loss, real *dh, real *lse, double *out_sq, real *
         if (nr > 0) {
             for (long j = 0; j < nr; j++) memcpy(hp + j * C, h + rows[j] * C, sizeof(real) * (size_t)C);
             dp_gemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nr, V, C, 1, hp, C, Wc, C, 0, z, V);
-            softmax_rows(z, nr, rows, target, weight, loss, lse, V);
-            dp_gemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)nr, C, V, 1, z, V, Wc, C, 0, dhp, C);
-            for (long j = 0; j < nr; j++) memcpy(dh + rows[j] * C, dhp + j * C, sizeof(real) * (size_t)C);
+            exp_rows(z, a, nr, rows, target, weight, loss, lse, V);
+            for (long j = 0; j < nr; j++) {
+                wr[j] = weight[rows[j]];
+                yr[j] = target[rows[j]];
+            }
+            chunk_grads(dh, NULL, z, hp, dhp, a, rows, nr, target, weight, Wc, C, V);
 #pragma omp parallel
             {
                 real *work = NULL;
@@ -190,8 +206,8 @@ void classifier_dp_pass1(real *loss, real *dh, real *lse, double *out_sq, real *
                     int j0 = first[k - b], n = first[k - b + 1] - j0;
                     if (n == 0) continue;
                     if (!work) work = dp_malloc(sizeof(real) * classifier_example_work_size(T, C, V));
-                    out_sq[k] += classifier_example_sqnorm(Q ? Q + (size_t)k * T * C : NULL, z + (size_t)j0 * V,
-                                                           hp + (size_t)j0 * C, ids ? ids + (size_t)k * T : NULL, n, T,
+                    out_sq[k] += classifier_example_sqnorm(Q ? Q + (size_t)k * T * C : NULL, z + (size_t)j0 * V, a + j0,
+                                                           wr + j0, yr + j0, hp + (size_t)j0 * C, ids ? ids + (size_t)k * T : NULL, n, T,
                                                            C, V, method, work);
                 }
                 free(work);
@@ -201,6 +217,9 @@ void classifier_dp_pass1(real *loss, real *dh, real *lse, double *out_sq, real *
     }
     free(rows);
     free(first);
+    free(a);
+    free(wr);
+    free(yr);
 }
 
 void classifier_weight_grad(real *dW, const real *h, const real *W, const int32_t *target, const real *weight,

@@ -112,11 +112,13 @@ size_t classifier_dp_scratch_size(int B, int T, int C, int V);
 void classifier_dp_pass1(real *loss, real *dh, real *lse, double *out_sq, real *Q, const real *h, const real *W,
                          const int32_t *target, const real *weight, const int32_t *ids, int B, int T, int C, int V,
                          dp_norm_method method, real *scratch);
-/* One example's part of pass 1: returns ‖δᵀ h‖² for its n rows delta[n,V], h[n,C] and, if Q != NULL,
- * fills Q[T,C] with Q_t = Σ_u δ_u[ids_t − 1] h_u (zero where ids_t = 0). work: classifier_example_work_size. */
+/* One example's part of pass 1, for its n rows with δ_u = a_u e_u − w_u onehot(y_u) (e[n,V], a, w, y
+ * per row; the unnormalised exponentials and their scale, so δ is never written out): returns
+ * ‖Σ_u δ_u h_uᵀ‖² for h[n,C] and, if Q != NULL, fills Q[T,C] with Q_t = Σ_u δ_u[ids_t − 1] h_u (zero
+ * where ids_t = 0). With a = 1 and w = 0, e is δ itself. work: classifier_example_work_size reals. */
 size_t classifier_example_work_size(int T, int C, int V);
-double classifier_example_sqnorm(real *Q, const real *delta, const real *h, const int32_t *ids, int n, int T, int C,
-                                 int V, dp_norm_method method, real *work);
+double classifier_example_sqnorm(real *Q, const real *e, const real *a, const real *w, const int32_t *y, const real *h,
+                                 const int32_t *ids, int n, int T, int C, int V, dp_norm_method method, real *work);
 /* Pass 2: dW[V+1,C] += Σ_r weight[r]·(softmax(z_r) − onehot(target_r))ᵀ h_r, with lse from pass 1.
  * Rows with weight 0 are skipped. scratch: classifier_scratch_size(N, C, V). */
 void classifier_weight_grad(real *dW, const real *h, const real *W, const int32_t *target, const real *weight,
