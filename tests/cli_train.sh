@@ -117,6 +117,31 @@ assert 0 <= d["popularity_ndcg10"] <= 1, d' "$TMP/run/metrics.jsonl" || fail "ev
 fi
 printf '1 1\n1 2\n1 3\n2 3\n2 4\n2 5\n' > "$TMP/other.txt"
 expect 2 'has 30 items but .*other.txt has 5' -- "$BIN" eval --model "$TMP/run/model.safetensors" --data "$TMP/other.txt"
+# ---- DP-SGD training: the statement names epsilon, delta and the unit; privacy.json recomputes epsilon ----
+out=$("$BIN" train --data "$TMP/inter.txt" --epochs 2 --max-len 8 --d-model 16 --batch-size 16 --no-progress \
+      --dp --target-epsilon 4 --delta 1e-5 --max-grad-norm 0.5 --out "$TMP/dp" 2>&1)
+rc=$?
+[ "$rc" -eq 0 ] || fail "DP train exited $rc: $out"
+printf '%s' "$out" | grep -Eq 'privacy: \(epsilon = [0-9.]+, delta = 1e-05\)-DP for each user' || fail "DP train: no privacy statement: $out"
+printf '%s' "$out" | grep -q 'RDP accountant' || fail "DP train: accountant not named: $out"
+[ -s "$TMP/dp/privacy.json" ] || fail "DP train wrote no privacy.json"
+eps_run=$(printf '%s' "$out" | sed -n 's/.*(epsilon = \([0-9.]*\), delta.*/\1/p')
+eps_acc=$("$BIN" privacy --history "$TMP/dp/privacy.json" --delta 1e-5 --json 2>/dev/null | sed -n 's/.*"epsilon":[[:space:]]*\([0-9.e+-]*\).*/\1/p' | head -1)
+awk -v a="$eps_run" -v b="$eps_acc" 'BEGIN { exit !(a > 0 && a <= 4 && (a - b < 0.001 && b - a < 0.001)) }' \
+    || fail "epsilon printed by train ($eps_run) differs from the accountant on privacy.json ($eps_acc)"
+out=$("$BIN" train --data "$TMP/inter.txt" --epochs 1 --max-len 8 --d-model 16 --batch-size 16 --no-progress \
+      --dp --noise-multiplier 0 --out "$TMP/dp0" 2>&1)
+printf '%s' "$out" | grep -q 'NO differential privacy guarantee' || fail "sigma 0 not flagged: $out"
+printf '%s' "$out" | grep -q 'privacy: NONE' || fail "sigma 0 summary claims privacy: $out"
+
+# no user with a training target (3 items each: one training item), and inconsistent DP flags
+printf '1 5 6 7\n2 8 9 10\n' > "$TMP/three.txt"
+expect 2 'no user has at least 2 training items' -- "$BIN" train --data "$TMP/three.txt" --format sequences --out "$TMP/three"
+expect 2 'need --dp' -- "$BIN" train --data "$TMP/other.txt" --noise-multiplier 1 --out "$TMP/x"
+expect 2 'needs --target-epsilon or --noise-multiplier' -- "$BIN" train --data "$TMP/other.txt" --dp --out "$TMP/x"
+expect 2 'no privacy' -- "$BIN" train --data "$TMP/other.txt" --dp --noise-multiplier 0 --target-epsilon 3 --out "$TMP/x"
+expect 2 "unknown mode 'fast'" -- "$BIN" train --data "$TMP/other.txt" --dp --target-epsilon 3 --clip-mode fast --out "$TMP/x"
+expect 2 "unknown accountant 'gdp'" -- "$BIN" train --data "$TMP/other.txt" --dp --target-epsilon 3 --accountant gdp --out "$TMP/x"
 
 # ---- bad input: exit status 2 and a message naming the problem ----
 T=("$BIN" train --max-len 8 --d-model 16 --batch-size 16 --no-progress --out "$TMP/bad")

@@ -109,6 +109,9 @@ typedef struct {
  * Poisson sampling, per-example clipping, Gaussian noise once per logical step, accounting. Note that
  * choosing the epoch by validation uses the validation targets; they are not part of the training
  * prefixes, and docs/privacy.md says what the guarantee covers. */
+/* Check a configuration against a dataset without training (ranges, item count, DP settings, at least
+ * one user with a training target). dp_train runs the same checks first. */
+int dp_train_check(const dp_dataset *ds, const dp_train_config *cfg, dp_error *err);
 int dp_train(const dp_dataset *ds, const dp_train_config *cfg, dp_model **out_model, dp_train_result *res,
              dp_error *err);
 

@@ -86,6 +86,11 @@ int cmd_train(int argc, char **argv) {
     dp_model *m = NULL;
     dp_train_result res;
     dp_error err;
+    if (dp_train_check(&ds, &cfg, &err)) { /* bad settings or data: usage error */
+        fprintf(stderr, "%s: %s\n", cmd, err.msg);
+        dp_dataset_free(&ds);
+        return 2;
+    }
     if (dp_train(&ds, &cfg, &m, &res, &err)) {
         fprintf(stderr, "%s: %s\n", cmd, err.msg);
         dp_dataset_free(&ds);

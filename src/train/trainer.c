@@ -57,7 +57,10 @@ static void progress_bar(FILE *f, int epoch, int epochs, double frac, double los
     fflush(f);
 }
 
-static int check_config(const dp_dataset *ds, const dp_train_config *c, dp_error *err) {
+int dp_train_check(const dp_dataset *ds, const dp_train_config *c, dp_error *err) {
+    int32_t n = 0;
+    for (int32_t u = 0; u < ds->n_users && n == 0; u++) n += dp_split_history(ds, u, DP_SPLIT_TRAIN) >= 2;
+    if (n == 0) return dp_fail(err, "no user has at least 2 training items (nothing to learn from)");
     if (c->epochs < 1) return dp_fail(err, "epochs must be at least 1");
     if (c->batch_size < 1) return dp_fail(err, "batch size must be at least 1");
     if (c->eval_every < 1) return dp_fail(err, "eval-every must be at least 1");
@@ -261,7 +264,7 @@ int dp_train(const dp_dataset *ds, const dp_train_config *cfg, dp_model **out_mo
              dp_error *err) {
     memset(res, 0, sizeof *res);
     *out_model = NULL;
-    if (check_config(ds, cfg, err)) return -1;
+    if (dp_train_check(ds, cfg, err)) return -1;
     FILE *log = cfg->log ? cfg->log : stderr;
     const int priv = cfg->dp.enabled;
     run_state r;
