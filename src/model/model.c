@@ -220,10 +220,12 @@ void dp_model_free(dp_model *m) {
     real *singles[] = {a->lnf, a->lnf_mean, a->lnf_rstd, a->row_loss, a->row_weight, a->tmp, a->dres, a->dtmp,
                        a->dln, a->datty, a->dh, a->dqkv, a->dbig, a->cls_scratch, a->last};
     for (size_t i = 0; i < sizeof singles / sizeof singles[0]; i++) free(singles[i]);
-    free_per_layer(m->keep_qkv, NL);
-    free_per_layer(m->keep_proj, NL);
-    free_per_layer(m->keep_fc1, NL);
-    free_per_layer(m->keep_fc2, NL);
+    real **keeps[] = {m->keep_qkv, m->keep_proj, m->keep_fc1, m->keep_fc2};
+    for (int k = 0; k < 4; k++) {
+        if (!keeps[k]) continue;
+        for (int l = 1; l < NL; l++) free(keeps[k][l]); /* layer 0's are aliases of scratch buffers */
+        free(keeps[k]);
+    }
     free(m->params);
     free(m->grads);
     free(m->p.layer);
@@ -255,10 +257,22 @@ void model_alloc_keep(dp_model *m) {
     if (m->keep_qkv) return;
     const int NL = m->cfg.n_layers, C = m->cfg.d_model, F = m->cfg.d_ff;
     const size_t N = (size_t)m->max_batch * m->cfg.max_len;
-    m->keep_qkv = alloc_per_layer(NL, N * 3 * C);
-    m->keep_proj = alloc_per_layer(NL, N * C);
-    m->keep_fc1 = alloc_per_layer(NL, N * F);
-    m->keep_fc2 = alloc_per_layer(NL, N * C);
+    real ***keeps[] = {&m->keep_qkv, &m->keep_proj, &m->keep_fc1, &m->keep_fc2};
+    const size_t width[] = {(size_t)3 * C, (size_t)C, (size_t)F, (size_t)C};
+    for (int k = 0; k < 4; k++) {
+        *keeps[k] = dp_calloc((size_t)NL + 1, sizeof(real *));
+        for (int l = 1; l < NL; l++) (*keeps[k])[l] = alloc_real(N * width[k]);
+    }
+    /* Layer 0 is the last one the backward pass visits, so its kept gradients can live in scratch
+     * buffers that a book-keeping backward pass does not otherwise use after it: dqkv and dtmp are
+     * unused with a sink, tmp holds forward scratch only, and dbig's last use is layer 0's own GELU
+     * backward, which writes its result in place. */
+    if (NL > 0) {
+        m->keep_qkv[0] = m->a.dqkv;
+        m->keep_proj[0] = m->a.dtmp;
+        m->keep_fc1[0] = m->a.dbig;
+        m->keep_fc2[0] = m->a.tmp;
+    }
 }
 
 /* Runs the blocks and the final LayerNorm: fills every saved activation and a->lnf. */
