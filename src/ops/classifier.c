@@ -52,6 +52,39 @@ static void chunk_grads(real *dh, real *dWc, const real *e, real *hp, real *dhp,
     }
 }
 
+/* Rows with a non-zero loss weight, in order; returns their count. */
+static long active_rows(long *active, const real *weight, long N) {
+    long na = 0;
+    for (long r = 0; r < N; r++)
+        if (weight[r] != 0) active[na++] = r;
+    return na;
+}
+
+/* Packs the hidden states of `rows` into hp[nr,C] and computes their logits z[nr,V] = hp · Wcᵀ. */
+static void pack_logits(real *z, real *hp, const real *h, const long *rows, long nr, const real *Wc, int C, int V) {
+    for (long j = 0; j < nr; j++) memcpy(hp + j * C, h + rows[j] * C, sizeof(real) * (size_t)C);
+    dp_gemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nr, V, C, 1, hp, C, Wc, C, 0, z, V);
+}
+
+/* Exponentials of a chunk in place: e_r = exp(z_r − max_r); loss, lse (if non-NULL) and a_r = w_r / Σ e_r
+ * per row, so that δ_r = a_r e_r − w_r onehot(y_r) without another pass over the logits. */
+static void exp_rows(real *z, real *a, long nr, const long *rows, const int32_t *target, const real *weight,
+                     real *loss, real *lse, int V) {
+#pragma omp parallel for schedule(static)
+    for (long j = 0; j < nr; j++) {
+        long r = rows[j];
+        real *zr = z + j * V;
+        real zy = zr[target[r] - 1], mx = zr[0];
+#pragma omp simd reduction(max : mx)
+        for (int v = 1; v < V; v++) mx = zr[v] > mx ? zr[v] : mx;
+        double sum = vexp_shift_sum(zr, V, mx);
+        double l = (double)mx + log(sum);
+        if (lse) lse[r] = (real)l;
+        loss[r] = (real)(l - (double)zy);
+        a[j] = (real)((double)weight[r] / sum);
+    }
+}
+
 void classifier_forward_backward(real *loss, real *dh, real *dW, const real *h, const real *W, const int32_t *target,
                                  const real *weight, long N, int C, int V, real *scratch) {
     const real *Wc = W + C; /* candidate rows 1..V */
@@ -60,27 +93,13 @@ void classifier_forward_backward(real *loss, real *dh, real *dW, const real *h, 
     real *z = scratch, *hp = scratch + (size_t)R * V, *dhp = hp + (size_t)R * C;
     long *active = dp_malloc(sizeof(long) * (size_t)(N > 0 ? N : 1));
     real *a = dp_malloc(sizeof(real) * (size_t)R);
-    long na = 0;
-    for (long r = 0; r < N; r++) {
-        loss[r] = 0;
-        if (weight[r] != 0) active[na++] = r;
-    }
+    for (long r = 0; r < N; r++) loss[r] = 0;
+    long na = active_rows(active, weight, N);
     if (dh) memset(dh, 0, sizeof(real) * (size_t)N * C);
     for (long s = 0; s < na; s += R) {
         long nr = DP_MIN(R, na - s);
-        for (long j = 0; j < nr; j++) memcpy(hp + j * C, h + active[s + j] * C, sizeof(real) * (size_t)C);
-        dp_gemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nr, V, C, 1, hp, C, Wc, C, 0, z, V);
-#pragma omp parallel for schedule(static)
-        for (long j = 0; j < nr; j++) {
-            long r = active[s + j];
-            real *zr = z + j * V;
-            real zy = zr[target[r] - 1], mx = zr[0];
-#pragma omp simd reduction(max : mx)
-            for (int v = 1; v < V; v++) mx = zr[v] > mx ? zr[v] : mx;
-            double sum = vexp_shift_sum(zr, V, mx);
-            loss[r] = (real)((double)mx + log(sum) - (double)zy);
-            a[j] = (real)((double)weight[r] / sum);
-        }
+        pack_logits(z, hp, h, active + s, nr, Wc, C, V);
+        exp_rows(z, a, nr, active + s, target, weight, loss, NULL, V);
         if (dh || dWc) chunk_grads(dh, dWc, z, hp, dhp, a, active + s, nr, target, weight, Wc, C, V);
     }
     free(active);
@@ -93,25 +112,6 @@ size_t classifier_dp_scratch_size(int B, int T, int C, int V) {
     long R = DP_MIN(DP_MAX(chunk_rows(V), (long)T), (long)B * T);
     if (R < 1) R = 1;
     return (size_t)R * V + 2 * (size_t)R * C;
-}
-
-/* Exponentials of a chunk in place: e_r = exp(z_r − max_r); loss, lse and a_r = w_r / Σ e_r per row,
- * so that δ_r = a_r e_r − w_r onehot(y_r) without another pass over the logits. */
-static void exp_rows(real *z, real *a, long nr, const long *rows, const int32_t *target, const real *weight,
-                     real *loss, real *lse, int V) {
-#pragma omp parallel for schedule(static)
-    for (long j = 0; j < nr; j++) {
-        long r = rows[j];
-        real *zr = z + j * V;
-        real zy = zr[target[r] - 1], mx = zr[0];
-#pragma omp simd reduction(max : mx)
-        for (int v = 1; v < V; v++) mx = zr[v] > mx ? zr[v] : mx;
-        double sum = vexp_shift_sum(zr, V, mx);
-        double l = (double)mx + log(sum);
-        lse[r] = (real)l;
-        loss[r] = (real)(l - (double)zy);
-        a[j] = (real)((double)weight[r] / sum);
-    }
 }
 
 size_t classifier_example_work_size(int T, int C, int V) {
@@ -190,8 +190,7 @@ void classifier_dp_pass1(real *loss, real *dh, real *lse, double *out_sq, real *
         }
         first[e - b] = (int)nr;
         if (nr > 0) {
-            for (long j = 0; j < nr; j++) memcpy(hp + j * C, h + rows[j] * C, sizeof(real) * (size_t)C);
-            dp_gemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nr, V, C, 1, hp, C, Wc, C, 0, z, V);
+            pack_logits(z, hp, h, rows, nr, Wc, C, V);
             exp_rows(z, a, nr, rows, target, weight, loss, lse, V);
             for (long j = 0; j < nr; j++) {
                 wr[j] = weight[rows[j]];
@@ -230,13 +229,10 @@ void classifier_weight_grad(real *dW, const real *h, const real *W, const int32_
     real *z = scratch, *hp = scratch + (size_t)R * V;
     long *active = dp_malloc(sizeof(long) * (size_t)(N > 0 ? N : 1));
     real *a = dp_malloc(sizeof(real) * (size_t)R);
-    long na = 0;
-    for (long r = 0; r < N; r++)
-        if (weight[r] != 0) active[na++] = r;
+    long na = active_rows(active, weight, N);
     for (long s = 0; s < na; s += R) {
         long nr = DP_MIN(R, na - s);
-        for (long j = 0; j < nr; j++) memcpy(hp + j * C, h + active[s + j] * C, sizeof(real) * (size_t)C);
-        dp_gemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nr, V, C, 1, hp, C, Wc, C, 0, z, V);
+        pack_logits(z, hp, h, active + s, nr, Wc, C, V);
 #pragma omp parallel for schedule(static)
         for (long j = 0; j < nr; j++) {
             long r = active[s + j];
