@@ -3,11 +3,8 @@
 # same per-example norms and clipped sum as the one-example-at-a-time reference (naive), read back
 # by an independent parser; ghost refuses a tied embedding; bad batch files are refused clearly.
 set -u
-BIN=${1:?usage: cli_clip.sh /path/to/dpformer}
-TMP=$(mktemp -d /tmp/dpformer-cli-clip-XXXXXX)
-trap 'rm -rf "$TMP"' EXIT
-fails=0
-fail() { echo "FAIL: $*" >&2; fails=$((fails + 1)); }
+. "$(dirname "$0")/clilib.sh"
+cli_init cli_clip "$@"
 command -v python3 >/dev/null || { echo "cli_clip: python3 not found: skipped"; exit 0; }
 
 awk 'BEGIN { s = 11; for (u = 1; u <= 40; u++) { n = 4 + u % 7; printf "%d", u;
@@ -73,5 +70,4 @@ out=$("$BIN" clip-check --model "$TMP/tied/model.safetensors" --batch "$TMP/nope
 out=$("$BIN" clip-check --model "$TMP/tied/model.safetensors" --batch "$TMP/batch.txt" --out "$TMP/x.st" --clip-mode fast 2>&1); rc=$?
 [ $rc -eq 2 ] || fail "unknown clip mode: exit $rc"
 
-if [ $fails -gt 0 ]; then echo "cli_clip.sh: $fails check(s) failed"; exit 1; fi
-echo "cli_clip.sh: all checks passed"
+cli_finish

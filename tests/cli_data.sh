@@ -4,22 +4,8 @@
 # "file:line: field" message for malformed files, unknown flags and bad usage.
 # Usage: bash tests/cli_data.sh /path/to/dpformer
 set -u
-BIN=${1:?usage: cli_data.sh /path/to/dpformer}
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/dpformer-cli-data-XXXXXX")
-trap 'rm -rf "$TMP"' EXIT
-fails=0
-fail() { echo "FAIL: $*" >&2; fails=$((fails + 1)); }
-
-# expect STATUS PATTERN -- command...: exit status and a pattern in stdout+stderr
-expect() {
-    local want=$1 pattern=$2
-    shift 3
-    local out rc
-    out=$("$@" 2>&1)
-    rc=$?
-    [ "$rc" -eq "$want" ] || fail "'$*' exited $rc, expected $want: $out"
-    printf '%s' "$out" | grep -q -- "$pattern" || fail "'$*' output lacks '$pattern': $out"
-}
+. "$(dirname "$0")/clilib.sh"
+cli_init cli_data "$@"
 
 printf '1 10\n1 11\n1 12\n2 11\n2 12\n2 13\n3 10\n' > "$TMP/good_interactions.txt"
 expect 0 'users  *3$' -- "$BIN" data stats --data "$TMP/good_interactions.txt"
@@ -75,8 +61,4 @@ else
     echo "cli_data: real dataset not found; skipped that part"
 fi
 
-if [ "$fails" -ne 0 ]; then
-    echo "cli_data: $fails failures"
-    exit 1
-fi
-echo "cli_data: all checks passed"
+cli_finish

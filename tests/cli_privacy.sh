@@ -4,22 +4,8 @@
 # reading back to the same ε), and exit status 2 with a clear message for every invalid value.
 # Usage: bash tests/cli_privacy.sh /path/to/dpformer
 set -u
-BIN=${1:?usage: cli_privacy.sh /path/to/dpformer}
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/dpformer-cli-privacy-XXXXXX")
-trap 'rm -rf "$TMP"' EXIT
-fails=0
-fail() { echo "FAIL: $*" >&2; fails=$((fails + 1)); }
-
-# expect STATUS PATTERN -- command...: exit status and a pattern in stdout+stderr
-expect() {
-    local want=$1 pattern=$2
-    shift 3
-    local out rc
-    out=$("$@" 2>&1)
-    rc=$?
-    [ "$rc" -eq "$want" ] || fail "'$*' exited $rc, expected $want: $out"
-    printf '%s' "$out" | grep -q -- "$pattern" || fail "'$*' output lacks '$pattern': $out"
-}
+. "$(dirname "$0")/clilib.sh"
+cli_init cli_privacy "$@"
 
 RUN=(--sample-rate 0.04 --noise-multiplier 1.5)
 # Published RDP values (Opacus grid): improved 7.32911, classic 8.07385 at order 4.1.
@@ -89,8 +75,4 @@ expect 2 'noise multiplier must be' -- "$BIN" privacy --history "$TMP/bad.json"
 expect 2 'unknown flag' -- "$BIN" privacy --sample-rat 0.1
 expect 0 'target-epsilon' -- "$BIN" privacy --help
 
-if [ "$fails" -ne 0 ]; then
-    echo "cli_privacy: $fails failure(s)" >&2
-    exit 1
-fi
-echo "cli_privacy: all checks passed"
+cli_finish

@@ -5,35 +5,21 @@
 # files, and byte-identical models from two runs with the same seed.
 # Usage: bash tests/cli_train.sh /path/to/dpformer
 set -u
-BIN=${1:?usage: cli_train.sh /path/to/dpformer}
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/dpformer-cli-train-XXXXXX")
-trap 'rm -rf "$TMP"' EXIT
+. "$(dirname "$0")/clilib.sh"
+cli_init cli_train "$@"
 cd "$TMP" || exit 1
-fails=0
-fail() { echo "FAIL: $*" >&2; fails=$((fails + 1)); }
 have_python=0
 command -v python3 >/dev/null && have_python=1
 
-# expect STATUS PATTERN -- command...: exit status and an (extended regex) pattern in stdout+stderr
-expect() {
-    local want=$1 pattern=$2
-    shift 3
-    local out rc
-    out=$("$@" 2>&1)
-    rc=$?
-    [ "$rc" -eq "$want" ] || fail "'$*' exited $rc, expected $want: $out"
-    printf '%s' "$out" | grep -Eq -- "$pattern" || fail "'$*' output lacks '$pattern': $out"
-}
-
 # ---- help and usage ----
-expect 0 'usage: dpformer COMMAND' -- "$BIN" --help
-expect 0 '--max-len' -- "$BIN" train --help
-expect 0 '--data' -- "$BIN" train --help
-expect 0 '--model' -- "$BIN" eval --help
-expect 0 '--users' -- "$BIN" demo --help
-expect 0 'bench step' -- "$BIN" bench --help
-expect 2 'usage: dpformer COMMAND' -- "$BIN"
-expect 2 "unknown command 'frobnicate'" -- "$BIN" frobnicate
+expect_e 0 'usage: dpformer COMMAND' -- "$BIN" --help
+expect_e 0 '--max-len' -- "$BIN" train --help
+expect_e 0 '--data' -- "$BIN" train --help
+expect_e 0 '--model' -- "$BIN" eval --help
+expect_e 0 '--users' -- "$BIN" demo --help
+expect_e 0 'bench step' -- "$BIN" bench --help
+expect_e 2 'usage: dpformer COMMAND' -- "$BIN"
+expect_e 2 "unknown command 'frobnicate'" -- "$BIN" frobnicate
 
 # ---- demo ----
 out=$("$BIN" demo --users 300 --items 100 --epochs 1 --dp-epochs 1 --dp-batch-size 64 --max-len 10 --out "$TMP/demo" --no-progress 2>&1)
@@ -100,8 +86,8 @@ if [ "$have_python" -eq 1 ] && [ -f "$(dirname "$0")/safetensors_check.py" ]; th
         || fail "the saved model is not a well-formed safetensors file"
 fi
 
-expect 0 'model +NDCG@10 [01]\.[0-9]{4}' -- "$BIN" eval --model "$TMP/run/model.safetensors" --data "$TMP/inter.txt"
-expect 0 'popularity +NDCG@10' -- "$BIN" eval --model "$TMP/run/model.safetensors" --data "$TMP/inter.txt" --split valid
+expect_e 0 'model +NDCG@10 [01]\.[0-9]{4}' -- "$BIN" eval --model "$TMP/run/model.safetensors" --data "$TMP/inter.txt"
+expect_e 0 'popularity +NDCG@10' -- "$BIN" eval --model "$TMP/run/model.safetensors" --data "$TMP/inter.txt" --split valid
 # eval of the saved model reproduces the test NDCG@10 recorded at the end of training
 out=$("$BIN" eval --model "$TMP/run/model.safetensors" --data "$TMP/inter.txt" --json 2>&1)
 rc=$?
@@ -116,7 +102,7 @@ assert abs(d["ndcg10"] - final["test_ndcg10"]) < 1e-6, (d, final)
 assert 0 <= d["popularity_ndcg10"] <= 1, d' "$TMP/run/metrics.jsonl" || fail "eval --json: unexpected output: $out"
 fi
 printf '1 1\n1 2\n1 3\n2 3\n2 4\n2 5\n' > "$TMP/other.txt"
-expect 2 'has 30 items but .*other.txt has 5' -- "$BIN" eval --model "$TMP/run/model.safetensors" --data "$TMP/other.txt"
+expect_e 2 'has 30 items but .*other.txt has 5' -- "$BIN" eval --model "$TMP/run/model.safetensors" --data "$TMP/other.txt"
 # ---- DP-SGD training: the statement names epsilon, delta and the unit; privacy.json recomputes epsilon ----
 out=$("$BIN" train --data "$TMP/inter.txt" --epochs 2 --max-len 8 --d-model 16 --batch-size 16 --no-progress \
       --dp --target-epsilon 4 --delta 1e-5 --max-grad-norm 0.5 --out "$TMP/dp" 2>&1)
@@ -136,12 +122,12 @@ printf '%s' "$out" | grep -q 'privacy: NONE' || fail "sigma 0 summary claims pri
 
 # no user with a training target (3 items each: one training item), and inconsistent DP flags
 printf '1 5 6 7\n2 8 9 10\n' > "$TMP/three.txt"
-expect 2 'no user has at least 2 training items' -- "$BIN" train --data "$TMP/three.txt" --format sequences --out "$TMP/three"
-expect 2 'need --dp' -- "$BIN" train --data "$TMP/other.txt" --noise-multiplier 1 --out "$TMP/x"
-expect 2 'needs --target-epsilon or --noise-multiplier' -- "$BIN" train --data "$TMP/other.txt" --dp --out "$TMP/x"
-expect 2 'no privacy' -- "$BIN" train --data "$TMP/other.txt" --dp --noise-multiplier 0 --target-epsilon 3 --out "$TMP/x"
-expect 2 "unknown mode 'fast'" -- "$BIN" train --data "$TMP/other.txt" --dp --target-epsilon 3 --clip-mode fast --out "$TMP/x"
-expect 2 "unknown accountant 'gdp'" -- "$BIN" train --data "$TMP/other.txt" --dp --target-epsilon 3 --accountant gdp --out "$TMP/x"
+expect_e 2 'no user has at least 2 training items' -- "$BIN" train --data "$TMP/three.txt" --format sequences --out "$TMP/three"
+expect_e 2 'need --dp' -- "$BIN" train --data "$TMP/other.txt" --noise-multiplier 1 --out "$TMP/x"
+expect_e 2 'needs --target-epsilon or --noise-multiplier' -- "$BIN" train --data "$TMP/other.txt" --dp --out "$TMP/x"
+expect_e 2 'no privacy' -- "$BIN" train --data "$TMP/other.txt" --dp --noise-multiplier 0 --target-epsilon 3 --out "$TMP/x"
+expect_e 2 "unknown mode 'fast'" -- "$BIN" train --data "$TMP/other.txt" --dp --target-epsilon 3 --clip-mode fast --out "$TMP/x"
+expect_e 2 "unknown accountant 'gdp'" -- "$BIN" train --data "$TMP/other.txt" --dp --target-epsilon 3 --accountant gdp --out "$TMP/x"
 
 # ---- bad input: exit status 2 and a message naming the problem ----
 T=("$BIN" train --max-len 8 --d-model 16 --batch-size 16 --no-progress --out "$TMP/bad")
@@ -172,7 +158,7 @@ expect2 'not_a_model\.safetensors' -- "$BIN" eval --model "$TMP/not_a_model.safe
 
 # CRLF line ends are accepted and give the same dataset
 sed 's/$/\r/' "$TMP/inter.txt" > "$TMP/crlf.txt"
-expect 0 '60 users, 30 items' -- "${T[@]}" --epochs 1 --data "$TMP/crlf.txt"
+expect_e 0 '60 users, 30 items' -- "${T[@]}" --epochs 1 --data "$TMP/crlf.txt"
 
 # ---- determinism: same flags and seed -> byte-identical model ----
 D=("$BIN" train --data "$TMP/inter.txt" "${SMALL[@]}" --seed 5)
@@ -184,8 +170,4 @@ cmp -s "$TMP/seed_a/model.safetensors" "$TMP/seed_b/model.safetensors" \
 cmp -s "$TMP/seed_a/model.safetensors" "$TMP/run/model.safetensors" \
     && fail "--seed 5 and the default seed gave identical models"
 
-if [ "$fails" -ne 0 ]; then
-    echo "cli_train.sh: $fails check(s) failed" >&2
-    exit 1
-fi
-echo "cli_train.sh: all checks passed"
+cli_finish
