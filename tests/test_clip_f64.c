@@ -128,7 +128,8 @@ static void check_modes(int tied, int layers, int heads, float dropout, double C
     check_modes_L(tied, layers, heads, dropout, Cmax, 7);
 }
 
-/* Chunked output layer: force several chunks and per-example norms by instantiation and Gram. */
+/* Small output-layer chunks: the book-keeping engine then works in several groups of examples (each
+ * group's logits resident in one chunk) whose gradients add up; norms by instantiation and Gram. */
 static void check_chunked(void) {
     classifier_set_chunk_logits(11 * 9); /* ~9 rows per chunk: examples never split */
     check_modes(1, 1, 1, 0.0f, 0.05);

@@ -66,10 +66,10 @@ static void pack_logits(real *z, real *hp, const real *h, const long *rows, long
     dp_gemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nr, V, C, 1, hp, C, Wc, C, 0, z, V);
 }
 
-/* Exponentials of a chunk in place: e_r = exp(z_r − max_r); loss, lse (if non-NULL) and a_r = w_r / Σ e_r
+/* Exponentials of a chunk in place: e_r = exp(z_r − max_r); loss and a_r = w_r / Σ e_r
  * per row, so that δ_r = a_r e_r − w_r onehot(y_r) without another pass over the logits. */
 static void exp_rows(real *z, real *a, long nr, const long *rows, const int32_t *target, const real *weight,
-                     real *loss, real *lse, int V) {
+                     real *loss, int V) {
 #pragma omp parallel for schedule(static)
     for (long j = 0; j < nr; j++) {
         long r = rows[j];
@@ -79,7 +79,6 @@ static void exp_rows(real *z, real *a, long nr, const long *rows, const int32_t 
         for (int v = 1; v < V; v++) mx = zr[v] > mx ? zr[v] : mx;
         double sum = vexp_shift_sum(zr, V, mx);
         double l = (double)mx + log(sum);
-        if (lse) lse[r] = (real)l;
         loss[r] = (real)(l - (double)zy);
         a[j] = (real)((double)weight[r] / sum);
     }
@@ -99,7 +98,7 @@ void classifier_forward_backward(real *loss, real *dh, real *dW, const real *h, 
     for (long s = 0; s < na; s += R) {
         long nr = DP_MIN(R, na - s);
         pack_logits(z, hp, h, active + s, nr, Wc, C, V);
-        exp_rows(z, a, nr, active + s, target, weight, loss, NULL, V);
+        exp_rows(z, a, nr, active + s, target, weight, loss, V);
         if (dh || dWc) chunk_grads(dh, dWc, z, hp, dhp, a, active + s, nr, target, weight, Wc, C, V);
     }
     free(active);
@@ -108,11 +107,6 @@ void classifier_forward_backward(real *loss, real *dh, real *dW, const real *h, 
 
 /* ---- privacy engine passes ---- */
 
-size_t classifier_dp_scratch_size(int B, int T, int C, int V) {
-    long R = DP_MIN(DP_MAX(chunk_rows(V), (long)T), (long)B * T);
-    if (R < 1) R = 1;
-    return (size_t)R * V + 2 * (size_t)R * C;
-}
 
 size_t classifier_example_work_size(int T, int C, int V) {
     return DP_MAX(2 * (size_t)T * T, (size_t)V * C) + (size_t)T * C;
@@ -162,85 +156,82 @@ double classifier_example_sqnorm(real *Q, const real *e, const real *a, const re
     return sq;
 }
 
-void classifier_dp_pass1(real *loss, real *dh, real *lse, double *out_sq, real *Q, const real *h, const real *W,
+long classifier_dp_chunk_rows(int T, int V) { return DP_MAX(chunk_rows(V), (long)T); }
+
+/* Scratch layout of the privacy engine's chunk: exponentials z[R,V], packed hidden states hp[R,C], then
+ * dhp[R,C], with R the rows of a chunk for this batch shape (both passes must agree on it). */
+static long dp_rows(int B, int T, int V) { return DP_MAX(DP_MIN(classifier_dp_chunk_rows(T, V), (long)B * T), 1L); }
+
+size_t classifier_dp_scratch_size(int B, int T, int C, int V) {
+    long R = dp_rows(B, T, V);
+    return (size_t)R * V + 2 * (size_t)R * C;
+}
+
+void classifier_dp_pass1(real *loss, real *dh, real *row_a, double *out_sq, real *Q, const real *h, const real *W,
                          const int32_t *target, const real *weight, const int32_t *ids, int B, int T, int C, int V,
                          dp_norm_method method, real *scratch) {
     const real *Wc = W + C;
-    const long N = (long)B * T;
-    long R = DP_MIN(DP_MAX(chunk_rows(V), (long)T), N);
-    if (R < 1) R = 1;
+    const long N = (long)B * T, R = dp_rows(B, T, V);
     real *z = scratch, *hp = scratch + (size_t)R * V, *dhp = hp + (size_t)R * C;
-    long *rows = dp_malloc(sizeof(long) * (size_t)(R > 0 ? R : 1));
-    real *a = dp_malloc(sizeof(real) * (size_t)R), *wr = dp_malloc(sizeof(real) * (size_t)R);
-    int32_t *yr = dp_malloc(sizeof(int32_t) * (size_t)R);
-    int *first = dp_malloc(sizeof(int) * (size_t)(B + 1)); /* chunk-local start of each example's rows */
+    long *rows = dp_malloc(sizeof(long) * (size_t)N);
+    int *first = dp_malloc(sizeof(int) * (size_t)(B + 1)); /* start of each example's rows in the chunk */
     memset(dh, 0, sizeof(real) * (size_t)N * C);
     if (Q) memset(Q, 0, sizeof(real) * (size_t)N * C);
-    for (long r = 0; r < N; r++) loss[r] = lse[r] = 0;
-    for (int b = 0; b < B;) {
-        long nr = 0;
-        int e = b;
-        for (; e < B; e++) {
-            long cnt = 0;
-            for (int t = 0; t < T; t++) cnt += weight[(size_t)e * T + t] != 0;
-            if (nr + cnt > R && e > b) break;
-            first[e - b] = (int)nr;
-            for (int t = 0; t < T; t++)
-                if (weight[(size_t)e * T + t] != 0) rows[nr++] = (long)e * T + t;
+    for (long r = 0; r < N; r++) loss[r] = row_a[r] = 0;
+    long nr = 0;
+    for (int b = 0; b < B; b++) {
+        first[b] = (int)nr;
+        for (int t = 0; t < T; t++)
+            if (weight[(size_t)b * T + t] != 0) rows[nr++] = (long)b * T + t;
+    }
+    first[B] = (int)nr;
+    if (nr > R) {
+        fprintf(stderr, "dpformer: internal error: %ld output rows exceed one chunk (%ld)\n", nr, R);
+        abort();
+    }
+    if (nr > 0) {
+        real *a = dp_malloc(sizeof(real) * (size_t)nr), *wr = dp_malloc(sizeof(real) * (size_t)nr);
+        int32_t *yr = dp_malloc(sizeof(int32_t) * (size_t)nr);
+        pack_logits(z, hp, h, rows, nr, Wc, C, V);
+        exp_rows(z, a, nr, rows, target, weight, loss, V);
+        for (long j = 0; j < nr; j++) {
+            row_a[rows[j]] = a[j];
+            wr[j] = weight[rows[j]];
+            yr[j] = target[rows[j]];
         }
-        first[e - b] = (int)nr;
-        if (nr > 0) {
-            pack_logits(z, hp, h, rows, nr, Wc, C, V);
-            exp_rows(z, a, nr, rows, target, weight, loss, lse, V);
-            for (long j = 0; j < nr; j++) {
-                wr[j] = weight[rows[j]];
-                yr[j] = target[rows[j]];
-            }
-            chunk_grads(dh, NULL, z, hp, dhp, a, rows, nr, target, weight, Wc, C, V);
+        chunk_grads(dh, NULL, z, hp, dhp, a, rows, nr, target, weight, Wc, C, V);
 #pragma omp parallel
-            {
-                real *work = NULL;
+        {
+            real *work = NULL;
 #pragma omp for schedule(dynamic, 1)
-                for (int k = b; k < e; k++) {
-                    int j0 = first[k - b], n = first[k - b + 1] - j0;
-                    if (n == 0) continue;
-                    if (!work) work = dp_malloc(sizeof(real) * classifier_example_work_size(T, C, V));
-                    out_sq[k] += classifier_example_sqnorm(Q ? Q + (size_t)k * T * C : NULL, z + (size_t)j0 * V, a + j0,
-                                                           wr + j0, yr + j0, hp + (size_t)j0 * C, ids ? ids + (size_t)k * T : NULL, n, T,
-                                                           C, V, method, work);
-                }
-                free(work);
+            for (int k = 0; k < B; k++) {
+                int j0 = first[k], n = first[k + 1] - j0;
+                if (n == 0) continue;
+                if (!work) work = dp_malloc(sizeof(real) * classifier_example_work_size(T, C, V));
+                out_sq[k] += classifier_example_sqnorm(Q ? Q + (size_t)k * T * C : NULL, z + (size_t)j0 * V, a + j0,
+                                                       wr + j0, yr + j0, hp + (size_t)j0 * C,
+                                                       ids ? ids + (size_t)k * T : NULL, n, T, C, V, method, work);
             }
+            free(work);
         }
-        b = e;
+        free(a);
+        free(wr);
+        free(yr);
     }
     free(rows);
     free(first);
-    free(a);
-    free(wr);
-    free(yr);
 }
 
-void classifier_weight_grad(real *dW, const real *h, const real *W, const int32_t *target, const real *weight,
-                            const real *lse, long N, int C, int V, real *scratch) {
-    const real *Wc = W + C;
-    real *dWc = dW + C;
-    long R = DP_MIN(chunk_rows(V), N > 0 ? N : 1);
-    real *z = scratch, *hp = scratch + (size_t)R * V;
+void classifier_dp_pass2(real *dW, const real *W, const int32_t *target, const real *weight, const real *row_a, int B,
+                         int T, int C, int V, real *scratch) {
+    const long N = (long)B * T, R = dp_rows(B, T, V);
     long *active = dp_malloc(sizeof(long) * (size_t)(N > 0 ? N : 1));
-    real *a = dp_malloc(sizeof(real) * (size_t)R);
-    long na = active_rows(active, weight, N);
-    for (long s = 0; s < na; s += R) {
-        long nr = DP_MIN(R, na - s);
-        pack_logits(z, hp, h, active + s, nr, Wc, C, V);
-#pragma omp parallel for schedule(static)
-        for (long j = 0; j < nr; j++) {
-            long r = active[s + j];
-            vexp_shift_sum(z + j * V, V, lse[r]); /* normalised probabilities */
-            a[j] = weight[r];
-        }
-        chunk_grads(NULL, dWc, z, hp, NULL, a, active + s, nr, target, weight, Wc, C, V);
+    long nr = active_rows(active, weight, N);
+    if (nr > 0) {
+        real *a = dp_malloc(sizeof(real) * (size_t)nr);
+        for (long j = 0; j < nr; j++) a[j] = row_a[active[j]];
+        chunk_grads(NULL, dW + C, scratch, scratch + (size_t)R * V, NULL, a, active, nr, target, weight, W + C, C, V);
+        free(a);
     }
     free(active);
-    free(a);
 }

@@ -100,16 +100,19 @@ void layernorm_per_example_grads(real *gw, real *gb, const real *dout, const rea
 void embedding_per_example_sqnorm(double *sq_emb, double *sq_pos, const real *G, const int32_t *ids, int B, int T,
                                   int C);
 
-/* Output layer for the privacy engine, pass 1: the loss and dh of classifier_forward_backward (no
- * weight gradient), plus for every example b (rows b·T ..):
+/* Output layer for the privacy engine, for a group of examples whose non-padding rows fit in one chunk
+ * (at most classifier_dp_chunk_rows(T, V) rows; the caller groups examples so, and more is an internal
+ * error): the logits stay in scratch between the two passes instead of being recomputed.
+ * Pass 1: the loss and dh of classifier_forward_backward (no weight gradient), plus for every example b
+ * (rows b·T ..):
  *   out_sq[b] += ‖Σ_r δ_r h_rᵀ‖²  (the output-layer part of the per-example weight-gradient norm),
- *   lse[r]     = log-sum-exp of row r (pass 2 reuses it),
+ *   row_a[r]   = w_r / Σ_v exp(z_rv − max_r)  (the row scale pass 2 needs; 0 for skipped rows),
  *   if Q != NULL (tied embedding): Q[b·T + t, :] = Σ_r δ_r[ids_t] h_r for input positions t with
  *   ids_t ≠ 0 (0 elsewhere), so that the cross term of the shared embedding is 2 Σ_t ⟨G_in,t, Q_t⟩.
- * δ_r = weight[r]·(softmax(z_r) − onehot(target_r)). Rows of one example are always in one chunk.
- * scratch: classifier_dp_scratch_size(...) reals. */
+ * δ_r = weight[r]·(softmax(z_r) − onehot(target_r)). scratch: classifier_dp_scratch_size(...) reals. */
 size_t classifier_dp_scratch_size(int B, int T, int C, int V);
-void classifier_dp_pass1(real *loss, real *dh, real *lse, double *out_sq, real *Q, const real *h, const real *W,
+long classifier_dp_chunk_rows(int T, int V);
+void classifier_dp_pass1(real *loss, real *dh, real *row_a, double *out_sq, real *Q, const real *h, const real *W,
                          const int32_t *target, const real *weight, const int32_t *ids, int B, int T, int C, int V,
                          dp_norm_method method, real *scratch);
 /* One example's part of pass 1, for its n rows with δ_u = a_u e_u − w_u onehot(y_u) (e[n,V], a, w, y
@@ -119,10 +122,11 @@ void classifier_dp_pass1(real *loss, real *dh, real *lse, double *out_sq, real *
 size_t classifier_example_work_size(int T, int C, int V);
 double classifier_example_sqnorm(real *Q, const real *e, const real *a, const real *w, const int32_t *y, const real *h,
                                  const int32_t *ids, int n, int T, int C, int V, dp_norm_method method, real *work);
-/* Pass 2: dW[V+1,C] += Σ_r weight[r]·(softmax(z_r) − onehot(target_r))ᵀ h_r, with lse from pass 1.
- * Rows with weight 0 are skipped. scratch: classifier_scratch_size(N, C, V). */
-void classifier_weight_grad(real *dW, const real *h, const real *W, const int32_t *target, const real *weight,
-                            const real *lse, long N, int C, int V, real *scratch);
+/* Pass 2, right after pass 1 on the same group (scratch untouched since): dW[V+1,C] +=
+ * Σ_r weight[r]·(softmax(z_r) − onehot(target_r))ᵀ h_r, where the caller has rescaled weight[r] and
+ * row_a[r] by the example's clip factor c > 0 (so the zero rows are those of pass 1). */
+void classifier_dp_pass2(real *dW, const real *W, const int32_t *target, const real *weight, const real *row_a, int B,
+                         int T, int C, int V, real *scratch);
 
 /* exp over an array: out[i] = exp(in[i]) (in place allowed). Single precision uses a polynomial
  * kernel (AVX-512 where available) with relative error below 3e-7 (a few ulp) and inputs clamped to [−87, 88];

@@ -149,9 +149,9 @@ static int clipped_grad_bookkeeping(dp_model *m, const dp_batch *bt, dp_clip_mod
     m->ex0 = ex0;
     model_forward_body(m, bt->ids, B, train, seed);
     model_set_row_weights(m, bt, NULL);
-    real *lse = dp_malloc(sizeof(real) * (size_t)N);
+    real *row_a = dp_malloc(sizeof(real) * (size_t)N);
     real *Q = cfg->tied ? dp_alloc_aligned(sizeof(real) * (size_t)N * C) : NULL;
-    classifier_dp_pass1(a->row_loss, a->dh, lse, s->sq, Q, a->lnf, m->p.out_w, bt->targets, a->row_weight,
+    classifier_dp_pass1(a->row_loss, a->dh, row_a, s->sq, Q, a->lnf, m->p.out_w, bt->targets, a->row_weight,
                         cfg->tied ? bt->ids : NULL, B, T, C, V, s->method, a->cls_scratch);
     model_collect_losses(m, bt, losses);
 
@@ -200,14 +200,18 @@ static int clipped_grad_bookkeeping(dp_model *m, const dp_batch *bt, dp_clip_mod
     }
     rows_scale_by_example(s->G_in, c, B, T, C);
     embedding_backward(m->g.E, m->g.P, s->G_in, bt->ids, B, T, C);
-    /* pass 2 of the output layer: its weight gradient with row weights c_b·w_r */
-    for (long r = 0; r < N; r++) a->row_weight[r] *= (real)c[r / T];
-    classifier_weight_grad(m->g.out_w, a->lnf, m->p.out_w, bt->targets, a->row_weight, lse, N, C, V, a->cls_scratch);
+    /* pass 2 of the output layer: its weight gradient with row weights c_b·w_r, from the logits still in
+     * the chunk buffer */
+    for (long r = 0; r < N; r++) {
+        a->row_weight[r] *= (real)c[r / T];
+        row_a[r] *= (real)c[r / T];
+    }
+    classifier_dp_pass2(m->g.out_w, m->p.out_w, bt->targets, a->row_weight, row_a, B, T, C, V, a->cls_scratch);
     memset(m->g.E, 0, sizeof(real) * (size_t)C);
     if (!cfg->tied) memset(m->g.out_w, 0, sizeof(real) * (size_t)C);
 
     free(c);
-    free(lse);
+    free(row_a);
     free(Q);
     free(s->lo);
     free(s->sq);
@@ -225,5 +229,26 @@ int dp_clipped_grad(dp_model *m, const dp_batch *bt, dp_clip_mode mode, double m
         clipped_grad_naive(m, bt, max_grad_norm, train, dropout_seed, ex0, norms, per_example_loss);
         return 0;
     }
-    return clipped_grad_bookkeeping(m, bt, mode, max_grad_norm, train, dropout_seed, ex0, norms, per_example_loss, err);
+    /* Book-keeping in groups of consecutive examples whose non-padding rows fit one output-layer chunk,
+     * so that each group's logits stay resident from the norm pass to the weight gradient instead of
+     * being recomputed (the cost that dominates a large-vocabulary step). Gradients add up across groups;
+     * the result is the same up to rounding. */
+    const int T = bt->T;
+    const long cap = classifier_dp_chunk_rows(T, m->cfg.n_items);
+    for (int b0 = 0; b0 < bt->B;) {
+        long rows = 0;
+        int b1 = b0;
+        for (; b1 < bt->B; b1++) {
+            long n = 0;
+            for (int t = 0; t < T; t++) n += bt->targets[(size_t)b1 * T + t] != 0;
+            if (rows + n > cap && b1 > b0) break;
+            rows += n;
+        }
+        dp_batch sub = {b1 - b0, T, bt->ids + (size_t)b0 * T, bt->targets + (size_t)b0 * T};
+        if (clipped_grad_bookkeeping(m, &sub, mode, max_grad_norm, train, dropout_seed, ex0 + b0,
+                                     norms ? norms + b0 : NULL, per_example_loss ? per_example_loss + b0 : NULL, err))
+            return -1;
+        b0 = b1;
+    }
+    return 0;
 }
