@@ -29,7 +29,7 @@ static void run(int tied, float dropout) {
             tgt[k] = on ? 1 + (int)(tu_uniform(&rng) * V) : 0;
         }
     }
-    dp_batch bt = {B, L, ids, tgt};
+    dp_batch bt = {B, L, ids, tgt, NULL};
     size_t np = dp_model_num_params(m);
     real *ref = malloc(sizeof(real) * np);
     double nref[8], n2[8];

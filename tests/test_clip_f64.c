@@ -55,13 +55,10 @@ static double rel_diff(const real *a, const real *b, size_t n) {
 
 /* L ≥ 16 = 2·d makes auto instantiate the output layer's per-example gradient for full windows
  * (shorter windows use the Gram form), so both forms meet the oracle. */
-static void check_modes_L(int tied, int layers, int heads, float dropout, double Cmax, int L) {
-    const int V = 11, B = 5;
-    dp_model *m = random_model(tied, layers, heads, V, L, dropout);
-    if (L > 24) return;
-    int32_t ids[5 * 24], tgt[5 * 24];
-    random_batch(ids, tgt, B, L, V);
-    dp_batch bt = {B, L, ids, tgt};
+/* Every mode against the oracle on batch bt (B ≤ 5) of model m; frees m. */
+static void check_against_oracle(dp_model *m, const dp_batch *btp, int tied, double Cmax) {
+    const dp_batch bt = *btp;
+    const int B = bt.B;
     size_t np = dp_model_num_params(m);
     real *ref = malloc(sizeof(real) * np), *alt = malloc(sizeof(real) * np);
     double nref[5], nalt[5], lref[5], lalt[5];
@@ -124,6 +121,47 @@ static void check_modes_L(int tied, int layers, int heads, float dropout, double
     dp_model_free(m);
 }
 
+static void check_modes_L(int tied, int layers, int heads, float dropout, double Cmax, int L) {
+    const int V = 11, B = 5;
+    if (L > 24) return;
+    dp_model *m = random_model(tied, layers, heads, V, L, dropout);
+    int32_t ids[5 * 24], tgt[5 * 24];
+    random_batch(ids, tgt, B, L, V);
+    dp_batch bt = {B, L, ids, tgt, NULL};
+    check_against_oracle(m, &bt, tied, Cmax);
+}
+
+/* Sequence classification (bidirectional encoder, pooling, linear head; right-padded sequences of
+ * varied length, repeated tokens). */
+static void check_classification(int layers, int heads, int pool, float dropout, double Cmax) {
+    const int V = 9, L = 7, B = 5, K = 3;
+    dp_model_config c = dp_model_config_default(V, L);
+    c.d_model = 8;
+    c.n_heads = heads;
+    c.n_layers = layers;
+    c.d_ff = 12;
+    c.tied = 0;
+    c.causal = 0;
+    c.dropout = dropout;
+    c.n_classes = K;
+    c.pool = pool;
+    dp_error e;
+    dp_model *m = dp_model_create(&c, 6, 99, &e);
+    CHECK(m != NULL);
+    if (!m) return;
+    real *p = dp_model_params(m);
+    for (size_t i = 0; i < dp_model_num_params(m); i++) p[i] += 0.2 * tu_normal(&rng);
+    memset(m->p.E, 0, sizeof(real) * 8);
+    int32_t ids[5 * 7], lab[5];
+    for (int b = 0; b < B; b++) {
+        int len = b == 0 ? L : 1 + (int)(tu_uniform(&rng) * L);
+        for (int t = 0; t < L; t++) ids[b * L + t] = t < len ? 1 + (int)(tu_uniform(&rng) * 4) : 0;
+        lab[b] = (int)(tu_uniform(&rng) * K);
+    }
+    dp_batch bt = {B, L, ids, NULL, lab};
+    check_against_oracle(m, &bt, 0, Cmax);
+}
+
 static void check_modes(int tied, int layers, int heads, float dropout, double Cmax) {
     check_modes_L(tied, layers, heads, dropout, Cmax, 7);
 }
@@ -179,5 +217,8 @@ int main(void) {
     check_chunked();
     check_modes_L(1, 1, 2, 0.1f, 0.05, 20);
     check_modes_L(0, 1, 1, 0.0f, 0.05, 24);
+    check_classification(2, 2, DP_POOL_FIRST, 0.0f, 0.05);
+    check_classification(1, 1, DP_POOL_MEAN, 0.3f, 0.05);
+    check_classification(2, 1, DP_POOL_MEAN, 0.1f, 1e6);
     return tu_finish("test_clip_f64");
 }

@@ -297,7 +297,7 @@ static void test_model(int tied, int causal, float dropout) {
     /* left padding, repeated items, an example with a single target, and one fully padded row */
     static const int32_t ids[18] = {0, 0, 3, 5, 3, 9, /**/ 1, 2, 1, 2, 1, 2, /**/ 0, 0, 0, 0, 0, 4};
     static const int32_t tgt[18] = {0, 0, 5, 3, 9, 2, /**/ 2, 1, 2, 1, 2, 7, /**/ 0, 0, 0, 0, 0, 8};
-    mctx c = {m, {3, 6, ids, tgt}, {0.7, -0.4, 1.3}, 42};
+    mctx c = {m, {3, 6, ids, tgt, NULL}, {0.7, -0.4, 1.3}, 42};
     dp_model_zero_grad(m);
     double el[3];
     dp_model_forward_backward(m, &c.bt, c.w, 1, c.seed, el);
@@ -327,7 +327,7 @@ static void test_model(int tied, int causal, float dropout) {
         ids2[4] = 7;
         ids2[5] = 1; /* positions 4,5 of example 0 */
         ids2[11] = 6; /* position 5 of example 1 */
-        dp_batch b2 = {3, 6, ids2, tgt};
+        dp_batch b2 = {3, 6, ids2, tgt, NULL};
         dp_model_forward(m, &b2, 0, 0, NULL);
         double diff_past = 0, diff_future = 0;
         for (int b = 0; b < 2; b++)
@@ -345,6 +345,71 @@ static void test_model(int tied, int causal, float dropout) {
     dp_model_free(m);
 }
 
+/* Sequence classification: bidirectional encoder, pooling (first token / mean), head, and the DP-FP
+ * clip of the pooled representation with its noise held fixed (two examples clipped, one not). */
+static void test_classification(int pool, double clip) {
+    dp_model_config cfg = dp_model_config_default(9, 6);
+    cfg.d_model = 8;
+    cfg.n_heads = 2;
+    cfg.n_layers = 2;
+    cfg.d_ff = 12;
+    cfg.tied = 0;
+    cfg.causal = 0;
+    cfg.dropout = 0.25f;
+    cfg.n_classes = 3;
+    cfg.pool = pool;
+    dp_error err;
+    dp_model *m = dp_model_create(&cfg, 3, 7, &err);
+    CHECK(m != NULL);
+    if (!m) return;
+    real *p = dp_model_params(m);
+    for (int i = 0; i < dp_model_num_tensors(m); i++) {
+        const dp_param_tensor *t = dp_model_tensor(m, i);
+        for (size_t k = 0; k < t->size; k++) p[t->offset + k] += 0.3 * tu_normal(&rng);
+    }
+    memset(m->p.E, 0, sizeof(real) * cfg.d_model);
+    real noise[3 * 8];
+    fill(noise, 24, 0.3);
+    dp_model_set_rep_clip(m, clip, noise);
+    /* right padding (text), repeated tokens, a one-token sequence */
+    static const int32_t ids[18] = {1, 4, 5, 4, 0, 0, /**/ 1, 2, 3, 2, 3, 9, /**/ 1, 0, 0, 0, 0, 0};
+    static const int32_t lab[3] = {2, 0, 1};
+    mctx c = {m, {3, 6, ids, NULL, lab}, {0.7, -0.4, 1.3}, 42};
+    dp_model_zero_grad(m);
+    double el[3];
+    dp_model_forward_backward(m, &c.bt, c.w, 1, c.seed, el);
+    if (clip > 0) {
+        int clipped = 0;
+        for (int b = 0; b < 3; b++) {
+            double sq = 0;
+            for (int i = 0; i < 8; i++) sq += (m->a.rep[b * 8 + i] - noise[b * 8 + i]) * (m->a.rep[b * 8 + i] - noise[b * 8 + i]);
+            CHECK(sqrt(sq) <= clip * (1 + 1e-12)); /* the clipped representation never exceeds C */
+            clipped += m->a.rep_scale[b] < 1;
+        }
+        if (!(clipped >= 1 && clipped <= 2)) {
+            fprintf(stderr, "pooled norms:");
+            for (int b = 0; b < 3; b++) fprintf(stderr, " %g", clip / m->a.rep_scale[b]);
+            fprintf(stderr, "\n");
+        }
+        CHECK(clipped >= 1 && clipped <= 2); /* both branches of the clip are exercised */
+    }
+    double L = model_loss(&c);
+    CHECK_CLOSE(L, c.w[0] * el[0] + c.w[1] * el[1] + c.w[2] * el[2], 1e-12);
+    real *g = dp_model_grads(m);
+    for (int i = 0; i < dp_model_num_tensors(m); i++) {
+        const dp_param_tensor *t = dp_model_tensor(m, i);
+        size_t off = t->offset, n = t->size;
+        if (strcmp(t->name, "item_emb.weight") == 0) {
+            off += cfg.d_model;
+            n -= cfg.d_model;
+        }
+        double e = max_fd_error(model_loss, &c, p + off, n, g + off);
+        if (!(e < FD_TOL)) fprintf(stderr, "classification tensor %s (pool %d clip %g): error %g\n", t->name, pool, clip, e);
+        CHECK(e < FD_TOL);
+    }
+    dp_model_free(m);
+}
+
 int main(void) {
     test_linear();
     test_layernorm();
@@ -357,5 +422,9 @@ int main(void) {
     test_model(1, 0, 0);
     test_model(1, 1, 0.25f);
     test_model(0, 0, 0.25f);
+    test_classification(DP_POOL_FIRST, 0);
+    test_classification(DP_POOL_MEAN, 0);
+    test_classification(DP_POOL_FIRST, 2.9);
+    test_classification(DP_POOL_MEAN, 2.4);
     return tu_finish("test_model_grad_f64");
 }

@@ -9,6 +9,9 @@
  *  - FFN d → d_ff → d with exact (erf) GELU; dropout on embeddings, attention probabilities and
  *    both residual branches;
  *  - per-example loss ℓ_b = mean cross-entropy over the example's non-padding targets.
+ *  - sequence classification (n_classes = K): pooled final states (first token or mean) → linear head
+ *    [K, d] + bias → softmax cross-entropy with one label per sequence; optional DP-FP clip + noise on
+ *    the pooled representation.
  * All parameters live in one contiguous array (and the gradients in another of the same layout). */
 #ifndef DPFORMER_MODEL_H
 #define DPFORMER_MODEL_H
@@ -25,7 +28,15 @@ typedef struct {
     int tied;        /* 1: output layer is the item embedding (default) */
     int causal;      /* 1: causal mask (recommendation); 0: bidirectional */
     float dropout;   /* rate for embeddings, attention probabilities and residual branches */
+    /* Task. 0: next-item prediction (the output layer scores items 1..V at every position). K >= 2:
+     * sequence classification into K classes: a pooled representation of the final hidden states
+     * (`pool`) feeds a linear head [K, d] + bias; n_items is then the token vocabulary, and the model
+     * must be untied (it has no item output layer). */
+    int n_classes;
+    int pool;        /* classification: DP_POOL_FIRST (first non-padding position) or DP_POOL_MEAN */
 } dp_model_config;
+
+enum { DP_POOL_FIRST = 0, DP_POOL_MEAN = 1 };
 
 /* A configuration with the papers' defaults (d 64, 2 layers, 1 head, tied, causal, dropout 0.2). */
 dp_model_config dp_model_config_default(int32_t n_items, int max_len);
@@ -58,13 +69,22 @@ int dp_model_num_tensors(const dp_model *m);
 const dp_param_tensor *dp_model_tensor(const dp_model *m, int i);
 void dp_model_zero_grad(dp_model *m);
 
-/* A batch: B sequences of length T = max_len; ids[B,T] left-padded with 0; targets[B,T] the next
- * item at each position (0 = no loss at that position). */
+/* A batch: B sequences of length T = max_len; ids[B,T] padded with 0 (left-padded for next-item
+ * prediction); targets[B,T] the next item at each position (0 = no loss at that position).
+ * Classification models read labels[B] (classes 0..K-1) instead of targets. */
 typedef struct {
     int B, T;
     const int32_t *ids;
     const int32_t *targets;
+    const int32_t *labels;
 } dp_batch;
+
+/* Examples b0 .. b0+n-1 of a batch, as a batch. */
+static inline dp_batch dp_batch_slice(const dp_batch *bt, int b0, int n) {
+    dp_batch s = {n, bt->T, bt->ids + (size_t)b0 * bt->T, bt->targets ? bt->targets + (size_t)b0 * bt->T : NULL,
+                  bt->labels ? bt->labels + b0 : NULL};
+    return s;
+}
 
 /* Forward pass only. Writes each example's loss ℓ_b to per_example_loss[B] (0 for an example with
  * no target). `train` enables dropout with masks derived from dropout_seed. */
@@ -77,6 +97,16 @@ void dp_model_forward_backward(dp_model *m, const dp_batch *batch, const dp_real
 /* Scores of every item (index 0 = padding, meaningless) at the last position of each sequence:
  * scores[B, V+1]. Dropout off. */
 void dp_model_score_last(dp_model *m, const int32_t *ids, int B, dp_real *scores);
+
+/* Classification models: class logits [B, K] of each sequence (dropout off; the DP-FP clip, if set,
+ * applies, its noise does not). */
+void dp_model_class_logits(dp_model *m, const int32_t *ids, int B, dp_real *logits);
+
+/* DP-FP (docs/dpfp.md): the pooled representation of a classification model is clipped to L2 norm
+ * `clip` in every pass (clip <= 0: off), and in training passes `noise` [B, d] (owned by the caller,
+ * already scaled, e.g. σ·clip·z; NULL: none) is added to the clipped representation of example b of
+ * the next batches. Evaluation passes never add noise. */
+void dp_model_set_rep_clip(dp_model *m, double clip, const dp_real *noise);
 
 /* Save parameters (float32) and the configuration to a safetensors file (docs/file-format.md);
  * extra_meta: optional JSON object text stored under the metadata key "dpformer.run". Atomic. */

@@ -90,7 +90,7 @@ static double time_variant(const shape *sh, const char *variant, int batch, int 
     for (size_t i = 0; i < (size_t)batch * sh->L; i++) ids[i] = 1 + (int32_t)(dp_splitmix64(&s) % (uint64_t)sh->V);
     for (size_t i = 0; i < (size_t)batch * sh->L; i++) tgt[i] = 1 + (int32_t)(dp_splitmix64(&s) % (uint64_t)sh->V);
     for (int b = 0; b < batch; b++) w[b] = (dp_real)(1.0 / batch);
-    dp_batch bt = {batch, sh->L, ids, tgt};
+    dp_batch bt = {batch, sh->L, ids, tgt, NULL};
     dp_rng *rng = dp_rng_create_seeded(1);
     double *times = dp_malloc(sizeof(double) * (size_t)steps);
     size_t np = dp_model_num_params(m);

@@ -79,7 +79,7 @@ int cmd_clip_check(int argc, char **argv) {
     }
     double *norms = dp_malloc(sizeof(double) * (size_t)B), *losses = dp_malloc(sizeof(double) * (size_t)B);
     if (rc == 0) {
-        dp_batch bt = {B, L, ids, tgt};
+        dp_batch bt = {B, L, ids, tgt, NULL};
         dp_model_zero_grad(m);
         if (dp_clipped_grad(m, &bt, mode, C, train, (uint64_t)seed, 0, norms, losses, &err)) {
             fprintf(stderr, "%s: %s\n", cmd, err.msg);

@@ -29,6 +29,11 @@ int dp_model_config_validate(const dp_model_config *c, dp_error *err) {
     if (c->n_layers < 0 || c->n_layers > 1000) return dp_fail(err, "model: n_layers must be in [0, 1000] (got %d)", c->n_layers);
     if (c->d_ff < 0) return dp_fail(err, "model: d_ff must be positive (got %d)", c->d_ff);
     if (!(c->dropout >= 0 && c->dropout < 1)) return dp_fail(err, "model: dropout must be in [0, 1) (got %g)", c->dropout);
+    if (c->n_classes != 0 && (c->n_classes < 2 || c->n_classes > 65536))
+        return dp_fail(err, "model: n_classes must be 0 (next-item prediction) or in [2, 65536] (got %d)", c->n_classes);
+    if (c->n_classes && c->tied)
+        return dp_fail(err, "model: a classification model has no item output layer to tie its embedding to (use untied)");
+    if (c->pool != DP_POOL_FIRST && c->pool != DP_POOL_MEAN) return dp_fail(err, "model: unknown pooling %d", c->pool);
     return 0;
 }
 
@@ -90,8 +95,15 @@ static void layout(dp_model *m, real *base, dp_param_view *v, int reg) {
     }
     slot(&w, &v->lnf_w, "ln_f.weight", 1, C, 0, 0);
     slot(&w, &v->lnf_b, "ln_f.bias", 1, C, 0, 0);
-    if (c->tied) v->out_w = v->E;
-    else slot(&w, &v->out_w, "out.weight", 2, V1, C, 1);
+    if (c->n_classes) {
+        v->out_w = NULL;
+        slot(&w, &v->head_w, "head.weight", 2, c->n_classes, C, 1);
+        slot(&w, &v->head_b, "head.bias", 1, c->n_classes, 0, 0);
+    } else if (c->tied) {
+        v->out_w = v->E;
+    } else {
+        slot(&w, &v->out_w, "out.weight", 2, V1, C, 1);
+    }
 }
 
 static real *alloc_real(size_t n) { return dp_alloc_aligned(sizeof(real) * (n ? n : 1)); }
@@ -136,7 +148,7 @@ static void init_params(dp_model *m, uint64_t seed) {
     }
     /* The padding row carries no information. */
     memset(m->p.E, 0, sizeof(real) * (size_t)m->cfg.d_model);
-    if (!m->cfg.tied) memset(m->p.out_w, 0, sizeof(real) * (size_t)m->cfg.d_model);
+    if (m->p.out_w && !m->cfg.tied) memset(m->p.out_w, 0, sizeof(real) * (size_t)m->cfg.d_model);
 }
 
 dp_model *dp_model_create(const dp_model_config *cfg, int max_batch, uint64_t seed, dp_error *err) {
@@ -146,7 +158,7 @@ dp_model *dp_model_create(const dp_model_config *cfg, int max_batch, uint64_t se
         return NULL;
     }
     int NL = cfg->n_layers;
-    if (12 * NL + 6 > DP_MAX_TENSORS) {
+    if (12 * NL + 7 > DP_MAX_TENSORS) {
         dp_fail(err, "model: at most %d layers are supported", (DP_MAX_TENSORS - 6) / 12);
         return NULL;
     }
@@ -196,6 +208,12 @@ dp_model *dp_model_create(const dp_model_config *cfg, int max_batch, uint64_t se
     /* one buffer serves both the plain output layer and the privacy engine's example-aligned chunks */
     a->cls_scratch = alloc_real(DP_MAX(classifier_scratch_size((long)N, C, V), classifier_dp_scratch_size(max_batch, T, C, V)));
     a->last = alloc_real((size_t)max_batch * C);
+    const int K = m->cfg.n_classes > 0 ? m->cfg.n_classes : 1;
+    a->pooled = alloc_real((size_t)max_batch * C);
+    a->rep = alloc_real((size_t)max_batch * C);
+    a->rep_scale = alloc_real((size_t)max_batch);
+    a->head_z = alloc_real((size_t)max_batch * K);
+    a->head_dz = alloc_real((size_t)max_batch * K);
     return m;
 }
 
@@ -218,7 +236,8 @@ void dp_model_free(dp_model *m) {
     free_per_layer(a->fc1, NL);
     free_per_layer(a->gelu, NL);
     real *singles[] = {a->lnf, a->lnf_mean, a->lnf_rstd, a->row_loss, a->row_weight, a->tmp, a->dres, a->dtmp,
-                       a->dln, a->datty, a->dh, a->dqkv, a->dbig, a->cls_scratch, a->last};
+                       a->dln, a->datty, a->dh, a->dqkv, a->dbig, a->cls_scratch, a->last,
+                       a->pooled, a->rep, a->rep_scale, a->head_z, a->head_dz};
     for (size_t i = 0; i < sizeof singles / sizeof singles[0]; i++) free(singles[i]);
     real **keeps[] = {m->keep_qkv, m->keep_proj, m->keep_fc1, m->keep_fc2};
     for (int k = 0; k < 4; k++) {
@@ -341,10 +360,53 @@ static int check_batch(const dp_model *m, const dp_batch *bt) {
     return bt->B > 0;
 }
 
+/* ---- classification head ---- */
+
+void dp_model_set_rep_clip(dp_model *m, double clip, const dp_real *noise) {
+    m->rep_clip = clip;
+    m->rep_noise = noise;
+}
+
+void model_head_forward(dp_model *m, const dp_batch *bt, int train, const real *example_weight) {
+    const dp_model_config *c = &m->cfg;
+    const int B = bt->B, C = c->d_model, K = c->n_classes;
+    dp_activations *a = &m->a;
+    pool_forward(a->pooled, a->lnf, bt->ids, c->pool, B, c->max_len, C);
+    rep_clip_forward(a->rep, a->rep_scale, a->pooled, train ? m->rep_noise : NULL, m->rep_clip, B, C);
+    linear_forward(a->head_z, a->rep, m->p.head_w, m->p.head_b, B, C, K);
+    softmax_xent(a->row_loss, a->head_dz, a->head_z, bt->labels, example_weight, B, K);
+}
+
+void model_head_backward_input(dp_model *m, const dp_batch *bt) {
+    const dp_model_config *c = &m->cfg;
+    const int B = bt->B, C = c->d_model, K = c->n_classes;
+    dp_activations *a = &m->a;
+    /* pooled and rep are free again once the head's input gradient is formed: reuse them */
+    real *drep = a->tmp, *dpooled = a->last;
+    linear_backward_input(drep, a->head_dz, m->p.head_w, B, C, K, 0);
+    rep_clip_backward(dpooled, drep, a->pooled, a->rep_scale, B, C);
+    pool_backward(a->dh, dpooled, bt->ids, c->pool, B, c->max_len, C);
+}
+
+void dp_model_class_logits(dp_model *m, const int32_t *ids, int B, dp_real *logits) {
+    if (B <= 0 || !m->cfg.n_classes) return;
+    const int C = m->cfg.d_model, K = m->cfg.n_classes;
+    model_forward_body(m, ids, B, 0, 0);
+    pool_forward(m->a.pooled, m->a.lnf, ids, m->cfg.pool, B, m->cfg.max_len, C);
+    rep_clip_forward(m->a.rep, m->a.rep_scale, m->a.pooled, NULL, m->rep_clip, B, C);
+    linear_forward(logits, m->a.rep, m->p.head_w, m->p.head_b, B, C, K);
+}
+
 void dp_model_forward(dp_model *m, const dp_batch *bt, int train, uint64_t seed, double *per_example_loss) {
     if (!check_batch(m, bt)) return;
     const long N = (long)bt->B * bt->T;
     model_forward_body(m, bt->ids, bt->B, train, seed);
+    if (m->cfg.n_classes) {
+        model_head_forward(m, bt, train, NULL);
+        if (per_example_loss)
+            for (int b = 0; b < bt->B; b++) per_example_loss[b] = m->a.row_loss[b];
+        return;
+    }
     /* Unit weights: only whether a row counts matters when no gradient is taken. */
     model_set_row_weights(m, bt, NULL);
     classifier_forward_backward(m->a.row_loss, NULL, NULL, m->a.lnf, m->p.out_w, bt->targets, m->a.row_weight, N,
@@ -409,7 +471,7 @@ void model_backward_body(dp_model *m, const dp_batch *bt, int train, uint64_t se
     else embedding_backward(m->g.E, m->g.P, a->dres, bt->ids, B, T, C);
     /* The padding rows are not parameters of the model in any meaningful sense. */
     memset(m->g.E, 0, sizeof(real) * (size_t)C);
-    if (!c->tied) memset(m->g.out_w, 0, sizeof(real) * (size_t)C);
+    if (m->g.out_w && !c->tied) memset(m->g.out_w, 0, sizeof(real) * (size_t)C);
 }
 
 void dp_model_forward_backward(dp_model *m, const dp_batch *bt, const dp_real *example_weight, int train, uint64_t seed,
@@ -419,6 +481,15 @@ void dp_model_forward_backward(dp_model *m, const dp_batch *bt, const dp_real *e
     const long N = (long)bt->B * bt->T;
     dp_activations *a = &m->a;
     model_forward_body(m, bt->ids, bt->B, train, seed);
+    if (c->n_classes) {
+        model_head_forward(m, bt, train, example_weight);
+        if (per_example_loss)
+            for (int b = 0; b < bt->B; b++) per_example_loss[b] = a->row_loss[b];
+        linear_backward_params(m->g.head_w, m->g.head_b, a->head_dz, a->rep, bt->B, c->d_model, c->n_classes);
+        model_head_backward_input(m, bt);
+        model_backward_body(m, bt, train, seed);
+        return;
+    }
     model_set_row_weights(m, bt, example_weight);
     classifier_forward_backward(a->row_loss, a->dh, m->g.out_w, a->lnf, m->p.out_w, bt->targets, a->row_weight, N,
                                 c->d_model, c->n_items, a->cls_scratch);
@@ -428,6 +499,10 @@ void dp_model_forward_backward(dp_model *m, const dp_batch *bt, const dp_real *e
 
 void dp_model_score_last(dp_model *m, const int32_t *ids, int B, dp_real *scores) {
     if (B <= 0) return;
+    if (m->cfg.n_classes) {
+        fprintf(stderr, "dpformer: internal error: item scores asked of a classification model\n");
+        abort();
+    }
     const int C = m->cfg.d_model, T = m->cfg.max_len;
     model_forward_body(m, ids, B, 0, 0);
     for (int b = 0; b < B; b++) memcpy(m->a.last + (size_t)b * C, m->a.lnf + ((size_t)b * T + T - 1) * C, sizeof(real) * C);
@@ -439,7 +514,7 @@ double dp_model_step_flops(const dp_model_config *c, int B) {
     const double T = c->max_len, V = c->n_items;
     /* forward matmuls per layer: qkv, proj, fc1, fc2, and attention QKᵀ and AV (causal not discounted) */
     double layer_fwd = 2 * N * C * 3 * C + 2 * N * C * C + 2 * N * C * F * 2 + 2 * 2 * (double)B * T * T * C;
-    double cls_fwd = 2 * N * C * V;
+    double cls_fwd = c->n_classes ? 2.0 * B * C * c->n_classes : 2 * N * C * V;
     /* backward: two products per forward product (input and weight gradients) */
     return 3 * (c->n_layers * layer_fwd + cls_fwd);
 }

@@ -24,7 +24,8 @@ typedef struct {
     real *P;            /* [L, C] positions */
     dp_layer_view *layer; /* [n_layers] */
     real *lnf_w, *lnf_b; /* [C] */
-    real *out_w;        /* [V+1, C]: == E when tied */
+    real *out_w;        /* [V+1, C]: == E when tied; NULL for a classification model */
+    real *head_w, *head_b; /* classification: [K, C], [K] */
 } dp_param_view;
 
 /* Activations of the last forward pass, sized for max_batch sequences of L positions (N = B·L). */
@@ -48,6 +49,11 @@ typedef struct {
     real *dbig;          /* [N, F] */
     real *cls_scratch;   /* classifier chunk buffers */
     real *last;          /* [max_batch, C] last-position hidden states for scoring */
+    /* classification head: pooled states, representation after the DP-FP clip (+ noise), clip
+     * factors, logits and their loss gradient */
+    real *pooled, *rep;  /* [max_batch, C] */
+    real *rep_scale;     /* [max_batch] */
+    real *head_z, *head_dz; /* [max_batch, K] */
 } dp_activations;
 
 /* Where the backward pass sends parameter gradients. NULL sink (the default): they are formed at once
@@ -79,6 +85,8 @@ struct dp_model {
     const dp_grad_sink *sink; /* NULL: parameter gradients are formed during the backward pass */
     /* Per-layer output gradients kept for a sink (allocated on first use): [n_layers][N, 3C|C|F|C]. */
     real **keep_qkv, **keep_proj, **keep_fc1, **keep_fc2;
+    double rep_clip;         /* DP-FP clip of the pooled representation (<= 0: off) */
+    const real *rep_noise;   /* DP-FP noise [max_batch, C] for training passes, or NULL */
 };
 
 /* Pieces of the forward/backward pass shared with the privacy engine (model.c). */
@@ -88,6 +96,11 @@ void model_set_row_weights(dp_model *m, const dp_batch *bt, const real *example_
 void model_collect_losses(const dp_model *m, const dp_batch *bt, double *per_example_loss);
 /* Backward from a->dh (the gradient w.r.t. the final LayerNorm output) down to the embeddings. */
 void model_backward_body(dp_model *m, const dp_batch *bt, int train, uint64_t seed);
+/* Classification head forward: pooled → clip (+ noise when train) → logits; row_loss[b] = the loss of
+ * example b; head_dz = ∂(Σ_b w_b ℓ_b)/∂logits (example_weight NULL: 1). */
+void model_head_forward(dp_model *m, const dp_batch *bt, int train, const real *example_weight);
+/* From head_dz: a->dh (the gradient w.r.t. the final hidden states) through head, clip and pooling. */
+void model_head_backward_input(dp_model *m, const dp_batch *bt);
 /* Allocate the per-layer kept gradients used when a sink is installed. */
 void model_alloc_keep(dp_model *m);
 

@@ -11,9 +11,9 @@
 static void config_json(const dp_model_config *c, char *buf, size_t n) {
     snprintf(buf, n,
              "{\"n_items\":%d,\"max_len\":%d,\"d_model\":%d,\"n_heads\":%d,\"n_layers\":%d,\"d_ff\":%d,\"tied\":%s,"
-             "\"causal\":%s,\"dropout\":%.9g}",
+             "\"causal\":%s,\"dropout\":%.9g,\"n_classes\":%d,\"pool\":\"%s\"}",
              c->n_items, c->max_len, c->d_model, c->n_heads, c->n_layers, c->d_ff, c->tied ? "true" : "false",
-             c->causal ? "true" : "false", c->dropout);
+             c->causal ? "true" : "false", c->dropout, c->n_classes, c->pool == DP_POOL_MEAN ? "mean" : "first");
 }
 
 int dp_model_save(const dp_model *m, const char *path, const char *extra_meta, dp_error *err) {
@@ -85,6 +85,13 @@ dp_model *dp_model_load(const char *path, int max_batch, dp_error *err) {
         const cJSON *d = cJSON_GetObjectItemCaseSensitive(j, "dropout");
         bad = !cJSON_IsNumber(d);
         if (!bad) c.dropout = (float)d->valuedouble;
+    }
+    /* task fields (absent in files of next-item models written before they existed) */
+    if (!bad && cJSON_GetObjectItemCaseSensitive(j, "n_classes")) bad = json_int(j, "n_classes", &c.n_classes);
+    if (!bad) {
+        const cJSON *pl = cJSON_GetObjectItemCaseSensitive(j, "pool");
+        if (pl && cJSON_IsString(pl) && strcmp(pl->valuestring, "mean") == 0) c.pool = DP_POOL_MEAN;
+        else if (pl && !(cJSON_IsString(pl) && strcmp(pl->valuestring, "first") == 0)) bad = 1;
     }
     cJSON_Delete(j);
     if (bad) {

@@ -128,6 +128,23 @@ double classifier_example_sqnorm(real *Q, const real *e, const real *a, const re
 void classifier_dp_pass2(real *dW, const real *W, const int32_t *target, const real *weight, const real *row_a, int B,
                          int T, int C, int V, real *scratch);
 
+/* ---- sequence classification head (text classification) ----
+ * h[B,T,C] final hidden states, ids[B,T] (0 = padding, anywhere in the window). */
+/* pooled[B,C] (pool: DP_POOL_FIRST or DP_POOL_MEAN of dpformer/model.h): the first non-padding position's state (FIRST) or the mean over non-padding positions
+ * (MEAN); zeros for a sequence without tokens. */
+void pool_forward(real *pooled, const real *h, const int32_t *ids, int pool, int B, int T, int C);
+/* dh[B,T,C] (overwrites) from dpooled[B,C]. */
+void pool_backward(real *dh, const real *dpooled, const int32_t *ids, int pool, int B, int T, int C);
+/* DP-FP: rep[b] = x[b]·s_b + noise[b] with s_b = min(1, clip/‖x[b]‖) (clip <= 0: s_b = 1; noise may be
+ * NULL). scale[B] receives s_b. In place (rep == x) is not allowed. */
+void rep_clip_forward(real *rep, real *scale, const real *x, const real *noise, double clip, int B, int C);
+/* dx[B,C] (overwrites) from drep: the noise is an additive constant; where s_b < 1 the Jacobian of
+ * the clip is s_b (I − x xᵀ/‖x‖²), else the identity. */
+void rep_clip_backward(real *dx, const real *drep, const real *x, const real *scale, int B, int C);
+/* loss[b] = logsumexp(z_b) − z_b[labels_b]; dz[B,K] = weight_b·(softmax(z_b) − onehot(labels_b)) if
+ * dz != NULL (weight NULL: 1). */
+void softmax_xent(real *loss, real *dz, const real *z, const int32_t *labels, const real *weight, int B, int K);
+
 /* exp over an array: out[i] = exp(in[i]) (in place allowed). Single precision uses a polynomial
  * kernel (AVX-512 where available) with relative error below 3e-7 (a few ulp) and inputs clamped to [−87, 88];
  * double precision uses libm (the gradient checks want full accuracy). */

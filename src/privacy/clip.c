@@ -33,12 +33,11 @@ static double clip_factor(double norm, double C) { return DP_MIN(1.0, C / (norm 
 static void clipped_grad_naive(dp_model *m, const dp_batch *bt, double C, int train, uint64_t seed, int ex0,
                                double *norms, double *losses) {
     const size_t np = m->n_params;
-    const int T = bt->T;
     real *acc = dp_alloc_aligned(sizeof(real) * np);
     memcpy(acc, m->grads, sizeof(real) * np);
     real one = 1;
     for (int b = 0; b < bt->B; b++) {
-        dp_batch eb = {1, T, bt->ids + (size_t)b * T, bt->targets + (size_t)b * T};
+        dp_batch eb = dp_batch_slice(bt, b, 1);
         double loss = 0;
         memset(m->grads, 0, sizeof(real) * np);
         m->ex0 = ex0 + b;
@@ -148,12 +147,27 @@ static int clipped_grad_bookkeeping(dp_model *m, const dp_batch *bt, dp_clip_mod
      * embedding the vectors of the cross term) */
     m->ex0 = ex0;
     model_forward_body(m, bt->ids, B, train, seed);
-    model_set_row_weights(m, bt, NULL);
-    real *row_a = dp_malloc(sizeof(real) * (size_t)N);
-    real *Q = cfg->tied ? dp_alloc_aligned(sizeof(real) * (size_t)N * C) : NULL;
-    classifier_dp_pass1(a->row_loss, a->dh, row_a, s->sq, Q, a->lnf, m->p.out_w, bt->targets, a->row_weight,
-                        cfg->tied ? bt->ids : NULL, B, T, C, V, s->method, a->cls_scratch);
-    model_collect_losses(m, bt, losses);
+    real *row_a = NULL, *Q = NULL;
+    const int K = cfg->n_classes;
+    if (K) {
+        /* classification head: one row per example, so its norm is ‖dz_b‖²·(‖rep_b‖² + 1) */
+        model_head_forward(m, bt, train, NULL);
+        for (int b = 0; b < B; b++) {
+            double gz = 0, hr = 1;
+            for (int k = 0; k < K; k++) gz += (double)a->head_dz[(size_t)b * K + k] * a->head_dz[(size_t)b * K + k];
+            for (int i = 0; i < C; i++) hr += (double)a->rep[(size_t)b * C + i] * a->rep[(size_t)b * C + i];
+            s->sq[b] += gz * hr;
+            if (losses) losses[b] = a->row_loss[b];
+        }
+        model_head_backward_input(m, bt);
+    } else {
+        model_set_row_weights(m, bt, NULL);
+        row_a = dp_malloc(sizeof(real) * (size_t)N);
+        Q = cfg->tied ? dp_alloc_aligned(sizeof(real) * (size_t)N * C) : NULL;
+        classifier_dp_pass1(a->row_loss, a->dh, row_a, s->sq, Q, a->lnf, m->p.out_w, bt->targets, a->row_weight,
+                            cfg->tied ? bt->ids : NULL, B, T, C, V, s->method, a->cls_scratch);
+        model_collect_losses(m, bt, losses);
+    }
 
     /* one backward pass; the sink records every layer and accumulates the per-example norms */
     dp_grad_sink sink = {s, sink_linear, sink_layernorm, sink_embedding};
@@ -200,15 +214,20 @@ static int clipped_grad_bookkeeping(dp_model *m, const dp_batch *bt, dp_clip_mod
     }
     rows_scale_by_example(s->G_in, c, B, T, C);
     embedding_backward(m->g.E, m->g.P, s->G_in, bt->ids, B, T, C);
-    /* pass 2 of the output layer: its weight gradient with row weights c_b·w_r, from the logits still in
-     * the chunk buffer */
-    for (long r = 0; r < N; r++) {
-        a->row_weight[r] *= (real)c[r / T];
-        row_a[r] *= (real)c[r / T];
+    if (K) {
+        rows_scale_by_example(a->head_dz, c, B, 1, K);
+        linear_backward_params(m->g.head_w, m->g.head_b, a->head_dz, a->rep, B, C, K);
+    } else {
+        /* pass 2 of the output layer: its weight gradient with row weights c_b·w_r, from the logits
+         * still in the chunk buffer */
+        for (long r = 0; r < N; r++) {
+            a->row_weight[r] *= (real)c[r / T];
+            row_a[r] *= (real)c[r / T];
+        }
+        classifier_dp_pass2(m->g.out_w, m->p.out_w, bt->targets, a->row_weight, row_a, B, T, C, V, a->cls_scratch);
     }
-    classifier_dp_pass2(m->g.out_w, m->p.out_w, bt->targets, a->row_weight, row_a, B, T, C, V, a->cls_scratch);
     memset(m->g.E, 0, sizeof(real) * (size_t)C);
-    if (!cfg->tied) memset(m->g.out_w, 0, sizeof(real) * (size_t)C);
+    if (m->g.out_w && !cfg->tied) memset(m->g.out_w, 0, sizeof(real) * (size_t)C);
 
     free(c);
     free(row_a);
@@ -233,6 +252,9 @@ int dp_clipped_grad(dp_model *m, const dp_batch *bt, dp_clip_mode mode, double m
      * so that each group's logits stay resident from the norm pass to the weight gradient instead of
      * being recomputed (the cost that dominates a large-vocabulary step). Gradients add up across groups;
      * the result is the same up to rounding. */
+    if (m->cfg.n_classes) /* no item output layer: one group */
+        return clipped_grad_bookkeeping(m, bt, mode, max_grad_norm, train, dropout_seed, ex0, norms, per_example_loss,
+                                        err);
     const int T = bt->T;
     const long cap = classifier_dp_chunk_rows(T, m->cfg.n_items);
     for (int b0 = 0; b0 < bt->B;) {
@@ -244,7 +266,7 @@ int dp_clipped_grad(dp_model *m, const dp_batch *bt, dp_clip_mode mode, double m
             if (rows + n > cap && b1 > b0) break;
             rows += n;
         }
-        dp_batch sub = {b1 - b0, T, bt->ids + (size_t)b0 * T, bt->targets + (size_t)b0 * T};
+        dp_batch sub = dp_batch_slice(bt, b0, b1 - b0);
         if (clipped_grad_bookkeeping(m, &sub, mode, max_grad_norm, train, dropout_seed, ex0 + b0,
                                      norms ? norms + b0 : NULL, per_example_loss ? per_example_loss + b0 : NULL, err))
             return -1;

@@ -124,7 +124,7 @@ static int step_nonprivate(run_state *r, int32_t s, int B, double *loss_sum, dp_
         fill_window(r, b, r->users[s + b]);
         r->w[b] = (dp_real)(1.0 / B);
     }
-    dp_batch bt = {B, r->L, r->ids, r->tgt};
+    dp_batch bt = {B, r->L, r->ids, r->tgt, NULL};
     dp_model_zero_grad(r->m);
     dp_model_forward_backward(r->m, &bt, r->w, 1, dp_mix64(r->cfg->seed ^ dp_mix64((uint64_t)r->step)), r->el);
     if (check_finite(r->el, B, loss_sum, r->step, err)) return -1;
@@ -144,7 +144,7 @@ static int step_private(run_state *r, int64_t *n_examples, double *loss_sum, dp_
     for (int64_t s = 0; s < nb; s += r->cap) {
         int B = (int)DP_MIN((int64_t)r->cap, nb - s);
         for (int b = 0; b < B; b++) fill_window(r, b, r->users[r->sample[s + b]]);
-        dp_batch bt = {B, r->L, r->ids, r->tgt};
+        dp_batch bt = {B, r->L, r->ids, r->tgt, NULL};
         if (dp_clipped_grad(r->m, &bt, p->clip_mode, p->max_grad_norm, 1, dseed, (int)s, r->norms, r->el, err))
             return -1;
         double part = 0;
