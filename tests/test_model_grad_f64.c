@@ -358,6 +358,7 @@ static void test_classification(int pool, double clip) {
     cfg.dropout = 0.25f;
     cfg.n_classes = 3;
     cfg.pool = pool;
+    cfg.rep_clip = clip;
     dp_error err;
     dp_model *m = dp_model_create(&cfg, 3, 7, &err);
     CHECK(m != NULL);
@@ -370,7 +371,7 @@ static void test_classification(int pool, double clip) {
     memset(m->p.E, 0, sizeof(real) * cfg.d_model);
     real noise[3 * 8];
     fill(noise, 24, 0.3);
-    dp_model_set_rep_clip(m, clip, noise);
+    dp_model_set_rep_noise(m, noise);
     /* right padding (text), repeated tokens, a one-token sequence */
     static const int32_t ids[18] = {1, 4, 5, 4, 0, 0, /**/ 1, 2, 3, 2, 3, 9, /**/ 1, 0, 0, 0, 0, 0};
     static const int32_t lab[3] = {2, 0, 1};

@@ -34,6 +34,8 @@ typedef struct {
      * must be untied (it has no item output layer). */
     int n_classes;
     int pool;        /* classification: DP_POOL_FIRST (first non-padding position) or DP_POOL_MEAN */
+    double rep_clip; /* classification: DP-FP clip of the pooled representation's L2 norm, applied in
+                        every pass, training and evaluation (0: off) */
 } dp_model_config;
 
 enum { DP_POOL_FIRST = 0, DP_POOL_MEAN = 1 };
@@ -102,11 +104,10 @@ void dp_model_score_last(dp_model *m, const int32_t *ids, int B, dp_real *scores
  * applies, its noise does not). */
 void dp_model_class_logits(dp_model *m, const int32_t *ids, int B, dp_real *logits);
 
-/* DP-FP (docs/dpfp.md): the pooled representation of a classification model is clipped to L2 norm
- * `clip` in every pass (clip <= 0: off), and in training passes `noise` [B, d] (owned by the caller,
- * already scaled, e.g. σ·clip·z; NULL: none) is added to the clipped representation of example b of
- * the next batches. Evaluation passes never add noise. */
-void dp_model_set_rep_clip(dp_model *m, double clip, const dp_real *noise);
+/* DP-FP (docs/dpfp.md): in training passes, add noise [B, d] (owned by the caller, already scaled,
+ * e.g. σ·rep_clip·z; NULL: none) to the clipped pooled representation of example b of the next
+ * batches. Evaluation passes never add noise. */
+void dp_model_set_rep_noise(dp_model *m, const dp_real *noise);
 
 /* Save parameters (float32) and the configuration to a safetensors file (docs/file-format.md);
  * extra_meta: optional JSON object text stored under the metadata key "dpformer.run". Atomic. */

@@ -10,6 +10,8 @@ int cmd_data(int argc, char **argv);
 int cmd_privacy(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_clip_check(int argc, char **argv);
+int cmd_train_text(int argc, char **argv);
+int cmd_eval_text(int argc, char **argv);
 
 /* `dpformer bench accountant`: timing of the privacy accountants (src/cli/bench_accountant.c). */
 int bench_accountant(int argc, char **argv);

@@ -14,6 +14,8 @@ static const command COMMANDS[] = {
     {"demo", cmd_demo, "train on a built-in synthetic long-tailed dataset and compare with popularity"},
     {"train", cmd_train, "train a Transformer recommender on a dataset"},
     {"eval", cmd_eval, "evaluate a saved model (full-ranking NDCG/HR)"},
+    {"train-text", cmd_train_text, "train a text classifier: non-private, DP-SGD or DP-FP"},
+    {"eval-text", cmd_eval_text, "accuracy of a saved text classifier on a labelled TSV file"},
     {"data", cmd_data, "dataset tools: `dpformer data stats`"},
     {"clip-check", cmd_clip_check, "per-example gradient norms and clipped gradient sum of a batch (verification)"},
     {"privacy", cmd_privacy, "privacy accounting: epsilon for a run, noise calibration"},

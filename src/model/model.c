@@ -34,6 +34,8 @@ int dp_model_config_validate(const dp_model_config *c, dp_error *err) {
     if (c->n_classes && c->tied)
         return dp_fail(err, "model: a classification model has no item output layer to tie its embedding to (use untied)");
     if (c->pool != DP_POOL_FIRST && c->pool != DP_POOL_MEAN) return dp_fail(err, "model: unknown pooling %d", c->pool);
+    if (!(c->rep_clip >= 0 && c->rep_clip < 1e30)) return dp_fail(err, "model: rep_clip must be >= 0 (got %g)", c->rep_clip);
+    if (c->rep_clip > 0 && !c->n_classes) return dp_fail(err, "model: rep_clip applies to classification models only");
     return 0;
 }
 
@@ -362,17 +364,14 @@ static int check_batch(const dp_model *m, const dp_batch *bt) {
 
 /* ---- classification head ---- */
 
-void dp_model_set_rep_clip(dp_model *m, double clip, const dp_real *noise) {
-    m->rep_clip = clip;
-    m->rep_noise = noise;
-}
+void dp_model_set_rep_noise(dp_model *m, const dp_real *noise) { m->rep_noise = noise; }
 
 void model_head_forward(dp_model *m, const dp_batch *bt, int train, const real *example_weight) {
     const dp_model_config *c = &m->cfg;
     const int B = bt->B, C = c->d_model, K = c->n_classes;
     dp_activations *a = &m->a;
     pool_forward(a->pooled, a->lnf, bt->ids, c->pool, B, c->max_len, C);
-    rep_clip_forward(a->rep, a->rep_scale, a->pooled, train ? m->rep_noise : NULL, m->rep_clip, B, C);
+    rep_clip_forward(a->rep, a->rep_scale, a->pooled, train ? m->rep_noise : NULL, m->cfg.rep_clip, B, C);
     linear_forward(a->head_z, a->rep, m->p.head_w, m->p.head_b, B, C, K);
     softmax_xent(a->row_loss, a->head_dz, a->head_z, bt->labels, example_weight, B, K);
 }
@@ -393,7 +392,7 @@ void dp_model_class_logits(dp_model *m, const int32_t *ids, int B, dp_real *logi
     const int C = m->cfg.d_model, K = m->cfg.n_classes;
     model_forward_body(m, ids, B, 0, 0);
     pool_forward(m->a.pooled, m->a.lnf, ids, m->cfg.pool, B, m->cfg.max_len, C);
-    rep_clip_forward(m->a.rep, m->a.rep_scale, m->a.pooled, NULL, m->rep_clip, B, C);
+    rep_clip_forward(m->a.rep, m->a.rep_scale, m->a.pooled, NULL, m->cfg.rep_clip, B, C);
     linear_forward(logits, m->a.rep, m->p.head_w, m->p.head_b, B, C, K);
 }
 

@@ -85,7 +85,6 @@ struct dp_model {
     const dp_grad_sink *sink; /* NULL: parameter gradients are formed during the backward pass */
     /* Per-layer output gradients kept for a sink (allocated on first use): [n_layers][N, 3C|C|F|C]. */
     real **keep_qkv, **keep_proj, **keep_fc1, **keep_fc2;
-    double rep_clip;         /* DP-FP clip of the pooled representation (<= 0: off) */
     const real *rep_noise;   /* DP-FP noise [max_batch, C] for training passes, or NULL */
 };
 

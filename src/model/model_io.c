@@ -11,9 +11,10 @@
 static void config_json(const dp_model_config *c, char *buf, size_t n) {
     snprintf(buf, n,
              "{\"n_items\":%d,\"max_len\":%d,\"d_model\":%d,\"n_heads\":%d,\"n_layers\":%d,\"d_ff\":%d,\"tied\":%s,"
-             "\"causal\":%s,\"dropout\":%.9g,\"n_classes\":%d,\"pool\":\"%s\"}",
+             "\"causal\":%s,\"dropout\":%.9g,\"n_classes\":%d,\"pool\":\"%s\",\"rep_clip\":%.17g}",
              c->n_items, c->max_len, c->d_model, c->n_heads, c->n_layers, c->d_ff, c->tied ? "true" : "false",
-             c->causal ? "true" : "false", c->dropout, c->n_classes, c->pool == DP_POOL_MEAN ? "mean" : "first");
+             c->causal ? "true" : "false", c->dropout, c->n_classes, c->pool == DP_POOL_MEAN ? "mean" : "first",
+             c->rep_clip);
 }
 
 int dp_model_save(const dp_model *m, const char *path, const char *extra_meta, dp_error *err) {
@@ -35,7 +36,7 @@ int dp_model_save(const dp_model *m, const char *path, const char *extra_meta, d
         t[i].data = m->params + pt->offset;
 #endif
     }
-    char cfg[512];
+    char cfg[640];
     config_json(&m->cfg, cfg, sizeof cfg);
     const char *keys[] = {"format", "dpformer.format_version", "dpformer.config", "dpformer.run"};
     const char *vals[] = {"pt", FORMAT_VERSION, cfg, extra_meta ? extra_meta : "{}"};
@@ -92,6 +93,9 @@ dp_model *dp_model_load(const char *path, int max_batch, dp_error *err) {
         const cJSON *pl = cJSON_GetObjectItemCaseSensitive(j, "pool");
         if (pl && cJSON_IsString(pl) && strcmp(pl->valuestring, "mean") == 0) c.pool = DP_POOL_MEAN;
         else if (pl && !(cJSON_IsString(pl) && strcmp(pl->valuestring, "first") == 0)) bad = 1;
+        const cJSON *rc = cJSON_GetObjectItemCaseSensitive(j, "rep_clip");
+        if (rc && cJSON_IsNumber(rc)) c.rep_clip = rc->valuedouble;
+        else if (rc) bad = 1;
     }
     cJSON_Delete(j);
     if (bad) {

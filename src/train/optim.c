@@ -114,5 +114,5 @@ void dp_optimizer_step(dp_optimizer *o, dp_model *m) {
     /* The padding rows never move (their gradients are zero, but weight decay or momentum must not
      * move them either). */
     memset(m->p.E, 0, sizeof(real) * (size_t)m->cfg.d_model);
-    if (!m->cfg.tied) memset(m->p.out_w, 0, sizeof(real) * (size_t)m->cfg.d_model);
+    if (m->p.out_w && !m->cfg.tied) memset(m->p.out_w, 0, sizeof(real) * (size_t)m->cfg.d_model);
 }

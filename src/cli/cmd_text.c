@@ -1,0 +1,251 @@
+/* `dpformer train-text` and `dpformer eval-text`: train a text classifier (non-private, DP-SGD or
+ * DP-FP) on labelled TSV files and evaluate a saved one (docs/dpfp.md). */
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli/args.h"
+#include "cli/commands.h"
+#include "core/common.h"
+#include "dpformer/textcls.h"
+#include "ops/ops.h"
+
+static int load_tsv(const char *cmd, const char *path, const dp_text_options *opt, dp_text_dataset *ds) {
+    dp_error err;
+    if (dp_text_load(ds, path, opt, &err)) {
+        fprintf(stderr, "%s: %s\n", cmd, err.msg);
+        return 2;
+    }
+    return 0;
+}
+
+static void print_privacy(FILE *f, const dp_text_train_config *c, const dp_text_train_result *r) {
+    if (c->mode == DP_TEXT_NONPRIVATE) {
+        fprintf(f, "privacy: none (non-private training)\n");
+        return;
+    }
+    if (r->noise_multiplier <= 0) {
+        fprintf(f, "privacy: NONE -- noise multiplier 0; no differential privacy guarantee\n");
+        return;
+    }
+    if (c->mode == DP_TEXT_DPSGD) {
+        fprintf(f, "privacy: (epsilon = %.3f, delta = %g)-DP of the trained weights for each labelled sentence,\n",
+                r->epsilon, r->delta);
+        fprintf(f, "  DP-SGD: %lld steps, Poisson q = %.5g, noise multiplier %.4f, max grad norm %g, %s accountant\n",
+                (long long)r->steps, r->sample_rate, r->noise_multiplier, c->dp.max_grad_norm,
+                c->dp.accountant == DP_ACCOUNTANT_PLD ? "PLD" : "RDP");
+    } else {
+        fprintf(f, "privacy: DP-FP (epsilon = %.3f, delta = %g) for each labelled sentence, covering ONLY the noised\n"
+                   "  pooled representations released during training. It does NOT cover the trained weights (their\n"
+                   "  gradients come from the raw text) or the labels (they enter the loss unperturbed): this model has\n"
+                   "  no example-level DP guarantee (docs/dpfp.md).\n",
+                r->epsilon, r->delta);
+        fprintf(f, "  %lld steps x %d micro-batches = %lld Poisson-subsampled Gaussian mechanisms, q = %.5g, noise\n"
+                   "  multiplier %.4f, representation clip %g, %s accountant\n",
+                (long long)r->steps, c->micro_batches, (long long)r->mechanism_events, r->sample_rate,
+                r->noise_multiplier, c->dpfp_clip, c->dp.accountant == DP_ACCOUNTANT_PLD ? "PLD" : "RDP");
+    }
+    fprintf(f, "  choosing the %s epoch by dev accuracy looks at the dev set, which epsilon does not cover%s\n",
+            c->keep_last ? "last" : "best", c->keep_last ? " (not done here: --keep-last)" : "");
+    if (r->stopped_at_budget) fprintf(f, "  stopped early: the next step would exceed the target epsilon\n");
+    if (c->dp.seeded_noise)
+        fprintf(f, "  WARNING: --seeded-noise: the noise is reproducible from the seed, so this run is NOT private\n");
+}
+
+int cmd_train_text(int argc, char **argv) {
+    const char *cmd = "dpformer train-text";
+    dp_text_train_config c = dp_text_train_config_default(2);
+    const char *train = NULL, *dev = NULL, *test = NULL, *out = "runs/text", *pool = "first", *label_col = NULL;
+    const char *text_col = NULL, *accountant = "rdp", *clip_mode = "auto";
+    int max_len = c.model.max_len, d_model = c.model.d_model, n_heads = c.model.n_heads, n_layers = c.model.n_layers;
+    int d_ff = 0, classes = 2, dp = 0, dpfp = 0, threads = 0, no_progress = 0, invalid_utf8 = 0;
+    double dropout = c.model.dropout, lr = c.optim.lr, wd = 0, sigma = -1;
+    int64_t seed = 1;
+    arg_spec specs[] = {
+        ARG_S("train", &train, "training TSV file (required)"),
+        ARG_S("dev", &dev, "dev TSV file: accuracy per epoch, the best epoch is kept"),
+        ARG_S("test", &test, "test TSV file: accuracy of the kept model"),
+        ARG_S("label-column", &label_col, "header name of the label column (default label)"),
+        ARG_S("text-column", &text_col, "header name of the text column (default sentence, else content)"),
+        ARG_IR("classes", &classes, "number of classes K (labels 0..K-1)", 2, 65536),
+        ARG_F("accept-invalid-utf8", &invalid_utf8, "take text bytes as they are instead of refusing invalid UTF-8"),
+        ARG_IR("max-len", &max_len, "tokens per sentence ([CLS] + bytes; longer ones are truncated and counted)", 2, 100000),
+        ARG_IR("d-model", &d_model, "encoder width", 1, 65536),
+        ARG_IR("n-heads", &n_heads, "attention heads", 1, 65536),
+        ARG_IR("n-layers", &n_layers, "encoder blocks", 0, 64),
+        ARG_IR("d-ff", &d_ff, "feed-forward width (0 = 4 x d-model)", 0, 1 << 20),
+        ARG_S("pool", &pool, "pooled representation: first ([CLS] token) or mean"),
+        ARG_DR("dropout", &dropout, "dropout rate", 0, 0.95),
+        ARG_DR("lr", &lr, "AdamW learning rate", 1e-12, 1e3),
+        ARG_DR("weight-decay", &wd, "AdamW weight decay of the weight matrices", 0, 10),
+        ARG_IR("epochs", &c.epochs, "epochs (N / batch-size steps each)", 1, 1000000),
+        ARG_IR("batch-size", &c.batch_size, "examples per step (expected, under Poisson sampling)", 1, 1 << 20),
+        ARG_LR("seed", &seed, "random seed (initialisation, order, dropout)", 0, 9.2e18),
+        ARG_IR("threads", &threads, "threads (0 = all cores)", 0, 4096),
+        ARG_F("keep-last", &c.keep_last, "keep the last epoch instead of the best by dev accuracy"),
+        ARG_F("dp", &dp, "DP-SGD: per-example clipping of the whole gradient (privacy unit: one sentence)"),
+        ARG_F("dpfp", &dpfp, "DP-FP: clip and noise the pooled representation (epsilon does NOT cover the weights)"),
+        ARG_DR("noise-multiplier", &sigma, "sigma (DP-SGD: gradient noise / C; DP-FP: representation noise / dpfp-clip)", 0, 1e6),
+        ARG_DR("target-epsilon", &c.dp.target_epsilon, "calibrate sigma for the planned run (with --noise-multiplier: stop before exceeding it)", 1e-6, 1e6),
+        ARG_DR("delta", &c.dp.delta, "delta of the guarantee", 1e-300, 0.999999),
+        ARG_DR("max-grad-norm", &c.dp.max_grad_norm, "DP-SGD: per-example clipping norm", 1e-12, 1e12),
+        ARG_S("clip-mode", &clip_mode, "DP-SGD: auto, ghost, phantom or naive"),
+        ARG_DR("dpfp-clip", &c.dpfp_clip, "DP-FP: clip norm of the pooled representation", 1e-12, 1e12),
+        ARG_IR("micro-batches", &c.micro_batches, "DP-FP: independent Poisson micro-batches per step (M)", 1, 1 << 16),
+        ARG_IR("max-physical-batch", &c.dp.max_physical_batch, "DP: examples processed at once (memory bound)", 1, 1 << 20),
+        ARG_S("accountant", &accountant, "rdp or pld"),
+        ARG_F("seeded-noise", &c.dp.seeded_noise, "reproducible noise from --seed (testing only: NOT private)"),
+        ARG_S("out", &out, "output folder: metrics.jsonl, model.safetensors, privacy.json"),
+        ARG_F("no-progress", &no_progress, "no per-epoch lines on stderr"),
+    };
+    int n = (int)(sizeof specs / sizeof specs[0]);
+    int rc = args_parse(cmd, "Train a text classifier (bidirectional encoder over bytes) on labelled TSV files:\n"
+                             "non-private, DP-SGD (--dp) or DP-FP (--dpfp); see docs/dpfp.md.",
+                        specs, n, argc, argv);
+    if (rc) return rc == 1 ? 0 : 2;
+    if (!train) {
+        fprintf(stderr, "%s: --train is required (see --help)\n", cmd);
+        return 2;
+    }
+    if (dp && dpfp) {
+        fprintf(stderr, "%s: choose one of --dp (DP-SGD) and --dpfp\n", cmd);
+        return 2;
+    }
+    c.mode = dp ? DP_TEXT_DPSGD : dpfp ? DP_TEXT_DPFP : DP_TEXT_NONPRIVATE;
+    if (c.mode != DP_TEXT_NONPRIVATE && sigma < 0 && c.dp.target_epsilon == 0) {
+        fprintf(stderr, "%s: --%s needs --target-epsilon or --noise-multiplier\n", cmd, dp ? "dp" : "dpfp");
+        return 2;
+    }
+    if (c.mode == DP_TEXT_NONPRIVATE &&
+        (sigma >= 0 || c.dp.target_epsilon > 0 || c.dp.seeded_noise || args_seen(specs, n, "micro-batches") ||
+         args_seen(specs, n, "dpfp-clip"))) {
+        fprintf(stderr, "%s: privacy flags need --dp or --dpfp\n", cmd);
+        return 2;
+    }
+    if (sigma == 0 && c.dp.target_epsilon > 0) {
+        fprintf(stderr, "%s: --noise-multiplier 0 gives no privacy, so no --target-epsilon can be met\n", cmd);
+        return 2;
+    }
+    if (strcmp(pool, "first") == 0) c.model.pool = DP_POOL_FIRST;
+    else if (strcmp(pool, "mean") == 0) c.model.pool = DP_POOL_MEAN;
+    else {
+        fprintf(stderr, "%s: --pool: unknown pooling '%s' (first or mean)\n", cmd, pool);
+        return 2;
+    }
+    if (strcmp(accountant, "rdp") == 0) c.dp.accountant = DP_ACCOUNTANT_RDP;
+    else if (strcmp(accountant, "pld") == 0) c.dp.accountant = DP_ACCOUNTANT_PLD;
+    else {
+        fprintf(stderr, "%s: --accountant: unknown accountant '%s' (rdp or pld)\n", cmd, accountant);
+        return 2;
+    }
+    if (dp_clip_mode_parse(clip_mode, &c.dp.clip_mode)) {
+        fprintf(stderr, "%s: --clip-mode: unknown mode '%s' (auto, ghost, phantom or naive)\n", cmd, clip_mode);
+        return 2;
+    }
+    if (d_model % n_heads != 0) {
+        fprintf(stderr, "%s: --d-model %d is not divisible by --n-heads %d\n", cmd, d_model, n_heads);
+        return 2;
+    }
+    c.dp.enabled = c.mode != DP_TEXT_NONPRIVATE;
+    c.dp.noise_multiplier = sigma > 0 ? sigma : 0;
+    c.model.max_len = max_len;
+    c.model.d_model = d_model;
+    c.model.n_heads = n_heads;
+    c.model.n_layers = n_layers;
+    c.model.d_ff = d_ff;
+    c.model.dropout = (float)dropout;
+    c.model.n_classes = classes;
+    c.optim.lr = lr;
+    c.optim.weight_decay = wd;
+    c.seed = (uint64_t)seed;
+    c.out_dir = out;
+    c.progress = !no_progress;
+    ops_set_threads(threads);
+
+    dp_text_options opt;
+    dp_text_options_default(&opt);
+    opt.label_column = label_col;
+    opt.text_column = text_col;
+    opt.n_classes = classes;
+    opt.accept_invalid_utf8 = invalid_utf8;
+    dp_text_dataset tr = {0}, dv = {0}, te = {0};
+    if ((rc = load_tsv(cmd, train, &opt, &tr))) return rc;
+    if (dev && (rc = load_tsv(cmd, dev, &opt, &dv))) goto done;
+    if (test && (rc = load_tsv(cmd, test, &opt, &te))) goto done;
+    fprintf(stderr, "%s: %s training on %s (%lld sentences, %d classes), byte-level tokens, max length %d\n", cmd,
+            dp_text_mode_name(c.mode), train, (long long)tr.n, classes, max_len);
+    dp_model *m = NULL;
+    dp_text_train_result res;
+    dp_error err;
+    if (dp_text_train(&c, &tr, dev ? &dv : NULL, test ? &te : NULL, &m, &res, &err)) {
+        fprintf(stderr, "%s: %s\n", cmd, err.msg);
+        rc = 1;
+        goto done;
+    }
+    printf("%s: %d epochs (%.1f s per epoch), kept epoch %d\n", dp_text_mode_name(c.mode), res.epochs_run,
+           res.seconds_per_epoch, res.best_epoch);
+    if (dev) printf("  dev accuracy  %.4f  (%lld sentences)\n", res.dev_acc, (long long)dv.n);
+    if (test) printf("  test accuracy %.4f  (%lld sentences)\n", res.test_acc, (long long)te.n);
+    print_privacy(stdout, &c, &res);
+    printf("model: %s/model.safetensors\n", out);
+    dp_model_free(m);
+done:
+    dp_text_dataset_free(&tr);
+    dp_text_dataset_free(&dv);
+    dp_text_dataset_free(&te);
+    return rc;
+}
+
+int cmd_eval_text(int argc, char **argv) {
+    const char *cmd = "dpformer eval-text";
+    const char *model = NULL, *data = NULL, *label_col = NULL, *text_col = NULL;
+    int invalid_utf8 = 0;
+    arg_spec specs[] = {
+        ARG_S("model", &model, "saved classifier (model.safetensors of train-text; required)"),
+        ARG_S("data", &data, "labelled TSV file (required)"),
+        ARG_S("label-column", &label_col, "header name of the label column (default label)"),
+        ARG_S("text-column", &text_col, "header name of the text column (default sentence, else content)"),
+        ARG_F("accept-invalid-utf8", &invalid_utf8, "take text bytes as they are instead of refusing invalid UTF-8"),
+    };
+    int n = (int)(sizeof specs / sizeof specs[0]);
+    int rc = args_parse(cmd, "Accuracy of a saved text classifier on a labelled TSV file.", specs, n, argc, argv);
+    if (rc) return rc == 1 ? 0 : 2;
+    if (!model || !data) {
+        fprintf(stderr, "%s: --model and --data are required (see --help)\n", cmd);
+        return 2;
+    }
+    dp_error err;
+    dp_model *m = dp_model_load(model, 256, &err);
+    if (!m) {
+        fprintf(stderr, "%s: %s\n", cmd, err.msg);
+        return 2;
+    }
+    const dp_model_config *mc = dp_model_config_of(m);
+    if (!mc->n_classes || mc->n_items != DP_TEXT_VOCAB - 1) {
+        fprintf(stderr, "%s: %s: not a text classifier (train it with dpformer train-text)\n", cmd, model);
+        dp_model_free(m);
+        return 2;
+    }
+    dp_text_options opt;
+    dp_text_options_default(&opt);
+    opt.label_column = label_col;
+    opt.text_column = text_col;
+    opt.n_classes = mc->n_classes;
+    opt.accept_invalid_utf8 = invalid_utf8;
+    dp_text_dataset ds = {0};
+    if ((rc = load_tsv(cmd, data, &opt, &ds))) {
+        dp_model_free(m);
+        return rc;
+    }
+    double acc = dp_text_accuracy(m, &ds, &err);
+    if (acc != acc) {
+        fprintf(stderr, "%s: %s\n", cmd, err.msg);
+        rc = 1;
+    } else {
+        printf("accuracy %.4f  (%lld sentences, %lld truncated at %d tokens)\n", acc, (long long)ds.n,
+               (long long)dp_text_count_truncated(&ds, mc->max_len), mc->max_len);
+    }
+    dp_text_dataset_free(&ds);
+    dp_model_free(m);
+    return rc;
+}
