@@ -11,6 +11,7 @@
 #define DPFORMER_TEXTCLS_H
 
 #include <stdio.h>
+#include "dpformer/noise.h"
 #include "dpformer/text.h"
 #include "dpformer/train.h"
 
@@ -50,6 +51,10 @@ typedef struct {
     int64_t steps, mechanism_events; /* DP-FP: events = M·steps */
     int stopped_at_budget;
 } dp_text_train_result;
+
+/* DP-FP noise for B pooled representations of width d: noise[B·d] = σ·clip·z, z ~ N(0, I), from rng (the
+ * secure generator in private runs). */
+int dp_text_dpfp_noise(dp_rng *rng, dp_real *noise, int B, int d, double sigma, double clip, dp_error *err);
 
 /* Fraction of ds classified correctly by m (argmax of the logits; ties to the lower class). */
 double dp_text_accuracy(dp_model *m, const dp_text_dataset *ds, dp_error *err);

@@ -144,6 +144,10 @@ static int step_dpsgd(text_run *r, int64_t *seen, double *loss, dp_error *err) {
     return 0;
 }
 
+int dp_text_dpfp_noise(dp_rng *rng, dp_real *noise, int B, int d, double sigma, double clip, dp_error *err) {
+    return dp_noise_gaussian_fill(rng, noise, (size_t)B * (size_t)d, sigma * clip, err);
+}
+
 /* DP-FP: M micro-batches, each a Poisson sample whose pooled representations are clipped to C and
  * noised with fresh σC z; G = average over micro-batches of their mean-loss gradients (each normalised
  * by the expected micro-batch size qN); no per-example gradient clipping, no gradient noise. */
@@ -159,9 +163,7 @@ static int step_dpfp(text_run *r, int64_t *seen, double *loss, dp_error *err) {
             int B = (int)DP_MIN((int64_t)r->cap, nb - s);
             fill_batch(r, r->sample + s, B);
             for (int b = 0; b < B; b++) r->w[b] = (dp_real)(1.0 / (M * r->q * (double)r->tr->n));
-            if (r->sigma > 0 &&
-                dp_noise_gaussian_fill(r->rng, r->noise, (size_t)B * C, r->sigma * c->dpfp_clip, err))
-                return -1;
+            if (r->sigma > 0 && dp_text_dpfp_noise(r->rng, r->noise, B, C, r->sigma, c->dpfp_clip, err)) return -1;
             dp_model_set_rep_noise(r->m, r->sigma > 0 ? r->noise : NULL);
             dp_batch bt = {B, r->L, r->ids, NULL, r->labels};
             r->m->ex0 = (int)s;

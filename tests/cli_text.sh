@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# `dpformer train-text` / `eval-text`: the three modes run and state what their epsilon covers (DP-FP:
+# not the weights, not the labels); a saved classifier evaluates to the accuracy the run reported;
+# malformed TSV files and bad flag combinations are refused with the file, line and field.
+set -u
+. "$(dirname "$0")/clilib.sh"
+cli_init cli_text "$@"
+
+awk 'BEGIN { srand(3); split("good great fine love nice", P); split("bad awful poor hate dull", N);
+     split("the a movie film plot was is and it", F); print "label\tsentence";
+     for (i = 0; i < 1200; i++) { y = int(rand() * 2); s = F[1 + int(rand() * 9)] " " F[1 + int(rand() * 9)];
+       w = y ? P[1 + int(rand() * 5)] : N[1 + int(rand() * 5)]; printf "%d\t%s %s %s\n", y, s, w, F[1 + int(rand() * 9)] } }' > "$TMP/train.tsv"
+head -1 "$TMP/train.tsv" > "$TMP/dev.tsv"; tail -200 "$TMP/train.tsv" >> "$TMP/dev.tsv"
+small="--max-len 24 --d-model 16 --n-heads 2 --n-layers 1 --epochs 2 --batch-size 64 --lr 3e-3 --no-progress"
+
+expect 0 "privacy: none" -- "$BIN" train-text --train "$TMP/train.tsv" --dev "$TMP/dev.tsv" $small --out "$TMP/np"
+expect 0 "DP of the trained weights for each labelled sentence" -- "$BIN" train-text --train "$TMP/train.tsv" \
+    --dev "$TMP/dev.tsv" $small --dp --noise-multiplier 1 --seeded-noise --out "$TMP/dp"
+expect 0 "does NOT cover the trained weights" -- "$BIN" train-text --train "$TMP/train.tsv" --dev "$TMP/dev.tsv" \
+    $small --dpfp --micro-batches 2 --target-epsilon 3 --out "$TMP/fp"
+head -c 8192 "$TMP/fp/model.safetensors" | grep -aq 'epsilon_covers.*NOT the trained weights' ||
+    fail "DP-FP model metadata lacks the coverage statement"
+grep -q '"epsilon"' "$TMP/fp/metrics.jsonl" || fail "DP-FP metrics lack epsilon"
+
+# a saved model evaluates to the dev accuracy the run reported
+out=$("$BIN" train-text --train "$TMP/train.tsv" --dev "$TMP/dev.tsv" $small --out "$TMP/np2" 2>/dev/null)
+want=$(printf '%s\n' "$out" | sed -n 's/^  dev accuracy *\([0-9.]*\).*/\1/p')
+expect 0 "accuracy $want" -- "$BIN" eval-text --model "$TMP/np2/model.safetensors" --data "$TMP/dev.tsv"
+expect 2 "cannot open" -- "$BIN" eval-text --model "$TMP/np2/missing.safetensors" --data "$TMP/dev.tsv"
+printf '1 2 3 4 5 1\n2 3 4 5 1 2\n3 1 2 3 4 5\n' > "$TMP/seq.txt"
+"$BIN" train --data "$TMP/seq.txt" --format sequences --epochs 1 --max-len 4 --d-model 8 --out "$TMP/rec" --no-progress >/dev/null 2>&1 ||
+    fail "train a recommender"
+expect 2 "not a text classifier" -- "$BIN" eval-text --model "$TMP/rec/model.safetensors" --data "$TMP/dev.tsv"
+
+# bad input: file, line and field
+printf 'label\tsentence\n1\tgood\n7\tbad film\n' > "$TMP/badlabel.tsv"
+expect 2 "badlabel.tsv:3: label" -- "$BIN" train-text --train "$TMP/badlabel.tsv" $small
+printf 'label\ttext\n1\tgood\n' > "$TMP/nocol.tsv"
+expect 2 "nocol.tsv:1" -- "$BIN" train-text --train "$TMP/nocol.tsv" $small
+printf 'label\tsentence\n1\tgood\n0\t   \n' > "$TMP/empty.tsv"
+expect 2 "empty.tsv:3: sentence" -- "$BIN" train-text --train "$TMP/empty.tsv" $small
+{ printf 'label\tsentence\n0\t'; head -c 1100000 /dev/zero | tr '\0' 'a'; printf '\n'; } > "$TMP/long.tsv"
+expect 2 "long.tsv:2" -- "$BIN" train-text --train "$TMP/long.tsv" $small
+printf 'label\tsentence\n1\tgood\textra\n' > "$TMP/fields.tsv"
+expect 2 "fields.tsv:2" -- "$BIN" train-text --train "$TMP/fields.tsv" $small
+expect 2 "missing.tsv" -- "$BIN" train-text --train "$TMP/missing.tsv" $small
+
+# flag combinations
+expect 2 "need --dp or --dpfp" -- "$BIN" train-text --train "$TMP/train.tsv" $small --target-epsilon 3
+expect 2 "choose one of" -- "$BIN" train-text --train "$TMP/train.tsv" $small --dp --dpfp --target-epsilon 3
+expect 2 "needs --target-epsilon or --noise-multiplier" -- "$BIN" train-text --train "$TMP/train.tsv" $small --dpfp
+expect 2 "unknown pooling" -- "$BIN" train-text --train "$TMP/train.tsv" $small --pool max
+cli_finish

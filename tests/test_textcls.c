@@ -1,0 +1,193 @@
+/* Text classification: a learning test on a small synthetic sentiment set for the three modes
+ * (non-private, DP-SGD, DP-FP); DP-FP's accounting (M micro-batches per step are M·T mechanisms, and
+ * ε is the accountant's for exactly those); the DP-FP clip bound and the noise scale. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "dpformer/textcls.h"
+#include "model/model_internal.h"
+#include "testutil.h"
+
+static uint64_t rng = 77;
+
+/* Sentences of filler words with one polarity word that decides the label. */
+static void synthetic(dp_text_dataset *ds, int n) {
+    static const char *pos[] = {"good", "great", "fine", "love", "nice", "superb"};
+    static const char *neg[] = {"bad", "awful", "poor", "hate", "dull", "boring"};
+    static const char *fill[] = {"the", "a", "movie", "film", "plot", "was", "is", "and", "it"};
+    size_t cap = (size_t)n * 64 + 64, len = 0;
+    char *buf = malloc(cap);
+    len += (size_t)snprintf(buf, cap, "label\tsentence\n");
+    for (int i = 0; i < n; i++) {
+        int y = tu_uniform(&rng) < 0.5, words = 2 + (int)(tu_uniform(&rng) * 5), at = (int)(tu_uniform(&rng) * words);
+        len += (size_t)snprintf(buf + len, cap - len, "%d\t", y);
+        for (int w = 0; w <= words; w++) {
+            const char *word = w == at ? (y ? pos : neg)[(int)(tu_uniform(&rng) * 6)] : fill[(int)(tu_uniform(&rng) * 9)];
+            len += (size_t)snprintf(buf + len, cap - len, "%s%s", w ? " " : "", word);
+        }
+        len += (size_t)snprintf(buf + len, cap - len, "\n");
+    }
+    dp_error err;
+    CHECK(dp_text_parse(ds, buf, len, "synthetic", NULL, &err) == 0);
+    free(buf);
+}
+
+static dp_text_train_config small_config(dp_text_mode mode) {
+    dp_text_train_config c = dp_text_train_config_default(2);
+    c.model.max_len = 24;
+    c.model.d_model = 16;
+    c.model.n_heads = 2;
+    c.model.n_layers = 1;
+    c.model.dropout = 0;
+    c.mode = mode;
+    c.epochs = 4;
+    c.batch_size = 64;
+    c.optim.lr = 3e-3;
+    c.seed = 5;
+    c.dp.seeded_noise = 1;
+    c.dp.max_physical_batch = 128;
+    c.log = fopen("/dev/null", "w");
+    return c;
+}
+
+static void learning(const dp_text_dataset *tr, const dp_text_dataset *dev) {
+    dp_text_mode modes[] = {DP_TEXT_NONPRIVATE, DP_TEXT_DPSGD, DP_TEXT_DPFP};
+    double want[] = {0.9, 0.75, 0.75};
+    for (int k = 0; k < 3; k++) {
+        dp_text_train_config c = small_config(modes[k]);
+        if (modes[k] != DP_TEXT_NONPRIVATE) {
+            c.dp.noise_multiplier = 0.6;
+            c.batch_size = 256;
+            c.epochs = 6;
+            c.optim.lr = 1e-2;
+        }
+        if (modes[k] == DP_TEXT_DPFP) {
+            c.micro_batches = 2;
+            c.dpfp_clip = 1;
+        }
+        dp_model *m = NULL;
+        dp_text_train_result res;
+        dp_error err;
+        int rc = dp_text_train(&c, tr, dev, dev, &m, &res, &err);
+        CHECK(rc == 0);
+        if (rc) fprintf(stderr, "%s: %s\n", dp_text_mode_name(modes[k]), err.msg);
+        fprintf(stderr, "%-11s dev accuracy %.3f (epochs %d, epsilon %.3f)\n", dp_text_mode_name(modes[k]), res.dev_acc,
+                res.epochs_run, res.epsilon);
+        CHECK(res.dev_acc >= want[k]);
+        CHECK_CLOSE(res.test_acc, res.dev_acc, 1e-12); /* the kept model is the one evaluated */
+        if (modes[k] != DP_TEXT_NONPRIVATE) {
+            /* accounting: M events per step, and ε is the accountant's for exactly those */
+            int M = modes[k] == DP_TEXT_DPFP ? c.micro_batches : 1;
+            CHECK(res.mechanism_events == (int64_t)M * res.steps);
+            CHECK(res.steps == (int64_t)c.epochs * (tr->n / c.batch_size));
+            dp_history h;
+            dp_history_init(&h);
+            dp_history_add_poisson_gaussian(&h, c.dp.noise_multiplier, res.sample_rate, res.mechanism_events, &err);
+            dp_accounting_options o;
+            dp_accounting_default_options(&o);
+            double eps = 0;
+            CHECK(dp_epsilon(&h, c.dp.delta, &o, &eps, &err) == 0);
+            CHECK_CLOSE(res.epsilon, eps, 1e-12);
+            /* counting only T events would report less */
+            dp_history h1;
+            dp_history_init(&h1);
+            dp_history_add_poisson_gaussian(&h1, c.dp.noise_multiplier, res.sample_rate, res.steps, &err);
+            double eps1 = 0;
+            dp_epsilon(&h1, c.dp.delta, &o, &eps1, &err);
+            if (M > 1) CHECK(eps1 < res.epsilon);
+            CHECK_CLOSE(res.sample_rate, (double)c.batch_size / ((double)M * (double)tr->n), 1e-12);
+            dp_history_free(&h);
+            dp_history_free(&h1);
+        }
+        fclose(c.log);
+        dp_model_free(m);
+    }
+}
+
+/* A target ε is met with DP-FP calibrated for M·T events, never exceeded. */
+static void calibration(const dp_text_dataset *tr) {
+    dp_text_train_config c = small_config(DP_TEXT_DPFP);
+    c.micro_batches = 3;
+    c.epochs = 1;
+    c.dp.target_epsilon = 3;
+    dp_model *m = NULL;
+    dp_text_train_result res;
+    dp_error err;
+    CHECK(dp_text_train(&c, tr, NULL, NULL, &m, &res, &err) == 0);
+    CHECK(res.epsilon <= 3 + 1e-9 && res.epsilon > 2.9);
+    CHECK(res.mechanism_events == 3 * res.steps);
+    fclose(c.log);
+    dp_model_free(m);
+}
+
+/* The clip bound in every pass and the noise scale of DP-FP. */
+static void clip_and_noise(void) {
+    dp_model_config mc = dp_model_config_default(DP_TEXT_VOCAB - 1, 16);
+    mc.d_model = 16;
+    mc.n_heads = 2;
+    mc.n_layers = 1;
+    mc.tied = 0;
+    mc.causal = 0;
+    mc.n_classes = 3;
+    mc.pool = DP_POOL_MEAN;
+    mc.rep_clip = 0.25;
+    dp_error err;
+    dp_model *m = dp_model_create(&mc, 8, 3, &err);
+    CHECK(m != NULL);
+    /* large weights so that the pooled states are far outside the clip */
+    dp_real *p = dp_model_params(m);
+    for (size_t i = 0; i < dp_model_num_params(m); i++) p[i] += (dp_real)(2 * tu_normal(&rng));
+    int32_t ids[8 * 16], lab[8];
+    for (int i = 0; i < 8 * 16; i++) ids[i] = (i % 16) < 3 + i / 16 ? 1 + (int)(tu_uniform(&rng) * 258) : 0;
+    for (int b = 0; b < 8; b++) lab[b] = b % 3;
+    dp_batch bt = {8, 16, ids, NULL, lab};
+    for (int train = 0; train <= 1; train++) {
+        dp_model_forward(m, &bt, train, 1, NULL);
+        for (int b = 0; b < 8; b++) {
+            double sq = 0, sp = 0;
+            for (int i = 0; i < 16; i++) {
+                sq += (double)m->a.rep[b * 16 + i] * m->a.rep[b * 16 + i];
+                sp += (double)m->a.pooled[b * 16 + i] * m->a.pooled[b * 16 + i];
+            }
+            CHECK(sqrt(sq) <= 0.25 * (1 + 1e-6)); /* never above C */
+            CHECK(sqrt(sp) > 0.25);               /* the clip was active */
+            CHECK_CLOSE(sqrt(sq), 0.25, 1e-5);
+        }
+    }
+    dp_real z[8 * 3];
+    dp_model_class_logits(m, ids, 8, z); /* evaluation clips too */
+    for (int b = 0; b < 8; b++) {
+        double sq = 0;
+        for (int i = 0; i < 16; i++) sq += (double)m->a.rep[b * 16 + i] * m->a.rep[b * 16 + i];
+        CHECK(sqrt(sq) <= 0.25 * (1 + 1e-6));
+    }
+    dp_model_free(m);
+
+    /* DP-FP noise: std σ·C per coordinate, mean 0 */
+    dp_rng *r = dp_rng_create_seeded(9);
+    const int B = 512, d = 64;
+    dp_real *noise = malloc(sizeof(dp_real) * B * d);
+    CHECK(dp_text_dpfp_noise(r, noise, B, d, 1.5, 0.4, &err) == 0);
+    double s = 0, s2 = 0;
+    for (int i = 0; i < B * d; i++) {
+        s += noise[i];
+        s2 += (double)noise[i] * noise[i];
+    }
+    double mean = s / (B * d), sd = sqrt(s2 / (B * d) - mean * mean);
+    CHECK(fabs(mean) < 5 * 0.6 / sqrt(B * d));
+    CHECK(fabs(sd - 0.6) < 0.6 * 0.02); /* 32,768 draws: the standard error of sd is 0.4 % */
+    free(noise);
+    dp_rng_free(r);
+}
+
+int main(void) {
+    dp_text_dataset tr, dev;
+    synthetic(&tr, 6000);
+    synthetic(&dev, 400);
+    clip_and_noise();
+    calibration(&tr);
+    learning(&tr, &dev);
+    dp_text_dataset_free(&tr);
+    dp_text_dataset_free(&dev);
+    return tu_finish("test_textcls");
+}
