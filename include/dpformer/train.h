@@ -3,6 +3,7 @@
 #ifndef DPFORMER_TRAIN_H
 #define DPFORMER_TRAIN_H
 
+#include <signal.h>
 #include <stdio.h>
 #include "dpformer/accountant.h"
 #include "dpformer/common.h"
@@ -34,6 +35,12 @@ void dp_optimizer_free(dp_optimizer *o);
 /* Learning rate the next step will use. */
 double dp_optimizer_lr(const dp_optimizer *o);
 int64_t dp_optimizer_step_count(const dp_optimizer *o);
+/* The optimiser's state, for checkpoints: which = 0 gives the first-moment (AdamW) or momentum (SGD)
+ * buffer, which = 1 the second-moment buffer (AdamW; NULL for SGD); each holds dp_model_num_params
+ * values in the layout of the parameters. dp_optimizer_set_step_count restores the step count (which
+ * drives the schedule and AdamW's bias correction). */
+dp_real *dp_optimizer_state(dp_optimizer *o, int which);
+void dp_optimizer_set_step_count(dp_optimizer *o, int64_t t);
 /* One update of the model's parameters from its gradient array. The padding row of the item
  * embedding (and of an untied output layer) stays zero. */
 void dp_optimizer_step(dp_optimizer *o, dp_model *m);
@@ -51,6 +58,9 @@ void dp_evaluate(dp_model *m, const dp_dataset *ds, dp_split split, int exclude_
                  dp_rank_metrics *out);
 
 /* ---- the training loop ---- */
+
+/* A checkpoint read back from disk (dpformer/checkpoint.h). */
+typedef struct dp_checkpoint dp_checkpoint;
 
 /* DP-SGD settings (docs/privacy.md). The privacy unit is one training example: in recommendation, one
  * user's whole sequence. */
@@ -84,6 +94,17 @@ typedef struct {
     int progress;          /* 1: progress bar on stderr; 0: one plain line per epoch; -1: silent */
     FILE *log;             /* where epoch lines go (stderr if NULL) */
     dp_privacy_config dp;
+    /* Checkpoints (docs/checkpoints.md). With a folder, one is written at every epoch end, every
+     * checkpoint_every steps, when the run is stopped through `stop`, and at the end of the run. */
+    const char *checkpoint_dir;   /* NULL: no checkpoints */
+    int64_t checkpoint_every;     /* also every N optimiser steps (0: not) */
+    int keep_checkpoints;         /* the newest K are kept (default 2) */
+    const char *checkpoint_extra; /* optional JSON object text stored in every checkpoint (the caller's
+                                     own settings, e.g. the data format); NULL: none */
+    const dp_checkpoint *resume;  /* continue the run saved in this checkpoint (NULL: a fresh run) */
+    volatile sig_atomic_t *stop;  /* when non-NULL and set non-zero (e.g. to a signal number by a
+                                     handler), the run stops at the next step boundary after writing a
+                                     checkpoint, and dp_train returns DP_TRAIN_STOPPED */
 } dp_train_config;
 dp_train_config dp_train_config_default(void);
 
@@ -101,6 +122,10 @@ typedef struct {
     int64_t dp_steps;
     int stopped_at_budget;   /* 1 if training stopped early because the next step would exceed ε */
     int32_t n_train_users;
+    int stopped_by;          /* the value *cfg->stop held when the run stopped (0: not stopped) */
+    int64_t steps;           /* optimiser steps taken in all (across resumes) */
+    int64_t resumed_from_step; /* -1: a fresh run */
+    char checkpoint[4096];   /* the newest checkpoint written, or resumed from ("" if none) */
 } dp_train_result;
 
 /* Train on the leave-one-out training prefixes of ds; select the epoch by validation NDCG@10; report
@@ -112,6 +137,9 @@ typedef struct {
 /* Check a configuration against a dataset without training (ranges, item count, DP settings, at least
  * one user with a training target). dp_train runs the same checks first. */
 int dp_train_check(const dp_dataset *ds, const dp_train_config *cfg, dp_error *err);
+/* Returns 0 on success, DP_TRAIN_STOPPED when stopped through cfg->stop (err says where; no model is
+ * returned), -1 on error (err; res->checkpoint names the newest good checkpoint, if any). */
+#define DP_TRAIN_STOPPED 1
 int dp_train(const dp_dataset *ds, const dp_train_config *cfg, dp_model **out_model, dp_train_result *res,
              dp_error *err);
 

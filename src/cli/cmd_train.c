@@ -1,11 +1,17 @@
-/* `dpformer train` and `dpformer eval`: train a recommender on a dataset file, and evaluate a saved
- * model with full ranking next to the popularity baseline. */
+/* `dpformer train` and `dpformer eval`: train a recommender on a dataset file (with checkpoints,
+ * resuming from them, and a graceful stop on SIGINT/SIGTERM), and evaluate a saved model with full
+ * ranking next to the popularity baseline. */
+#define _POSIX_C_SOURCE 200809L
+#include <cjson/cJSON.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "cli/commands.h"
 #include "cli/train_flags.h"
 #include "core/common.h"
+#include "dpformer/checkpoint.h"
 
 static void print_summary(FILE *f, const char *what, const dp_rank_metrics *m) {
     fprintf(f, "  %-22s NDCG@10 %.4f  HR@10 %.4f  NDCG@20 %.4f  HR@20 %.4f  (%lld users)\n", what, m->ndcg10, m->hr10,
@@ -52,49 +58,216 @@ static int load_data(const char *cmd, const char *path, const char *format, dp_d
     return 0;
 }
 
+/* SIGINT / SIGTERM: the training loop sees the signal number at its next step boundary, writes a
+ * checkpoint and stops. SA_RESETHAND: a second signal terminates at once (the checkpoints on disk
+ * stay valid, every one being written atomically). SA_RESTART: nothing else sees EINTR. */
+static volatile sig_atomic_t stop_signal = 0;
+
+static void on_stop_signal(int sig) { stop_signal = sig; }
+
+static void install_stop_handlers(void) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_stop_signal;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESETHAND | SA_RESTART;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+}
+
+/* --resume's value, looked up before the flags are parsed: the checkpoint supplies their defaults. */
+static const char *find_resume(int argc, char **argv) {
+    for (int i = 0; i < argc; i++) {
+        if (strcmp(argv[i], "--resume") == 0 && i + 1 < argc) return argv[i + 1];
+        if (strncmp(argv[i], "--resume=", 9) == 0) return argv[i] + 9;
+    }
+    return NULL;
+}
+
+static int has_checkpoints(const char *dir) {
+    char **paths;
+    int n = 0;
+    if (dp_checkpoint_list(dir, &paths, &n, NULL)) return 0;
+    for (int i = 0; i < n; i++) free(paths[i]);
+    free(paths);
+    return n > 0;
+}
+
+/* The flags as they were for the saved run, so that a flag not given on resume keeps its value. */
+static void flags_from_config(train_flags *f, const dp_train_config *c) {
+    f->max_len = c->model.max_len;
+    f->d_model = c->model.d_model;
+    f->n_heads = c->model.n_heads;
+    f->n_layers = c->model.n_layers;
+    f->d_ff = c->model.d_ff;
+    f->untied = !c->model.tied;
+    f->dropout = c->model.dropout;
+    f->optimizer = c->optim.kind == DP_OPT_SGD ? "sgd" : "adamw";
+    f->lr = c->optim.lr;
+    f->weight_decay = c->optim.weight_decay;
+    f->momentum = c->optim.momentum;
+    f->schedule = c->optim.schedule == DP_SCHED_WARMUP ? "warmup" : c->optim.schedule == DP_SCHED_COSINE ? "cosine"
+                                                                                                        : "constant";
+    f->warmup_steps = c->optim.warmup_steps;
+    f->min_lr_ratio = c->optim.min_lr_ratio;
+    f->epochs = c->epochs;
+    f->batch_size = c->batch_size;
+    f->eval_every = c->eval_every;
+    f->exclude_seen = c->exclude_seen;
+    f->max_eval_users = c->max_eval_users;
+    f->seed = (int64_t)c->seed;
+    f->keep_last = c->keep_last;
+    f->dp = c->dp.enabled;
+    f->noise_multiplier = !c->dp.enabled ? -1 : c->dp.noise_multiplier > 0 ? c->dp.noise_multiplier
+                                                : c->dp.target_epsilon > 0 ? -1 : 0;
+    f->target_epsilon = c->dp.target_epsilon;
+    f->delta = c->dp.delta;
+    f->max_grad_norm = c->dp.max_grad_norm;
+    f->sample_rate = c->dp.sample_rate;
+    f->max_physical_batch = c->dp.max_physical_batch;
+    f->clip_mode = dp_clip_mode_name(c->dp.clip_mode);
+    f->accountant = c->dp.accountant == DP_ACCOUNTANT_PLD ? "pld" : "rdp";
+    f->seeded_noise = c->dp.seeded_noise;
+}
+
+/* What the command line adds to a checkpoint: the data format and the thread count. */
+static void extra_from_checkpoint(const dp_checkpoint *ck, const char **format, int *threads, char *fmt_buf,
+                                  size_t cap) {
+    const char *x = dp_checkpoint_extra(ck);
+    cJSON *j = x ? cJSON_Parse(x) : NULL;
+    const cJSON *f = cJSON_GetObjectItemCaseSensitive(j, "format");
+    const cJSON *t = cJSON_GetObjectItemCaseSensitive(j, "threads");
+    if (cJSON_IsString(f)) {
+        snprintf(fmt_buf, cap, "%s", f->valuestring);
+        *format = fmt_buf;
+    }
+    if (cJSON_IsNumber(t) && t->valuedouble >= 0 && t->valuedouble <= 4096) *threads = (int)t->valuedouble;
+    cJSON_Delete(j);
+}
+
 int cmd_train(int argc, char **argv) {
     const char *cmd = "dpformer train";
     train_flags tf;
     train_flags_defaults(&tf);
-    const char *data = NULL, *format = "auto", *out = "runs/train";
-    arg_spec specs[TRAIN_FLAG_COUNT + 4];
+    const char *data = NULL, *format = "auto", *out = "runs/train", *resume = NULL, *ckpt_dir = NULL;
+    int64_t ckpt_every = 0;
+    int keep = 2, no_ckpt = 0, rc;
+    char fmt_buf[64], resume_dir[4096], default_ckpt[4096];
+    dp_error err;
+    dp_checkpoint *ck = NULL;
+    const char *resume_arg = find_resume(argc, argv);
+    if (resume_arg) {
+        /* DIR may be the checkpoint folder itself or the run's output folder holding checkpoints/ */
+        snprintf(resume_dir, sizeof resume_dir, "%s", resume_arg);
+        if (!has_checkpoints(resume_dir)) {
+            char sub[4096];
+            snprintf(sub, sizeof sub, "%s/checkpoints", resume_arg);
+            if (has_checkpoints(sub)) snprintf(resume_dir, sizeof resume_dir, "%s", sub);
+        }
+        if (!(ck = dp_checkpoint_open_latest(resume_dir, stderr, &err))) {
+            fprintf(stderr, "%s: --resume: %s\n", cmd, err.msg);
+            return 2;
+        }
+        dp_train_config saved = dp_checkpoint_train_config(ck);
+        flags_from_config(&tf, &saved);
+        data = saved.data_desc;
+        if (saved.out_dir) out = saved.out_dir;
+        ckpt_dir = resume_dir;
+        ckpt_every = saved.checkpoint_every;
+        keep = saved.keep_checkpoints;
+        extra_from_checkpoint(ck, &format, &tf.threads, fmt_buf, sizeof fmt_buf);
+    }
+    arg_spec specs[TRAIN_FLAG_COUNT + 9];
     train_flags_specs(&tf, specs);
     arg_spec extra[] = {
-        ARG_S("data", &data, "dataset file (required)"),
+        ARG_S("data", &data, "dataset file (required; on --resume, the checkpoint's)"),
         ARG_S("format", &format, "auto, interactions, sequences, ml-dat or u.data"),
         ARG_S("out", &out, "output folder for metrics.jsonl and model.safetensors"),
         ARG_F("no-progress", &tf.no_progress, "plain lines instead of a progress bar"),
+        ARG_S("checkpoint-dir", &ckpt_dir, "folder of the checkpoints (default OUT/checkpoints)"),
+        ARG_LR("checkpoint-every", &ckpt_every, "also write a checkpoint every N steps (0: only at epoch ends and the end)", 0, 1e15),
+        ARG_IR("keep-checkpoints", &keep, "keep the newest K checkpoints", 1, 1000000),
+        ARG_F("no-checkpoints", &no_ckpt, "write no checkpoints"),
+        ARG_S("resume", &resume, "continue the run whose checkpoints are in DIR (or DIR/checkpoints)"),
     };
     memcpy(specs + TRAIN_FLAG_COUNT, extra, sizeof extra);
-    int n = TRAIN_FLAG_COUNT + 4;
-    int rc = args_parse(cmd, "Train a Transformer recommender (non-private) on a dataset; see docs/training.md.", specs,
-                        n, argc, argv);
-    if (rc) return rc == 1 ? 0 : 2;
+    int n = TRAIN_FLAG_COUNT + 9;
+    rc = args_parse(cmd,
+                    "Train a Transformer recommender (non-private, or DP-SGD with --dp) on a dataset; checkpoints and\n"
+                    "--resume: see docs/checkpoints.md. Stops at the next step boundary on SIGINT/SIGTERM (exit 130/143).",
+                    specs, n, argc, argv);
+    if (rc) {
+        dp_checkpoint_free(ck);
+        return rc == 1 ? 0 : 2;
+    }
     if (!data) {
         fprintf(stderr, "%s: --data is required (see --help)\n", cmd);
+        dp_checkpoint_free(ck);
         return 2;
     }
     dp_train_config cfg;
-    if ((rc = train_flags_to_config(cmd, &tf, &cfg))) return rc;
+    if ((rc = train_flags_to_config(cmd, &tf, &cfg))) {
+        dp_checkpoint_free(ck);
+        return rc;
+    }
     dp_dataset ds;
-    if ((rc = load_data(cmd, data, format, &ds))) return rc;
+    if ((rc = load_data(cmd, data, format, &ds))) {
+        if (ck) fprintf(stderr, "%s: (the checkpoint's dataset; give --data if the file has moved)\n", cmd);
+        dp_checkpoint_free(ck);
+        return rc;
+    }
     cfg.model.n_items = ds.n_items;
     cfg.out_dir = out;
     cfg.data_desc = data;
+    snprintf(default_ckpt, sizeof default_ckpt, "%s/checkpoints", out);
+    cfg.checkpoint_dir = no_ckpt ? NULL : ckpt_dir ? ckpt_dir : default_ckpt;
+    cfg.checkpoint_every = ckpt_every;
+    cfg.keep_checkpoints = keep;
+    char extra_json[160];
+    snprintf(extra_json, sizeof extra_json, "{\"format\":\"%.32s\",\"threads\":%d}", format, tf.threads);
+    cfg.checkpoint_extra = extra_json;
+    cfg.resume = ck;
     fprintf(stderr, "%s: %d users, %d items, %lld interactions from %s\n", cmd, ds.n_users, ds.n_items,
             (long long)ds.n_interactions, data);
     dp_model *m = NULL;
     dp_train_result res;
-    dp_error err;
-    if (dp_train_check(&ds, &cfg, &err)) { /* bad settings or data: usage error */
+    rc = 2;
+    /* bad settings or data, a checkpoint that does not fit them, or unfinished checkpoints in the way:
+     * usage errors, nothing trained */
+    if (dp_train_check(&ds, &cfg, &err) || (ck && dp_checkpoint_check_resume(ck, &ds, &cfg, &err)) ||
+        (cfg.checkpoint_dir && dp_checkpoint_prepare_dir(cfg.checkpoint_dir, ck, stderr, &err))) {
         fprintf(stderr, "%s: %s\n", cmd, err.msg);
-        dp_dataset_free(&ds);
-        return 2;
+        goto done;
     }
-    if (dp_train(&ds, &cfg, &m, &res, &err)) {
+    if (ck) {
+        int64_t es = dp_checkpoint_epoch_step(ck);
+        int done_epochs = dp_checkpoint_epochs_done(ck);
+        fprintf(stderr, "%s: resuming from %s (step %lld, ", cmd, dp_checkpoint_path(ck), (long long)dp_checkpoint_step(ck));
+        if (es > 0) fprintf(stderr, "%lld steps into epoch %d)\n", (long long)es, done_epochs + 1);
+        else if (done_epochs == 0) fprintf(stderr, "at the start of epoch 1)\n");
+        else fprintf(stderr, "after epoch %d of %d)%s\n", done_epochs, cfg.epochs,
+                     done_epochs >= cfg.epochs ? "; training is complete, only the final evaluation is redone" : "");
+    }
+    install_stop_handlers();
+    cfg.stop = &stop_signal;
+    rc = dp_train(&ds, &cfg, &m, &res, &err);
+    signal(SIGINT, SIG_DFL);
+    signal(SIGTERM, SIG_DFL);
+    if (rc == DP_TRAIN_STOPPED) {
+        fprintf(stderr, "%s: %s: %s\n", cmd, res.stopped_by == SIGINT ? "SIGINT" : res.stopped_by == SIGTERM ? "SIGTERM"
+                                                                                                              : "signal",
+                err.msg);
+        if (cfg.checkpoint_dir) fprintf(stderr, "resume with: dpformer train --resume %s\n", cfg.checkpoint_dir);
+        rc = 128 + res.stopped_by;
+        goto done;
+    }
+    if (rc) {
         fprintf(stderr, "%s: %s\n", cmd, err.msg);
-        dp_dataset_free(&ds);
-        return 1;
+        if (res.checkpoint[0] && cfg.checkpoint_dir)
+            fprintf(stderr, "the newest good checkpoint is %s; once the cause is fixed: dpformer train --resume %s\n",
+                    res.checkpoint, cfg.checkpoint_dir);
+        rc = 1;
+        goto done;
     }
     dp_rank_metrics pop;
     dp_popularity_eval(&ds, DP_SPLIT_TEST, cfg.exclude_seen, &pop);
@@ -106,9 +279,13 @@ int cmd_train(int argc, char **argv) {
     print_summary(stdout, "test, popularity", &pop);
     print_privacy(stdout, &cfg, &res);
     printf("saved %s/model.safetensors and %s/metrics.jsonl%s\n", out, out, cfg.dp.enabled ? " and privacy.json" : "");
+    if (cfg.checkpoint_dir && res.checkpoint[0]) printf("checkpoint %s\n", res.checkpoint);
+    rc = 0;
+done:
     dp_model_free(m);
     dp_dataset_free(&ds);
-    return 0;
+    dp_checkpoint_free(ck);
+    return rc;
 }
 
 int cmd_eval(int argc, char **argv) {

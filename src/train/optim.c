@@ -66,6 +66,13 @@ void dp_optimizer_free(dp_optimizer *o) {
 
 int64_t dp_optimizer_step_count(const dp_optimizer *o) { return o->t; }
 
+dp_real *dp_optimizer_state(dp_optimizer *o, int which) {
+    if (which == 0) return o->m1;
+    return which == 1 && o->cfg.kind == DP_OPT_ADAMW ? o->m2 : NULL;
+}
+
+void dp_optimizer_set_step_count(dp_optimizer *o, int64_t t) { o->t = t; }
+
 double dp_optimizer_lr(const dp_optimizer *o) {
     const dp_optim_config *c = &o->cfg;
     double step = (double)o->t + 1; /* the step about to be taken, 1-based */

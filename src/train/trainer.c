@@ -1,7 +1,10 @@
 /* The training loop for next-item recommendation: mini-batches of users' training windows (shuffled
  * fixed-size batches without privacy; Poisson-sampled logical batches, per-example clipping, Gaussian
  * noise and accounting with DP-SGD), AdamW/SGD, per-epoch validation with model selection by NDCG@10,
- * JSON-lines metrics, progress on a terminal, and the final model saved with its configuration. */
+ * JSON-lines metrics, progress on a terminal, and the final model saved with its configuration.
+ * Checkpoints (checkpoint.c) are written at step boundaries; a resumed run restores every piece of
+ * state the loop carries from one step to the next, so that with seeded randomness it continues
+ * bit for bit as the uninterrupted run would have. */
 #define _POSIX_C_SOURCE 200809L
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -10,6 +13,7 @@
 #include "core/common.h"
 #include "dpformer/noise.h"
 #include "dpformer/train.h"
+#include "train/checkpoint_internal.h"
 
 dp_privacy_config dp_privacy_config_default(void) {
     dp_privacy_config p;
@@ -33,10 +37,13 @@ dp_train_config dp_train_config_default(void) {
     c.seed = 1;
     c.progress = 0;
     c.dp = dp_privacy_config_default();
+    c.keep_checkpoints = 2;
     return c;
 }
 
-
+/* Epoch e's order is this permutation of the previous epoch's, drawn from a generator seeded with
+ * (seed, e): the generator has no state between epochs, so the current order is all a checkpoint
+ * needs to keep. */
 static void shuffle(int32_t *a, int32_t n, uint64_t seed) {
     uint64_t s = seed;
     for (int32_t i = n - 1; i > 0; i--) {
@@ -67,6 +74,8 @@ int dp_train_check(const dp_dataset *ds, const dp_train_config *c, dp_error *err
     if (!(c->optim.lr > 0)) return dp_fail(err, "learning rate must be positive");
     if (c->model.n_items != ds->n_items)
         return dp_fail(err, "model has %d items but the dataset has %d", c->model.n_items, ds->n_items);
+    if (c->checkpoint_every < 0) return dp_fail(err, "checkpoint-every must be 0 or more steps");
+    if (c->checkpoint_dir && c->keep_checkpoints < 1) return dp_fail(err, "keep-checkpoints must be at least 1");
     const dp_privacy_config *p = &c->dp;
     if (p->enabled) {
         if (!(p->max_grad_norm > 0)) return dp_fail(err, "max grad norm must be positive");
@@ -80,27 +89,57 @@ int dp_train_check(const dp_dataset *ds, const dp_train_config *c, dp_error *err
     return dp_model_config_validate(&c->model, err);
 }
 
+/* The metrics.jsonl epoch lines written so far, which every checkpoint carries. */
+typedef struct {
+    char *s;
+    size_t len, cap;
+} text_buf;
+
+static void text_append(text_buf *b, const char *s) {
+    size_t n = strlen(s);
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = DP_MAX(2 * b->cap, b->len + n + 1 + 1024);
+        char *ns = realloc(b->s, cap);
+        if (!ns) {
+            fprintf(stderr, "dpformer: out of memory keeping the metrics lines\n");
+            exit(EXIT_FAILURE);
+        }
+        b->s = ns;
+        b->cap = cap;
+    }
+    memcpy(b->s + b->len, s, n + 1);
+    b->len += n;
+}
+
 /* State of one training run shared by the step functions. */
 typedef struct {
     const dp_dataset *ds;
     const dp_train_config *cfg;
+    dp_train_result *res;
+    FILE *log;
     dp_model *m;
     dp_optimizer *opt;
-    int32_t *users, n_train;
-    int L, cap;           /* window length; sequences per physical batch */
+    int32_t *users, n_train; /* training users, in the current epoch's order */
+    int L, cap;              /* window length; sequences per physical batch */
     int32_t *ids, *tgt;
     dp_real *w;
     double *el, *norms;
-    int64_t step;
+    dp_train_progress pg;    /* everything a checkpoint saves besides tensors */
+    dp_real *best;           /* parameters of the best validated epoch (valid when has_best) */
+    int has_best;
+    FILE *metrics;
+    text_buf mtext;
+    uint64_t data_fp;
+    double t_run, elapsed0;  /* clock at the start of this process's part of the run; time before it */
+    double t_epoch;          /* clock when this process started (or resumed) the epoch in progress */
+    int ckpt_fresh;          /* the newest checkpoint holds exactly the current state */
+    int64_t steps_per_epoch;
     /* DP-SGD */
     dp_rng *rng;
     dp_history hist;
     dp_accounting_options acc;
-    double sigma, q, expected_batch;
-    int64_t max_steps;    /* -1: no ε budget */
+    double expected_batch;
     int64_t *sample;
-    int64_t n_clipped, n_seen;
-    int64_t dp_steps;     /* DP-SGD steps taken */
 } run_state;
 
 static void fill_window(run_state *r, int b, int32_t u) {
@@ -108,13 +147,26 @@ static void fill_window(run_state *r, int b, int32_t u) {
                          dp_split_history(r->ds, u, DP_SPLIT_TRAIN), r->L);
 }
 
+/* Steps are numbered from 1 in messages: "step 12" is the twelfth update. */
 static int check_finite(const double *el, int B, double *sum, int64_t step, dp_error *err) {
     double s = 0;
     *sum = 0;
     for (int b = 0; b < B; b++) s += el[b];
     if (!isfinite(s))
-        return dp_fail(err, "non-finite loss at step %lld (learning rate too high?); stopped", (long long)step);
+        return dp_fail(err, "non-finite loss at step %lld (learning rate too high?); stopped", (long long)step + 1);
     *sum = s;
+    return 0;
+}
+
+/* Before the update: a non-finite gradient would make every parameter it touches non-finite. */
+static int check_grads(run_state *r, dp_error *err) {
+    const dp_real *g = dp_model_grads(r->m);
+    const size_t n = dp_model_num_params(r->m);
+    int bad = 0;
+    for (size_t i = 0; i < n; i++) bad |= !isfinite(g[i]);
+    if (bad)
+        return dp_fail(err, "non-finite gradient at step %lld (learning rate too high?); stopped",
+                       (long long)r->pg.step + 1);
     return 0;
 }
 
@@ -126,21 +178,23 @@ static int step_nonprivate(run_state *r, int32_t s, int B, double *loss_sum, dp_
     }
     dp_batch bt = {B, r->L, r->ids, r->tgt, NULL};
     dp_model_zero_grad(r->m);
-    dp_model_forward_backward(r->m, &bt, r->w, 1, dp_mix64(r->cfg->seed ^ dp_mix64((uint64_t)r->step)), r->el);
-    if (check_finite(r->el, B, loss_sum, r->step, err)) return -1;
+    dp_model_forward_backward(r->m, &bt, r->w, 1, dp_mix64(r->cfg->seed ^ dp_mix64((uint64_t)r->pg.step)), r->el);
+    if (check_finite(r->el, B, loss_sum, r->pg.step, err) || check_grads(r, err)) return -1;
     dp_optimizer_step(r->opt, r->m);
-    r->step++;
+    r->pg.step++;
     return 0;
 }
 
 /* One DP-SGD step: a Poisson sample, processed in physical chunks; G = (Σ c_i g_i + σ C z) / (qN). */
 static int step_private(run_state *r, int64_t *n_examples, double *loss_sum, dp_error *err) {
     const dp_privacy_config *p = &r->cfg->dp;
-    int64_t nb = dp_poisson_sample(r->rng, r->q, r->n_train, r->sample, err);
+    dp_train_progress *g = &r->pg;
+    int64_t nb = dp_poisson_sample(r->rng, g->q, r->n_train, r->sample, err);
     if (nb < 0) return -1;
     dp_model_zero_grad(r->m);
-    const uint64_t dseed = dp_mix64(r->cfg->seed ^ dp_mix64((uint64_t)r->step));
+    const uint64_t dseed = dp_mix64(r->cfg->seed ^ dp_mix64((uint64_t)g->step));
     double ls = 0;
+    int64_t n_clipped = 0;
     for (int64_t s = 0; s < nb; s += r->cap) {
         int B = (int)DP_MIN((int64_t)r->cap, nb - s);
         for (int b = 0; b < B; b++) fill_window(r, b, r->users[r->sample[s + b]]);
@@ -148,61 +202,156 @@ static int step_private(run_state *r, int64_t *n_examples, double *loss_sum, dp_
         if (dp_clipped_grad(r->m, &bt, p->clip_mode, p->max_grad_norm, 1, dseed, (int)s, r->norms, r->el, err))
             return -1;
         double part = 0;
-        if (check_finite(r->el, B, &part, r->step, err)) return -1;
+        if (check_finite(r->el, B, &part, g->step, err)) return -1;
         ls += part;
         for (int b = 0; b < B; b++) {
-            r->n_clipped += r->norms[b] > p->max_grad_norm;
+            n_clipped += r->norms[b] > p->max_grad_norm;
             if (!isfinite(r->norms[b]))
-                return dp_fail(err, "non-finite gradient norm at step %lld; stopped", (long long)r->step);
+                return dp_fail(err, "non-finite gradient norm at step %lld; stopped", (long long)g->step + 1);
         }
-        r->n_seen += B;
     }
-    dp_real *g = dp_model_grads(r->m);
+    dp_real *grad = dp_model_grads(r->m);
     size_t np = dp_model_num_params(r->m);
-    if (r->sigma > 0 && dp_noise_gaussian_add(r->rng, g, np, r->sigma * p->max_grad_norm, err)) return -1;
+    if (g->sigma > 0 && dp_noise_gaussian_add(r->rng, grad, np, g->sigma * p->max_grad_norm, err)) return -1;
     const dp_real inv = (dp_real)(1.0 / r->expected_batch);
-    for (size_t i = 0; i < np; i++) g[i] *= inv;
+    for (size_t i = 0; i < np; i++) grad[i] *= inv;
+    if (check_grads(r, err)) return -1;
     dp_optimizer_step(r->opt, r->m);
     /* σ = 0 is no mechanism at all: nothing to account (and no guarantee, as the run says) */
-    if (r->sigma > 0 && dp_history_add_poisson_gaussian(&r->hist, r->sigma, r->q, 1, err)) return -1;
-    r->dp_steps++;
-    r->step++;
+    if (g->sigma > 0 && dp_history_add_poisson_gaussian(&r->hist, g->sigma, g->q, 1, err)) return -1;
+    g->n_clipped += n_clipped;
+    g->n_seen += nb;
+    g->dp_steps++;
+    g->step++;
     *n_examples = nb;
     *loss_sum = ls;
     return 0;
 }
 
-/* Set up DP-SGD: sampling rate, σ (calibrated for the planned steps when a target ε is given), the
- * step budget, the generator. */
-static int setup_private(run_state *r, FILE *log, dp_error *err) {
+static double current_epsilon(run_state *r, dp_error *err) {
+    double eps = 0;
+    if (r->pg.sigma <= 0) return INFINITY;
+    if (dp_history_total_steps(&r->hist) == 0) return 0;
+    if (dp_epsilon(&r->hist, r->cfg->dp.delta, &r->acc, &eps, err)) return NAN;
+    return eps;
+}
+
+/* σ and the step budget of a resumed run. With the DP settings unchanged they are the saved ones
+ * (the run continues exactly); otherwise they are computed anew against the full history, so that a
+ * target ε holds for the whole run, all resumes included. */
+static int resume_privacy(run_state *r, dp_error *err) {
     const dp_train_config *c = r->cfg;
     const dp_privacy_config *p = &c->dp;
-    r->q = p->sample_rate > 0 ? p->sample_rate : DP_MIN(1.0, (double)c->batch_size / r->n_train);
-    r->expected_batch = r->q * r->n_train;
+    const dp_train_config *old = dp_ckpt_saved_config(c->resume);
+    dp_train_progress *g = &r->pg;
+    FILE *log = r->log;
+    dp_error e2;
+    const int calibrating = p->target_epsilon > 0 && !(p->noise_multiplier > 0);
+    const int same = old->dp.noise_multiplier == p->noise_multiplier && old->dp.target_epsilon == p->target_epsilon &&
+                     (old->epochs == c->epochs || !calibrating);
+    int64_t remaining = 0;
+    if (g->epoch <= c->epochs) remaining = (int64_t)(c->epochs - g->epoch + 1) * r->steps_per_epoch - g->epoch_step;
+    if (remaining < 0) remaining = 0;
+    g->stopped_at_budget = 0; /* decided again against the budget in force */
+    if (same) {
+        /* keep the saved σ and budget */
+    } else if (p->target_epsilon > 0 && p->noise_multiplier > 0) {
+        int64_t more;
+        double eps;
+        g->sigma = p->noise_multiplier;
+        if (dp_max_steps(p->target_epsilon, p->delta, g->q, g->sigma, &r->hist, &r->acc, &more, &eps, &e2))
+            return dp_fail(err, "%s: resuming with noise multiplier %g and target epsilon %g: %s",
+                           dp_checkpoint_path(c->resume), g->sigma, p->target_epsilon, e2.msg);
+        g->max_steps = g->dp_steps + more;
+        fprintf(log, "privacy: resumed with noise multiplier %.4f: %lld more steps fit within epsilon %.3f at delta %g "
+                     "(the %lld steps already taken included)\n",
+                g->sigma, (long long)more, p->target_epsilon, p->delta, (long long)g->dp_steps);
+    } else if (p->target_epsilon > 0) {
+        if (remaining > 0) {
+            double eps;
+            if (dp_calibrate_sigma(p->target_epsilon, p->delta, g->q, remaining, &r->hist, &r->acc, &g->sigma, &eps, &e2))
+                return dp_fail(err, "%s: resuming with target epsilon %g: %s", dp_checkpoint_path(c->resume),
+                               p->target_epsilon, e2.msg);
+            fprintf(log, "privacy: recalibrated noise multiplier %.4f for epsilon %.3f at delta %g over the remaining "
+                         "%lld steps (after the %lld steps already taken)\n",
+                    g->sigma, eps, p->delta, (long long)remaining, (long long)g->dp_steps);
+        }
+        g->max_steps = g->dp_steps + remaining;
+    } else {
+        g->sigma = p->noise_multiplier;
+        g->max_steps = -1;
+        fprintf(log, "privacy: resumed with noise multiplier %.4f, no target epsilon\n", g->sigma);
+    }
+    if (g->sigma == 0)
+        fprintf(log, "privacy: WARNING: noise multiplier 0 -- clipping only, NO differential privacy guarantee\n");
+    double eps = current_epsilon(r, &e2);
+    if (isfinite(eps))
+        fprintf(log, "privacy: resumed after %lld DP-SGD steps (%zu event%s in the history), epsilon so far %.3f\n",
+                (long long)g->dp_steps, r->hist.n, r->hist.n == 1 ? "" : "s", eps);
+    return 0;
+}
+
+/* Set up DP-SGD: sampling rate, σ (calibrated for the planned steps when a target ε is given), the
+ * step budget, the generator; on resume, the saved history and generator instead. */
+static int setup_private(run_state *r, dp_error *err) {
+    const dp_train_config *c = r->cfg;
+    const dp_privacy_config *p = &c->dp;
+    dp_train_progress *g = &r->pg;
+    FILE *log = r->log;
+    g->q = p->sample_rate > 0 ? p->sample_rate : DP_MIN(1.0, (double)c->batch_size / r->n_train);
+    r->expected_batch = g->q * r->n_train;
     dp_history_init(&r->hist);
     dp_accounting_default_options(&r->acc);
     r->acc.accountant = p->accountant;
+    r->sample = dp_malloc(sizeof(int64_t) * (size_t)r->n_train);
+    r->norms = dp_malloc(sizeof(double) * (size_t)r->cap);
     /* An epoch is int(1/q) steps (as Opacus counts); the plan is exactly what the loop will run. */
-    int64_t planned = (int64_t)c->epochs * DP_MAX((int64_t)1, dp_steps_for_epochs(1, r->q));
-    r->max_steps = -1;
+    r->steps_per_epoch = DP_MAX((int64_t)1, dp_steps_for_epochs(1, g->q));
+    if (c->resume) {
+        const dp_history *h = dp_checkpoint_history(c->resume);
+        /* the saved events exactly as they are (appending merges only the steps that follow) */
+        for (size_t i = 0; i < h->n; i++) {
+            if (r->hist.n == r->hist.cap) {
+                size_t cap = r->hist.cap ? 2 * r->hist.cap : 8;
+                dp_event *e = realloc(r->hist.events, cap * sizeof *e);
+                if (!e) return dp_fail(err, "privacy history: out of memory");
+                r->hist.events = e;
+                r->hist.cap = cap;
+            }
+            r->hist.events[r->hist.n++] = h->events[i];
+        }
+        dp_error e2;
+        /* seeded: the exact continuation; secure: a new key from getrandom (no key is ever saved) */
+        r->rng = dp_rng_state_restore_hex(dp_ckpt_rng_hex(c->resume), &e2);
+        if (!r->rng) return dp_fail(err, "%s: random generator: %s", dp_checkpoint_path(c->resume), e2.msg);
+        if (p->seeded_noise)
+            fprintf(log, "privacy: WARNING: seeded noise: the generator continues from its saved state; this run is "
+                         "NOT private (testing only)\n");
+        else
+            fprintf(log, "privacy: secure noise: the generator was re-keyed from getrandom on resume (the noise "
+                         "after the resume is fresh, as the analysis assumes)\n");
+        return resume_privacy(r, err);
+    }
+    int64_t planned = (int64_t)c->epochs * r->steps_per_epoch;
+    g->max_steps = -1;
     if (p->target_epsilon > 0 && p->noise_multiplier > 0) {
         /* σ given and a budget: run until the next step would exceed the target */
         double eps;
-        r->sigma = p->noise_multiplier;
-        if (dp_max_steps(p->target_epsilon, p->delta, r->q, r->sigma, NULL, &r->acc, &r->max_steps, &eps, err))
+        g->sigma = p->noise_multiplier;
+        if (dp_max_steps(p->target_epsilon, p->delta, g->q, g->sigma, NULL, &r->acc, &g->max_steps, &eps, err))
             return -1;
         fprintf(log, "privacy: noise multiplier %.4f allows %lld steps (q %.5g) within epsilon %.3f at delta %g\n",
-                r->sigma, (long long)r->max_steps, r->q, p->target_epsilon, p->delta);
+                g->sigma, (long long)g->max_steps, g->q, p->target_epsilon, p->delta);
     } else if (p->target_epsilon > 0) {
         double eps;
-        if (dp_calibrate_sigma(p->target_epsilon, p->delta, r->q, planned, NULL, &r->acc, &r->sigma, &eps, err))
+        if (dp_calibrate_sigma(p->target_epsilon, p->delta, g->q, planned, NULL, &r->acc, &g->sigma, &eps, err))
             return -1;
-        r->max_steps = planned;
+        g->max_steps = planned;
         fprintf(log, "privacy: calibrated noise multiplier %.4f for epsilon %.3f at delta %g over %lld steps (q %.5g)\n",
-                r->sigma, eps, p->delta, (long long)planned, r->q);
+                g->sigma, eps, p->delta, (long long)planned, g->q);
     } else {
-        r->sigma = p->noise_multiplier;
-        if (r->sigma == 0)
+        g->sigma = p->noise_multiplier;
+        if (g->sigma == 0)
             fprintf(log, "privacy: WARNING: noise multiplier 0 -- clipping only, NO differential privacy guarantee\n");
     }
     if (p->seeded_noise) {
@@ -213,18 +362,12 @@ static int setup_private(run_state *r, FILE *log, dp_error *err) {
         r->rng = dp_rng_create_secure(err);
         if (!r->rng) return -1;
     }
-    r->sample = dp_malloc(sizeof(int64_t) * (size_t)r->n_train);
-    r->norms = dp_malloc(sizeof(double) * (size_t)r->cap);
     return 0;
 }
 
-static double current_epsilon(run_state *r, dp_error *err) {
-    double eps = 0;
-    if (r->sigma <= 0) return INFINITY;
-    if (dp_history_total_steps(&r->hist) == 0) return 0;
-    if (dp_epsilon(&r->hist, r->cfg->dp.delta, &r->acc, &eps, err)) return NAN;
-    return eps;
-}
+static int budget_exhausted(const run_state *r) { return r->pg.max_steps >= 0 && r->pg.dp_steps >= r->pg.max_steps; }
+
+static int stop_requested(const run_state *r) { return r->cfg->stop && *r->cfg->stop; }
 
 /* ε as JSON: a number, or null when there is no guarantee (σ = 0: ε is infinite). */
 static const char *json_eps(double eps, char *buf) {
@@ -260,39 +403,254 @@ static char *run_meta(const dp_train_config *cfg, const dp_train_result *res) {
     return s;
 }
 
+/* Write a checkpoint of the current state (nothing without a checkpoint folder). A failure leaves the
+ * previous checkpoint as it was, and the message says so. */
+static int write_checkpoint(run_state *r, dp_error *err) {
+    const dp_train_config *c = r->cfg;
+    if (!c->checkpoint_dir) return 0;
+    const double now = dp_now();
+    dp_train_progress pg = r->pg;
+    pg.elapsed = r->elapsed0 + now - r->t_run;
+    if (pg.epoch_step > 0) pg.epoch_seconds += now - r->t_epoch;
+    dp_ckpt_source s = {c,         r->data_fp, r->ds, r->m, r->opt, r->users, r->n_train, r->has_best ? r->best : NULL,
+                        &pg,       c->dp.enabled ? r->rng : NULL, c->dp.enabled ? &r->hist : NULL,
+                        r->mtext.s ? r->mtext.s : ""};
+    char path[4096];
+    dp_error e2;
+    if (dp_ckpt_write(c->checkpoint_dir, &s, path, sizeof path, &e2)) {
+        if (r->res->checkpoint[0])
+            return dp_fail(err, "%s; the previous checkpoint %s is intact", e2.msg, r->res->checkpoint);
+        return dp_fail(err, "%s", e2.msg);
+    }
+    snprintf(r->res->checkpoint, sizeof r->res->checkpoint, "%s", path);
+    r->ckpt_fresh = 1;
+    return 0;
+}
+
+static int periodic_checkpoint(run_state *r, dp_error *err) {
+    int64_t every = r->cfg->checkpoint_every;
+    if (every > 0 && r->pg.step % every == 0) return write_checkpoint(r, err);
+    return 0;
+}
+
+/* Stopped through cfg->stop at a step boundary: make sure a checkpoint holds this state. */
+static int stop_run(run_state *r, dp_error *err) {
+    const dp_train_config *c = r->cfg;
+    if (c->checkpoint_dir && !r->ckpt_fresh && write_checkpoint(r, err)) return -1;
+    r->res->stopped_by = (int)*c->stop;
+    r->res->steps = r->pg.step;
+    if (c->checkpoint_dir)
+        dp_fail(err, "stopped after step %lld (epoch %d, %lld steps into it); checkpoint %s", (long long)r->pg.step,
+                r->pg.epoch, (long long)r->pg.epoch_step, r->res->checkpoint);
+    else
+        dp_fail(err, "stopped after step %lld (epoch %d); no checkpoint folder, so the progress is not saved",
+                (long long)r->pg.step, r->pg.epoch);
+    return DP_TRAIN_STOPPED;
+}
+
+/* The end of an epoch: validation, model selection, the epoch line (log and metrics), counters. */
+static int end_epoch(run_state *r, dp_error *err) {
+    const dp_train_config *cfg = r->cfg;
+    const int priv = cfg->dp.enabled, epoch = r->pg.epoch;
+    dp_train_progress *g = &r->pg;
+    FILE *log = r->log;
+    const double epoch_time = g->epoch_seconds + (dp_now() - r->t_epoch);
+    const int64_t loss_n = g->loss_n;
+    const double train_loss = loss_n ? g->loss_sum / (double)loss_n : 0;
+    g->train_time += epoch_time;
+    g->examples += loss_n;
+    if (epoch == 1) g->first_train_loss = train_loss;
+    g->final_train_loss = train_loss;
+    g->epochs_run = epoch;
+    double eps = priv ? current_epsilon(r, err) : 0;
+    if (priv && isnan(eps)) return -1;
+    int do_eval = epoch % cfg->eval_every == 0 || epoch == cfg->epochs || g->stopped_at_budget;
+    dp_rank_metrics vm;
+    memset(&vm, 0, sizeof vm);
+    if (do_eval) {
+        dp_evaluate(r->m, r->ds, DP_SPLIT_VALID, cfg->exclude_seen, cfg->max_eval_users, &vm);
+        if (cfg->keep_last || vm.ndcg10 > g->best_ndcg) {
+            g->best_ndcg = vm.ndcg10;
+            g->best_epoch = epoch;
+            memcpy(r->best, dp_model_params(r->m), sizeof(dp_real) * dp_model_num_params(r->m));
+            r->has_best = 1;
+        }
+    }
+    if (cfg->progress == 1) fprintf(log, "\r%*s\r", 90, "");
+    if (cfg->progress >= 0) {
+        fprintf(log, "epoch %d/%d  loss %.4f", epoch, cfg->epochs, train_loss);
+        if (do_eval) fprintf(log, "  valid NDCG@10 %.4f HR@10 %.4f", vm.ndcg10, vm.hr10);
+        if (priv) fprintf(log, "  eps %.3f", eps);
+        fprintf(log, "  %.1fs  %.0f ex/s\n", epoch_time, loss_n / epoch_time);
+        fflush(log);
+    }
+    char line[1024], part[512], ebuf[32];
+    int len = snprintf(line, sizeof line, "{\"epoch\":%d,\"step\":%lld,\"train_loss\":%.6f,\"lr\":%.6g", epoch,
+                       (long long)g->step, train_loss, dp_optimizer_lr(r->opt));
+    if (do_eval) {
+        snprintf(part, sizeof part, ",\"valid_ndcg10\":%.6f,\"valid_hr10\":%.6f,\"valid_ndcg20\":%.6f,\"valid_hr20\":%.6f",
+                 vm.ndcg10, vm.hr10, vm.ndcg20, vm.hr20);
+        len += snprintf(line + len, sizeof line - (size_t)len, "%s", part);
+    }
+    if (priv) {
+        snprintf(part, sizeof part, ",\"epsilon\":%s,\"delta\":%g,\"dp_steps\":%lld,\"examples\":%lld,\"clipped_fraction\":%.4f",
+                 json_eps(eps, ebuf), cfg->dp.delta, (long long)g->dp_steps, (long long)loss_n,
+                 g->n_seen ? (double)g->n_clipped / g->n_seen : 0.0);
+        len += snprintf(line + len, sizeof line - (size_t)len, "%s", part);
+    }
+    snprintf(line + len, sizeof line - (size_t)len,
+             ",\"epoch_seconds\":%.3f,\"elapsed_seconds\":%.3f,\"examples_per_second\":%.1f}\n", epoch_time,
+             r->elapsed0 + dp_now() - r->t_run, loss_n / epoch_time);
+    text_append(&r->mtext, line);
+    if (r->metrics) {
+        fputs(line, r->metrics);
+        fflush(r->metrics);
+    }
+    g->epoch++;
+    g->epoch_step = 0;
+    g->loss_sum = 0;
+    g->loss_n = g->n_clipped = g->n_seen = 0;
+    g->epoch_seconds = 0;
+    r->ckpt_fresh = 0;
+    return 0;
+}
+
+/* One epoch's steps, from where the progress says the epoch stands. Returns 0, -1 on error, or
+ * DP_TRAIN_STOPPED. A stop is honoured before the epoch starts (before its shuffle) and after each of
+ * its steps but the last (after the last one, at the epoch's end): the states a checkpoint can hold. */
+static int run_epoch_steps(run_state *r, dp_error *err) {
+    const dp_train_config *cfg = r->cfg;
+    dp_train_progress *g = &r->pg;
+    const int epoch = g->epoch;
+    const double t0 = dp_now();
+    const int64_t n0 = g->loss_n;
+    if (stop_requested(r)) return stop_run(r, err);
+    if (!cfg->dp.enabled) {
+        const int64_t bs = cfg->batch_size;
+        if (g->epoch_step == 0) shuffle(r->users, r->n_train, dp_mix64(cfg->seed * 1000003u + (uint64_t)epoch));
+        for (int64_t s = g->epoch_step * bs; s < r->n_train; s += bs) {
+            int B = (int)DP_MIN(bs, (int64_t)r->n_train - s);
+            double ls = 0;
+            if (step_nonprivate(r, (int32_t)s, B, &ls, err)) return -1;
+            g->loss_sum += ls;
+            g->loss_n += B;
+            g->epoch_step++;
+            r->ckpt_fresh = 0;
+            if (cfg->progress == 1)
+                progress_bar(r->log, epoch, cfg->epochs, (double)(s + B) / r->n_train, g->loss_sum / g->loss_n,
+                             (g->loss_n - n0) / (dp_now() - t0));
+            /* the epoch's last step is followed by the epoch-end checkpoint */
+            if (s + B < r->n_train && periodic_checkpoint(r, err)) return -1;
+            if (s + B < r->n_train && stop_requested(r)) return stop_run(r, err);
+        }
+        return 0;
+    }
+    while (g->epoch_step < r->steps_per_epoch) {
+        if (budget_exhausted(r)) {
+            g->stopped_at_budget = 1;
+            break;
+        }
+        int64_t nb = 0;
+        double ls = 0;
+        if (step_private(r, &nb, &ls, err)) return -1;
+        g->loss_sum += ls;
+        g->loss_n += nb;
+        g->epoch_step++;
+        r->ckpt_fresh = 0;
+        if (cfg->progress == 1)
+            progress_bar(r->log, epoch, cfg->epochs, (double)g->epoch_step / r->steps_per_epoch,
+                         g->loss_n ? g->loss_sum / g->loss_n : 0, (g->loss_n - n0) / (dp_now() - t0));
+        if (g->epoch_step < r->steps_per_epoch && periodic_checkpoint(r, err)) return -1;
+        if (g->epoch_step < r->steps_per_epoch && stop_requested(r)) return stop_run(r, err);
+    }
+    /* the budget ends the run here: say so now, so that this epoch is validated */
+    if (!g->stopped_at_budget && epoch < cfg->epochs && budget_exhausted(r)) g->stopped_at_budget = 1;
+    return 0;
+}
+
+/* A resumed run starts from the saved metrics lines, so that no epoch is lost or written twice. */
+static int open_metrics(run_state *r, dp_error *err) {
+    const dp_train_config *cfg = r->cfg;
+    if (cfg->resume) {
+        for (int i = 0; i < dp_ckpt_metrics_count(cfg->resume); i++) {
+            text_append(&r->mtext, dp_ckpt_metrics_line(cfg->resume, i));
+            text_append(&r->mtext, "\n");
+        }
+    }
+    if (!cfg->out_dir) return 0;
+    char path[4096];
+    if (dp_mkdir_p(cfg->out_dir, err)) return -1;
+    snprintf(path, sizeof path, "%s/metrics.jsonl", cfg->out_dir);
+    if (!(r->metrics = fopen(path, "w"))) return dp_fail(err, "%s: cannot open for writing: %s", path, strerror(errno));
+    if (r->mtext.len && (fputs(r->mtext.s, r->metrics) < 0 || fflush(r->metrics) != 0))
+        return dp_fail(err, "%s: write failed: %s", path, strerror(errno));
+    return 0;
+}
+
+/* After a resume from a checkpoint that is not the newest of the checkpoint folder (possible through
+ * the library, not through dpformer train), the newer files belong to an abandoned continuation:
+ * they are renamed aside so that a later resume cannot pick them up. */
+static void supersede_newer(run_state *r) {
+    char **paths;
+    int n;
+    if (!r->cfg->checkpoint_dir || dp_checkpoint_list(r->cfg->checkpoint_dir, &paths, &n, NULL)) return;
+    const int64_t from = dp_checkpoint_step(r->cfg->resume);
+    for (int i = 0; i < n; i++) {
+        const char *b = strrchr(paths[i], '/');
+        b = b ? b + 1 : paths[i];
+        if (strtoll(b + strlen("ckpt-"), NULL, 10) > from) {
+            size_t len = strlen(paths[i]) + 16;
+            char *aside = dp_malloc(len);
+            snprintf(aside, len, "%s.superseded", paths[i]);
+            if (rename(paths[i], aside) == 0)
+                fprintf(r->log, "warning: %s is newer than the checkpoint resumed from; moved aside to %s\n", paths[i],
+                        aside);
+            free(aside);
+        }
+        free(paths[i]);
+    }
+    free(paths);
+}
+
 int dp_train(const dp_dataset *ds, const dp_train_config *cfg, dp_model **out_model, dp_train_result *res,
              dp_error *err) {
     memset(res, 0, sizeof *res);
+    res->resumed_from_step = -1;
     *out_model = NULL;
     if (dp_train_check(ds, cfg, err)) return -1;
+    const dp_checkpoint *ck = cfg->resume;
     FILE *log = cfg->log ? cfg->log : stderr;
+    if (ck && dp_checkpoint_check_resume(ck, ds, cfg, err)) return -1;
+    if (cfg->checkpoint_dir && dp_checkpoint_prepare_dir(cfg->checkpoint_dir, ck, log, err)) return -1;
     const int priv = cfg->dp.enabled;
     run_state r;
     memset(&r, 0, sizeof r);
     r.ds = ds;
     r.cfg = cfg;
+    r.res = res;
+    r.log = log;
     r.L = cfg->model.max_len;
     r.cap = priv ? cfg->dp.max_physical_batch : cfg->batch_size;
     r.users = dp_malloc(sizeof(int32_t) * (size_t)(ds->n_users > 0 ? ds->n_users : 1));
     for (int32_t u = 0; u < ds->n_users; u++)
         if (dp_split_history(ds, u, DP_SPLIT_TRAIN) >= 2) r.users[r.n_train++] = u;
     res->n_train_users = r.n_train;
+    r.pg.epoch = 1;
+    r.pg.best_ndcg = -1;
+    r.pg.max_steps = -1;
+    if (ck) {
+        r.pg = *dp_ckpt_progress(ck);
+        r.pg.resumes++;
+        r.pg.complete = 0;
+        res->resumed_from_step = r.pg.step;
+        snprintf(res->checkpoint, sizeof res->checkpoint, "%s", dp_checkpoint_path(ck));
+    }
     int rc = 0;
-    FILE *metrics = NULL;
-    dp_real *best = NULL;
     if (r.n_train == 0) {
         rc = dp_fail(err, "no user has at least 2 training items (nothing to learn from)");
         goto out;
     }
-    if (cfg->out_dir) {
-        char path[4096];
-        if ((rc = dp_mkdir_p(cfg->out_dir, err))) goto out;
-        snprintf(path, sizeof path, "%s/metrics.jsonl", cfg->out_dir);
-        if (!(metrics = fopen(path, "w"))) {
-            rc = dp_fail(err, "%s: cannot open for writing: %s", path, strerror(errno));
-            goto out;
-        }
-    }
+    if ((rc = open_metrics(&r, err))) goto out;
     if (!(r.m = dp_model_create(&cfg->model, r.cap, cfg->seed, err))) {
         rc = -1;
         goto out;
@@ -301,121 +659,78 @@ int dp_train(const dp_dataset *ds, const dp_train_config *cfg, dp_model **out_mo
     r.tgt = dp_malloc(sizeof(int32_t) * (size_t)r.cap * r.L);
     r.w = dp_malloc(sizeof(dp_real) * (size_t)r.cap);
     r.el = dp_malloc(sizeof(double) * (size_t)r.cap);
-    if (priv && (rc = setup_private(&r, log, err))) goto out;
-    const int64_t steps_per_epoch = priv ? DP_MAX((int64_t)1, dp_steps_for_epochs(1, r.q))
-                                         : (r.n_train + cfg->batch_size - 1) / cfg->batch_size;
+    if (cfg->checkpoint_dir) r.data_fp = dp_dataset_fingerprint(ds);
+    r.steps_per_epoch = (r.n_train + cfg->batch_size - 1) / cfg->batch_size;
+    if (priv && (rc = setup_private(&r, err))) goto out;
     dp_optim_config oc = cfg->optim;
-    if (oc.schedule == DP_SCHED_COSINE && oc.total_steps <= 0) oc.total_steps = steps_per_epoch * cfg->epochs;
+    if (oc.schedule == DP_SCHED_COSINE && oc.total_steps <= 0) oc.total_steps = r.steps_per_epoch * cfg->epochs;
     r.opt = dp_optimizer_create(&oc, r.m);
-
     const size_t np = dp_model_num_params(r.m);
-    best = dp_malloc(sizeof(dp_real) * np);
-    double best_ndcg = -1, t_start = dp_now(), train_time = 0;
-    char ebuf[32];
-    int64_t examples = 0;
-    for (int epoch = 1; epoch <= cfg->epochs && rc == 0 && !res->stopped_at_budget; epoch++) {
-        double t0 = dp_now(), loss_sum = 0;
-        int64_t loss_n = 0;
-        if (!priv) {
-            shuffle(r.users, r.n_train, dp_mix64(cfg->seed * 1000003u + (uint64_t)epoch));
-            for (int32_t s = 0; s < r.n_train && rc == 0; s += cfg->batch_size) {
-                int B = (int)DP_MIN((int32_t)cfg->batch_size, r.n_train - s);
-                double ls = 0;
-                if ((rc = step_nonprivate(&r, s, B, &ls, err))) break;
-                loss_sum += ls;
-                loss_n += B;
-                if (cfg->progress == 1)
-                    progress_bar(log, epoch, cfg->epochs, (double)(s + B) / r.n_train, loss_sum / loss_n,
-                                 loss_n / (dp_now() - t0));
-            }
-        } else {
-            for (int64_t k = 0; k < steps_per_epoch && rc == 0; k++) {
-                if (r.max_steps >= 0 && r.dp_steps >= r.max_steps) {
-                    res->stopped_at_budget = 1;
-                    break;
-                }
-                int64_t nb = 0;
-                double ls = 0;
-                if ((rc = step_private(&r, &nb, &ls, err))) break;
-                loss_sum += ls;
-                loss_n += nb;
-                if (cfg->progress == 1)
-                    progress_bar(log, epoch, cfg->epochs, (double)(k + 1) / steps_per_epoch,
-                                 loss_n ? loss_sum / loss_n : 0, loss_n / (dp_now() - t0));
-            }
-        }
-        if (rc) break;
-        double epoch_time = dp_now() - t0;
-        train_time += epoch_time;
-        examples += loss_n;
-        double train_loss = loss_n ? loss_sum / (double)loss_n : 0;
-        if (epoch == 1) res->first_train_loss = train_loss;
-        res->final_train_loss = train_loss;
-        res->epochs_run = epoch;
-        double eps = priv ? current_epsilon(&r, err) : 0;
-        if (priv && isnan(eps)) {
-            rc = -1;
+    r.best = dp_alloc_aligned(sizeof(dp_real) * np);
+    if (ck) {
+        if ((rc = dp_ckpt_restore(ck, r.m, r.opt, r.users, r.n_train, r.best, &r.has_best, err))) goto out;
+        supersede_newer(&r);
+    }
+
+    r.t_run = dp_now();
+    r.elapsed0 = r.pg.elapsed;
+    while (r.pg.epoch <= cfg->epochs && !r.pg.stopped_at_budget) {
+        /* a resumed run whose budget was spent at an epoch's end: nothing more to run */
+        if (priv && r.pg.epoch_step == 0 && r.pg.epochs_run > 0 && budget_exhausted(&r)) {
+            r.pg.stopped_at_budget = 1;
             break;
         }
-        int do_eval = epoch % cfg->eval_every == 0 || epoch == cfg->epochs || res->stopped_at_budget;
-        dp_rank_metrics vm;
-        memset(&vm, 0, sizeof vm);
-        if (do_eval) {
-            dp_evaluate(r.m, ds, DP_SPLIT_VALID, cfg->exclude_seen, cfg->max_eval_users, &vm);
-            if (cfg->keep_last || vm.ndcg10 > best_ndcg) {
-                best_ndcg = vm.ndcg10;
-                res->best_epoch = epoch;
-                memcpy(best, dp_model_params(r.m), sizeof(dp_real) * np);
-            }
+        r.t_epoch = dp_now();
+        if ((rc = run_epoch_steps(&r, err))) goto out;
+        if ((rc = end_epoch(&r, err))) goto out;
+        const int more = r.pg.epoch <= cfg->epochs && !r.pg.stopped_at_budget;
+        /* the end of the run is followed by the final checkpoint; a stop that comes after the last
+         * step lets the run finish (the rest is validation and saving) */
+        if (more && (rc = write_checkpoint(&r, err))) goto out;
+        if (more && stop_requested(&r)) {
+            rc = stop_run(&r, err);
+            goto out;
         }
-        if (cfg->progress == 1) fprintf(log, "\r%*s\r", 90, "");
-        if (cfg->progress >= 0) {
-            fprintf(log, "epoch %d/%d  loss %.4f", epoch, cfg->epochs, train_loss);
-            if (do_eval) fprintf(log, "  valid NDCG@10 %.4f HR@10 %.4f", vm.ndcg10, vm.hr10);
-            if (priv) fprintf(log, "  eps %.3f", eps);
-            fprintf(log, "  %.1fs  %.0f ex/s\n", epoch_time, loss_n / epoch_time);
-            fflush(log);
-        }
-        if (metrics) {
-            fprintf(metrics, "{\"epoch\":%d,\"step\":%lld,\"train_loss\":%.6f,\"lr\":%.6g", epoch, (long long)r.step,
-                    train_loss, dp_optimizer_lr(r.opt));
-            if (do_eval)
-                fprintf(metrics, ",\"valid_ndcg10\":%.6f,\"valid_hr10\":%.6f,\"valid_ndcg20\":%.6f,\"valid_hr20\":%.6f",
-                        vm.ndcg10, vm.hr10, vm.ndcg20, vm.hr20);
-            if (priv)
-                fprintf(metrics, ",\"epsilon\":%s,\"delta\":%g,\"dp_steps\":%lld,\"examples\":%lld,\"clipped_fraction\":%.4f",
-                        json_eps(eps, ebuf), cfg->dp.delta, (long long)r.dp_steps, (long long)loss_n,
-                        r.n_seen ? (double)r.n_clipped / r.n_seen : 0.0);
-            fprintf(metrics, ",\"epoch_seconds\":%.3f,\"elapsed_seconds\":%.3f,\"examples_per_second\":%.1f}\n",
-                    epoch_time, dp_now() - t_start, loss_n / epoch_time);
-            fflush(metrics);
-        }
-        r.n_clipped = r.n_seen = 0;
     }
-    if (rc) goto out;
-    memcpy(dp_model_params(r.m), best, sizeof(dp_real) * np);
+    if (!r.has_best) { /* never validated (a resumed run with nothing left to do): keep the last parameters */
+        memcpy(r.best, dp_model_params(r.m), sizeof(dp_real) * np);
+        r.pg.best_epoch = r.pg.epochs_run;
+        r.has_best = 1;
+    }
+    r.pg.complete = 1;
+    if ((rc = write_checkpoint(&r, err))) goto out;
+
+    memcpy(dp_model_params(r.m), r.best, sizeof(dp_real) * np);
+    res->epochs_run = r.pg.epochs_run;
+    res->best_epoch = r.pg.best_epoch;
+    res->first_train_loss = r.pg.first_train_loss;
+    res->final_train_loss = r.pg.final_train_loss;
+    res->stopped_at_budget = r.pg.stopped_at_budget;
+    res->steps = r.pg.step;
     dp_evaluate(r.m, ds, DP_SPLIT_VALID, cfg->exclude_seen, 0, &res->valid);
     dp_evaluate(r.m, ds, DP_SPLIT_TEST, cfg->exclude_seen, 0, &res->test);
-    res->seconds_per_epoch = train_time / res->epochs_run;
-    res->examples_per_second = train_time > 0 ? examples / train_time : 0;
+    res->seconds_per_epoch = res->epochs_run ? r.pg.train_time / res->epochs_run : 0;
+    res->examples_per_second = r.pg.train_time > 0 ? r.pg.examples / r.pg.train_time : 0;
+    char ebuf[32];
     if (priv) {
         res->epsilon = current_epsilon(&r, err);
         res->delta = cfg->dp.delta;
-        res->noise_multiplier = r.sigma;
-        res->sample_rate = r.q;
+        res->noise_multiplier = r.pg.sigma;
+        res->sample_rate = r.pg.q;
         res->expected_batch = r.expected_batch;
-        res->dp_steps = r.dp_steps;
+        res->dp_steps = r.pg.dp_steps;
     }
-    if (metrics) {
-        fprintf(metrics,
+    if (r.metrics) {
+        fprintf(r.metrics,
                 "{\"final\":true,\"best_epoch\":%d,\"valid_ndcg10\":%.6f,\"valid_hr10\":%.6f,\"test_ndcg10\":%.6f,"
                 "\"test_hr10\":%.6f,\"test_ndcg20\":%.6f,\"test_hr20\":%.6f,\"seconds_per_epoch\":%.3f",
                 res->best_epoch, res->valid.ndcg10, res->valid.hr10, res->test.ndcg10, res->test.hr10, res->test.ndcg20,
                 res->test.hr20, res->seconds_per_epoch);
         if (priv)
-            fprintf(metrics, ",\"epsilon\":%s,\"delta\":%g,\"noise_multiplier\":%.6f,\"sample_rate\":%.6g,\"dp_steps\":%lld",
+            fprintf(r.metrics, ",\"epsilon\":%s,\"delta\":%g,\"noise_multiplier\":%.6f,\"sample_rate\":%.6g,\"dp_steps\":%lld",
                     json_eps(res->epsilon, ebuf), res->delta, res->noise_multiplier, res->sample_rate, (long long)res->dp_steps);
-        fprintf(metrics, "}\n");
+        if (r.pg.resumes > 0) fprintf(r.metrics, ",\"resumes\":%d", r.pg.resumes);
+        fprintf(r.metrics, "}\n");
     }
     if (cfg->out_dir) {
         char path[4096];
@@ -429,19 +744,21 @@ int dp_train(const dp_dataset *ds, const dp_train_config *cfg, dp_model **out_mo
         }
     }
 out:
-    if (metrics && fclose(metrics) != 0 && rc == 0) rc = dp_fail(err, "%s/metrics.jsonl: write failed", cfg->out_dir);
+    if (r.metrics && fclose(r.metrics) != 0 && rc == 0) rc = dp_fail(err, "%s/metrics.jsonl: write failed", cfg->out_dir);
     free(r.users);
-    free(best);
+    free(r.best);
     free(r.ids);
     free(r.tgt);
     free(r.w);
     free(r.el);
     free(r.norms);
     free(r.sample);
+    free(r.mtext.s);
     dp_rng_free(r.rng);
     if (priv) dp_history_free(&r.hist);
     dp_optimizer_free(r.opt);
     if (rc) {
+        if (res->stopped_by == 0) res->steps = r.pg.step;
         dp_model_free(r.m);
         return rc;
     }

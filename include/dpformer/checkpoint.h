@@ -1,0 +1,92 @@
+/* dpformer public API: checkpoints of a training run, and resuming from them.
+ *
+ * A checkpoint is one safetensors file, `ckpt-<step, 12 digits>.safetensors`, in a checkpoint folder.
+ * It holds everything needed to continue the run exactly where it was (docs/checkpoints.md):
+ *   tensors   param.<name>, the parameters; optim.exp_avg.<name> and optim.exp_avg_sq.<name> (AdamW)
+ *             or optim.momentum_buffer.<name> (SGD); best.<name>, the parameters of the best
+ *             validated epoch so far; data.order (I32), the training users in their current order;
+ *   metadata  the run configuration, the position (step, epoch, steps into the epoch, partial epoch
+ *             sums), the random generator state (DP-SGD), the privacy accountant's full event
+ *             history, the best-epoch state, the metrics.jsonl lines written so far, a fingerprint
+ *             of the dataset, a format version, and an FNV-1a 64-bit checksum of every tensor and of
+ *             the metadata and tensor table.
+ * Files are written atomically (dp_safetensors_write) and the newest K are kept; an older file is
+ * deleted only after the new one is durable. dp_train (dpformer/train.h) writes them when
+ * cfg->checkpoint_dir is set and resumes from cfg->resume.
+ *
+ * Typical resume:
+ *   dp_checkpoint *ck = dp_checkpoint_open_latest(dir, stderr, &err);   // newest valid file
+ *   dp_train_config cfg = dp_checkpoint_train_config(ck);             // the saved configuration
+ *   cfg.epochs = 30;                                                   // what may change, changed
+ *   if (dp_checkpoint_check_resume(ck, &ds, &cfg, &err)) ...           // refuses what may not
+ *   dp_train(&ds, &cfg, &model, &res, &err);
+ *   dp_checkpoint_free(ck);                                            // after dp_train returns */
+#ifndef DPFORMER_CHECKPOINT_H
+#define DPFORMER_CHECKPOINT_H
+
+#include <stdio.h>
+#include "dpformer/accountant.h"
+#include "dpformer/data.h"
+#include "dpformer/train.h"
+
+/* Version written in the metadata key dpformer.checkpoint_version; a reader refuses other versions. */
+#define DP_CHECKPOINT_VERSION 1
+
+/* Read one checkpoint file and verify it completely: safetensors structure, format version, every
+ * checksum, the tensor set against the saved model configuration, finite values, the metadata's
+ * JSON. Returns NULL with a message naming the file and the problem. */
+dp_checkpoint *dp_checkpoint_read(const char *path, dp_error *err);
+
+/* The newest checkpoint of dir that reads and verifies. Newer files that fail are reported on log
+ * (one warning each, naming the file and the problem; log may be NULL) and renamed to
+ * `<name>.invalid` so that they leave the rotation; they are never deleted. Returns NULL with err if
+ * dir holds no checkpoint or none is valid (nothing is renamed then). */
+dp_checkpoint *dp_checkpoint_open_latest(const char *dir, FILE *log, dp_error *err);
+
+void dp_checkpoint_free(dp_checkpoint *c);
+
+/* Paths of the checkpoint files in dir (names ckpt-<digits>.safetensors), newest (highest step)
+ * first. *paths is a malloc'd array of malloc'd strings (free each, then the array); *n may be 0.
+ * Returns 0, or -1 with err if dir cannot be read (a missing dir gives 0 files). */
+int dp_checkpoint_list(const char *dir, char ***paths, int *n, dp_error *err);
+
+/* Before a run writes checkpoints into dir. When dir is the folder of `resume` (the run continues
+ * there) there is nothing to do. Otherwise dir belongs to no run yet, or to another one: if it holds
+ * checkpoints of a completed run they are deleted (and a note written to log); if it holds
+ * checkpoints of a run that did not complete (or that cannot be read), nothing is touched and -1 is
+ * returned with a message saying to resume or remove them. 0 if dir is empty or absent. */
+int dp_checkpoint_prepare_dir(const char *dir, const dp_checkpoint *resume, FILE *log, dp_error *err);
+
+/* What a checkpoint holds. */
+const char *dp_checkpoint_path(const dp_checkpoint *c);
+int64_t dp_checkpoint_step(const dp_checkpoint *c);       /* optimiser steps taken */
+int dp_checkpoint_epochs_done(const dp_checkpoint *c);    /* completed epochs (metrics lines) */
+int64_t dp_checkpoint_epoch_step(const dp_checkpoint *c); /* steps taken in the epoch in progress */
+int dp_checkpoint_complete(const dp_checkpoint *c);       /* 1: written at the end of the run */
+/* The caller's JSON object stored through cfg->checkpoint_extra, or NULL. */
+const char *dp_checkpoint_extra(const dp_checkpoint *c);
+/* The privacy accountant's history (empty for a non-private run). */
+const dp_history *dp_checkpoint_history(const dp_checkpoint *c);
+
+/* The configuration the run was started (or last resumed) with. Strings point into c; resume is c,
+ * checkpoint_dir the folder c was read from; progress, log and stop are left at their defaults. */
+dp_train_config dp_checkpoint_train_config(const dp_checkpoint *c);
+
+/* Can the run saved in c continue with cfg on ds? Refuses (message naming the file and the setting)
+ * a different dataset (sizes or fingerprint), a different model shape, and a change of any setting
+ * that cannot change within a run: seed, optimizer, batch size, sample rate, DP on/off, seeded noise,
+ * delta, accountant, keep-last, exclude-seen, max-eval-users; and fewer epochs than already run.
+ * What may change: epochs, learning rate and schedule, weight decay, momentum, eval-every, noise
+ * multiplier, target epsilon, max grad norm, max physical batch, clip mode, output and checkpoint
+ * settings. dp_train runs this check itself. */
+int dp_checkpoint_check_resume(const dp_checkpoint *c, const dp_dataset *ds, const dp_train_config *cfg,
+                               dp_error *err);
+
+/* FNV-1a 64-bit hash of the dataset's sizes, offsets and item arrays (the loaded, re-indexed form). */
+uint64_t dp_dataset_fingerprint(const dp_dataset *ds);
+
+/* FNV-1a 64-bit hash of n bytes, continuing from h (start with DP_FNV1A64_INIT). */
+#define DP_FNV1A64_INIT 0xcbf29ce484222325ull
+uint64_t dp_fnv1a64(const void *data, size_t n, uint64_t h);
+
+#endif

@@ -1,0 +1,1060 @@
+/* Checkpoint files of a training run (include/dpformer/checkpoint.h, docs/checkpoints.md): writing
+ * them atomically with a checksum of every part and keeping the newest K; reading one back and
+ * verifying all of it before anything is used; choosing the newest valid file of a folder; and
+ * deciding whether a run may continue from one with a given configuration and dataset.
+ *
+ * The file is a safetensors file: the tensors are raw arrays (parameters, optimiser buffers, best
+ * parameters, the training order), the rest is JSON text in the metadata. Doubles in that JSON are
+ * printed with 17 significant digits so that they read back bit for bit. */
+#define _POSIX_C_SOURCE 200809L
+#include <cjson/cJSON.h>
+#include <dirent.h>
+#include <errno.h>
+#include <math.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "core/common.h"
+#include "dpformer/safetensors.h"
+#include "train/checkpoint_internal.h"
+
+#define CKPT_PREFIX "ckpt-"
+#define CKPT_SUFFIX ".safetensors"
+#define REAL_DTYPE (sizeof(dp_real) == 4 ? "F32" : "F64")
+#define NAME_CAP 160
+#define KEY_CHECKSUMS "dpformer.checksums"
+
+/* The tensor sets of a checkpoint, each with one tensor per model parameter tensor. */
+enum { SET_PARAM = 0, SET_M1, SET_M2, SET_BEST, N_SETS };
+
+static const char *set_prefix(int set, dp_optimizer_kind kind) {
+    switch (set) {
+    case SET_PARAM: return "param.";
+    case SET_M1: return kind == DP_OPT_ADAMW ? "optim.exp_avg." : "optim.momentum_buffer.";
+    case SET_M2: return "optim.exp_avg_sq.";
+    default: return "best.";
+    }
+}
+
+uint64_t dp_fnv1a64(const void *data, size_t n, uint64_t h) {
+    const unsigned char *p = data;
+    for (size_t i = 0; i < n; i++) {
+        h ^= p[i];
+        h *= 0x100000001b3ull;
+    }
+    return h;
+}
+
+uint64_t dp_dataset_fingerprint(const dp_dataset *ds) {
+    int64_t sizes[3] = {ds->n_users, ds->n_items, ds->n_interactions};
+    uint64_t h = dp_fnv1a64(sizes, sizeof sizes, DP_FNV1A64_INIT);
+    if (ds->offsets) h = dp_fnv1a64(ds->offsets, sizeof(int64_t) * ((size_t)ds->n_users + 1), h);
+    if (ds->items) h = dp_fnv1a64(ds->items, sizeof(int32_t) * (size_t)ds->n_interactions, h);
+    return h;
+}
+
+static void hex64(uint64_t v, char out[17]) { snprintf(out, 17, "%016llx", (unsigned long long)v); }
+
+/* The metadata checksum covers every metadata pair but the checksums themselves (key NUL value NUL,
+ * in file order) and the tensor table (name NUL dtype NUL dims as "d0,d1," NUL, in file order), so
+ * that a change of a shape or a dtype in the header is caught even where the structure stays valid. */
+static uint64_t meta_hash(int n_meta, const char *const *keys, const char *const *vals, const dp_st_tensor *const *t,
+                          int n) {
+    uint64_t h = DP_FNV1A64_INIT;
+    for (int i = 0; i < n_meta; i++) {
+        if (strcmp(keys[i], KEY_CHECKSUMS) == 0) continue;
+        h = dp_fnv1a64(keys[i], strlen(keys[i]) + 1, h);
+        h = dp_fnv1a64(vals[i], strlen(vals[i]) + 1, h);
+    }
+    for (int i = 0; i < n; i++) {
+        h = dp_fnv1a64(t[i]->name, strlen(t[i]->name) + 1, h);
+        h = dp_fnv1a64(t[i]->dtype, strlen(t[i]->dtype) + 1, h);
+        for (int d = 0; d < t[i]->ndim; d++) {
+            char b[32];
+            int len = snprintf(b, sizeof b, "%lld,", (long long)t[i]->shape[d]);
+            h = dp_fnv1a64(b, (size_t)len, h);
+        }
+        h = dp_fnv1a64("", 1, h);
+    }
+    return h;
+}
+
+static uint64_t tensor_hash(const dp_st_tensor *t) {
+    return dp_fnv1a64(t->data, (size_t)dp_st_numel(t) * dp_st_dtype_size(t->dtype), DP_FNV1A64_INIT);
+}
+
+/* ------------------------------------------------------------------------------------------------ */
+/* JSON helpers                                                                                     */
+/* ------------------------------------------------------------------------------------------------ */
+
+/* Writing: exact numbers as raw JSON; a non-finite double cannot be written and marks the writer bad. */
+typedef struct {
+    const char *bad; /* first field that could not be written */
+} jw;
+
+static void jnum(jw *w, cJSON *o, const char *k, double v) {
+    char b[40];
+    if (!isfinite(v)) {
+        if (!w->bad) w->bad = k;
+        snprintf(b, sizeof b, "null");
+    } else {
+        snprintf(b, sizeof b, "%.17g", v);
+    }
+    cJSON_AddItemToObject(o, k, cJSON_CreateRaw(b));
+}
+
+static void jint(cJSON *o, const char *k, int64_t v) {
+    char b[32];
+    snprintf(b, sizeof b, "%lld", (long long)v);
+    cJSON_AddItemToObject(o, k, cJSON_CreateRaw(b));
+}
+
+static void jbool(cJSON *o, const char *k, int v) { cJSON_AddBoolToObject(o, k, v != 0); }
+
+static void jstr(cJSON *o, const char *k, const char *s) {
+    if (s) cJSON_AddStringToObject(o, k, s);
+    else cJSON_AddNullToObject(o, k);
+}
+
+/* Reading: the first problem is reported ("path: metadata KEY: field ...") and later reads are no-ops. */
+typedef struct {
+    const char *path, *key;
+    dp_error *err;
+    int bad;
+} jr;
+
+static int jr_fail(jr *r, const char *field, const char *what) {
+    if (!r->bad) dp_fail(r->err, "%s: metadata %s: \"%s\" %s", r->path, r->key, field, what);
+    r->bad = 1;
+    return -1;
+}
+
+static const cJSON *jr_obj(jr *r, const cJSON *o, const char *k) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
+    if (!cJSON_IsObject(v)) jr_fail(r, k, "is missing or not an object");
+    return cJSON_IsObject(v) ? v : NULL;
+}
+
+static double jr_num(jr *r, const cJSON *o, const char *k) {
+    const cJSON *v = o ? cJSON_GetObjectItemCaseSensitive(o, k) : NULL;
+    if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble)) {
+        jr_fail(r, k, "is missing or not a finite number");
+        return 0;
+    }
+    return v->valuedouble;
+}
+
+static int64_t jr_int(jr *r, const cJSON *o, const char *k, double lo, double hi) {
+    double v = jr_num(r, o, k);
+    if (r->bad) return 0;
+    if (v != floor(v) || v < lo || v > hi) {
+        jr_fail(r, k, "is not an integer in the allowed range");
+        return 0;
+    }
+    return (int64_t)v;
+}
+
+static int jr_bool(jr *r, const cJSON *o, const char *k) {
+    const cJSON *v = o ? cJSON_GetObjectItemCaseSensitive(o, k) : NULL;
+    if (!cJSON_IsBool(v)) return jr_fail(r, k, "is missing or not true/false"), 0;
+    return cJSON_IsTrue(v);
+}
+
+/* A string, or NULL for JSON null when nullable. */
+static const char *jr_str(jr *r, const cJSON *o, const char *k, int nullable) {
+    const cJSON *v = o ? cJSON_GetObjectItemCaseSensitive(o, k) : NULL;
+    if (nullable && cJSON_IsNull(v)) return NULL;
+    if (!cJSON_IsString(v)) return jr_fail(r, k, "is missing or not a string"), NULL;
+    return v->valuestring;
+}
+
+/* ------------------------------------------------------------------------------------------------ */
+/* The run configuration and progress as JSON                                                       */
+/* ------------------------------------------------------------------------------------------------ */
+
+static const char *optimizer_name(dp_optimizer_kind k) { return k == DP_OPT_SGD ? "sgd" : "adamw"; }
+static const char *schedule_name(dp_schedule_kind k) {
+    return k == DP_SCHED_WARMUP ? "warmup" : k == DP_SCHED_COSINE ? "cosine" : "constant";
+}
+static const char *accountant_name(dp_accountant_kind k) { return k == DP_ACCOUNTANT_PLD ? "pld" : "rdp"; }
+
+static cJSON *config_to_json(jw *w, const dp_train_config *c) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON *m = cJSON_AddObjectToObject(o, "model");
+    jint(m, "n_items", c->model.n_items);
+    jint(m, "max_len", c->model.max_len);
+    jint(m, "d_model", c->model.d_model);
+    jint(m, "n_heads", c->model.n_heads);
+    jint(m, "n_layers", c->model.n_layers);
+    jint(m, "d_ff", c->model.d_ff);
+    jbool(m, "tied", c->model.tied);
+    jbool(m, "causal", c->model.causal);
+    jnum(w, m, "dropout", c->model.dropout);
+    cJSON *op = cJSON_AddObjectToObject(o, "optim");
+    jstr(op, "kind", optimizer_name(c->optim.kind));
+    jnum(w, op, "lr", c->optim.lr);
+    jnum(w, op, "beta1", c->optim.beta1);
+    jnum(w, op, "beta2", c->optim.beta2);
+    jnum(w, op, "eps", c->optim.eps);
+    jnum(w, op, "weight_decay", c->optim.weight_decay);
+    jnum(w, op, "momentum", c->optim.momentum);
+    jstr(op, "schedule", schedule_name(c->optim.schedule));
+    jint(op, "warmup_steps", c->optim.warmup_steps);
+    jint(op, "total_steps", c->optim.total_steps);
+    jnum(w, op, "min_lr_ratio", c->optim.min_lr_ratio);
+    jint(o, "epochs", c->epochs);
+    jint(o, "batch_size", c->batch_size);
+    jint(o, "eval_every", c->eval_every);
+    jbool(o, "exclude_seen", c->exclude_seen);
+    jbool(o, "keep_last", c->keep_last);
+    jint(o, "max_eval_users", c->max_eval_users);
+    char seed[32];
+    snprintf(seed, sizeof seed, "%llu", (unsigned long long)c->seed); /* beyond 2^53: a string */
+    jstr(o, "seed", seed);
+    jstr(o, "out_dir", c->out_dir);
+    jstr(o, "data", c->data_desc);
+    cJSON *p = cJSON_AddObjectToObject(o, "dp");
+    jbool(p, "enabled", c->dp.enabled);
+    jnum(w, p, "noise_multiplier", c->dp.noise_multiplier);
+    jnum(w, p, "target_epsilon", c->dp.target_epsilon);
+    jnum(w, p, "delta", c->dp.delta);
+    jnum(w, p, "max_grad_norm", c->dp.max_grad_norm);
+    jnum(w, p, "sample_rate", c->dp.sample_rate);
+    jint(p, "max_physical_batch", c->dp.max_physical_batch);
+    jstr(p, "clip_mode", dp_clip_mode_name(c->dp.clip_mode));
+    jbool(p, "seeded_noise", c->dp.seeded_noise);
+    jstr(p, "accountant", accountant_name(c->dp.accountant));
+    jint(o, "checkpoint_every", c->checkpoint_every);
+    jint(o, "keep_checkpoints", c->keep_checkpoints);
+    return o;
+}
+
+static void config_from_json(jr *r, const cJSON *o, dp_train_config *c) {
+    *c = dp_train_config_default();
+    const cJSON *m = jr_obj(r, o, "model"), *op = jr_obj(r, o, "optim"), *p = jr_obj(r, o, "dp");
+    if (r->bad) return;
+    c->model.n_items = (int32_t)jr_int(r, m, "n_items", 1, 2147483647.0);
+    c->model.max_len = (int)jr_int(r, m, "max_len", 1, 2147483647.0);
+    c->model.d_model = (int)jr_int(r, m, "d_model", 1, 2147483647.0);
+    c->model.n_heads = (int)jr_int(r, m, "n_heads", 1, 2147483647.0);
+    c->model.n_layers = (int)jr_int(r, m, "n_layers", 0, 2147483647.0);
+    c->model.d_ff = (int)jr_int(r, m, "d_ff", 0, 2147483647.0);
+    c->model.tied = jr_bool(r, m, "tied");
+    c->model.causal = jr_bool(r, m, "causal");
+    c->model.dropout = (float)jr_num(r, m, "dropout");
+    const char *s = jr_str(r, op, "kind", 0);
+    if (s && dp_optimizer_kind_parse(s, &c->optim.kind)) jr_fail(r, "kind", "is not a known optimizer");
+    c->optim.lr = jr_num(r, op, "lr");
+    c->optim.beta1 = jr_num(r, op, "beta1");
+    c->optim.beta2 = jr_num(r, op, "beta2");
+    c->optim.eps = jr_num(r, op, "eps");
+    c->optim.weight_decay = jr_num(r, op, "weight_decay");
+    c->optim.momentum = jr_num(r, op, "momentum");
+    s = jr_str(r, op, "schedule", 0);
+    if (s && dp_schedule_kind_parse(s, &c->optim.schedule)) jr_fail(r, "schedule", "is not a known schedule");
+    c->optim.warmup_steps = jr_int(r, op, "warmup_steps", 0, 9007199254740992.0);
+    c->optim.total_steps = jr_int(r, op, "total_steps", 0, 9007199254740992.0);
+    c->optim.min_lr_ratio = jr_num(r, op, "min_lr_ratio");
+    c->epochs = (int)jr_int(r, o, "epochs", 1, 2147483647.0);
+    c->batch_size = (int)jr_int(r, o, "batch_size", 1, 2147483647.0);
+    c->eval_every = (int)jr_int(r, o, "eval_every", 1, 2147483647.0);
+    c->exclude_seen = jr_bool(r, o, "exclude_seen");
+    c->keep_last = jr_bool(r, o, "keep_last");
+    c->max_eval_users = jr_int(r, o, "max_eval_users", 0, 9007199254740992.0);
+    s = jr_str(r, o, "seed", 0);
+    if (s) {
+        char *end = NULL;
+        errno = 0;
+        unsigned long long v = strtoull(s, &end, 10);
+        if (errno || end == s || *end || s[0] == '-') jr_fail(r, "seed", "is not a decimal integer");
+        c->seed = (uint64_t)v;
+    }
+    c->out_dir = jr_str(r, o, "out_dir", 1);
+    c->data_desc = jr_str(r, o, "data", 1);
+    c->dp.enabled = jr_bool(r, p, "enabled");
+    c->dp.noise_multiplier = jr_num(r, p, "noise_multiplier");
+    c->dp.target_epsilon = jr_num(r, p, "target_epsilon");
+    c->dp.delta = jr_num(r, p, "delta");
+    c->dp.max_grad_norm = jr_num(r, p, "max_grad_norm");
+    c->dp.sample_rate = jr_num(r, p, "sample_rate");
+    c->dp.max_physical_batch = (int)jr_int(r, p, "max_physical_batch", 1, 2147483647.0);
+    s = jr_str(r, p, "clip_mode", 0);
+    if (s && dp_clip_mode_parse(s, &c->dp.clip_mode)) jr_fail(r, "clip_mode", "is not a known clip mode");
+    c->dp.seeded_noise = jr_bool(r, p, "seeded_noise");
+    s = jr_str(r, p, "accountant", 0);
+    if (s && strcmp(s, "rdp") == 0) c->dp.accountant = DP_ACCOUNTANT_RDP;
+    else if (s && strcmp(s, "pld") == 0) c->dp.accountant = DP_ACCOUNTANT_PLD;
+    else if (s) jr_fail(r, "accountant", "is not rdp or pld");
+    c->checkpoint_every = jr_int(r, o, "checkpoint_every", 0, 9007199254740992.0);
+    c->keep_checkpoints = (int)jr_int(r, o, "keep_checkpoints", 1, 2147483647.0);
+}
+
+static cJSON *progress_to_json(jw *w, const dp_train_progress *g) {
+    cJSON *o = cJSON_CreateObject();
+    jint(o, "epoch", g->epoch);
+    jint(o, "epoch_step", g->epoch_step);
+    jint(o, "step", g->step);
+    jint(o, "dp_steps", g->dp_steps);
+    jnum(w, o, "loss_sum", g->loss_sum);
+    jint(o, "loss_n", g->loss_n);
+    jint(o, "n_clipped", g->n_clipped);
+    jint(o, "n_seen", g->n_seen);
+    jnum(w, o, "epoch_seconds", g->epoch_seconds);
+    jint(o, "epochs_run", g->epochs_run);
+    jnum(w, o, "train_time", g->train_time);
+    jnum(w, o, "elapsed", g->elapsed);
+    jint(o, "examples", g->examples);
+    jnum(w, o, "first_train_loss", g->first_train_loss);
+    jnum(w, o, "final_train_loss", g->final_train_loss);
+    jint(o, "best_epoch", g->best_epoch);
+    jnum(w, o, "best_ndcg", g->best_ndcg);
+    jbool(o, "stopped_at_budget", g->stopped_at_budget);
+    jbool(o, "complete", g->complete);
+    jint(o, "resumes", g->resumes);
+    jnum(w, o, "sigma", g->sigma);
+    jnum(w, o, "sample_rate", g->q);
+    jint(o, "max_steps", g->max_steps);
+    return o;
+}
+
+static void progress_from_json(jr *r, const cJSON *o, dp_train_progress *g) {
+    const double big = 9007199254740992.0;
+    memset(g, 0, sizeof *g);
+    g->epoch = (int)jr_int(r, o, "epoch", 1, 2147483647.0);
+    g->epoch_step = jr_int(r, o, "epoch_step", 0, big);
+    g->step = jr_int(r, o, "step", 0, big);
+    g->dp_steps = jr_int(r, o, "dp_steps", 0, big);
+    g->loss_sum = jr_num(r, o, "loss_sum");
+    g->loss_n = jr_int(r, o, "loss_n", 0, big);
+    g->n_clipped = jr_int(r, o, "n_clipped", 0, big);
+    g->n_seen = jr_int(r, o, "n_seen", 0, big);
+    g->epoch_seconds = jr_num(r, o, "epoch_seconds");
+    g->epochs_run = (int)jr_int(r, o, "epochs_run", 0, 2147483647.0);
+    g->train_time = jr_num(r, o, "train_time");
+    g->elapsed = jr_num(r, o, "elapsed");
+    g->examples = jr_int(r, o, "examples", 0, big);
+    g->first_train_loss = jr_num(r, o, "first_train_loss");
+    g->final_train_loss = jr_num(r, o, "final_train_loss");
+    g->best_epoch = (int)jr_int(r, o, "best_epoch", 0, 2147483647.0);
+    g->best_ndcg = jr_num(r, o, "best_ndcg");
+    g->stopped_at_budget = jr_bool(r, o, "stopped_at_budget");
+    g->complete = jr_bool(r, o, "complete");
+    g->resumes = (int)jr_int(r, o, "resumes", 0, 2147483647.0);
+    g->sigma = jr_num(r, o, "sigma");
+    g->q = jr_num(r, o, "sample_rate");
+    g->max_steps = jr_int(r, o, "max_steps", -1, big);
+    if (!r->bad && (g->epochs_run > g->epoch || g->best_epoch > g->epochs_run))
+        jr_fail(r, "epochs_run", "is inconsistent with \"epoch\" or \"best_epoch\"");
+}
+
+/* ------------------------------------------------------------------------------------------------ */
+/* Writing                                                                                          */
+/* ------------------------------------------------------------------------------------------------ */
+
+static int is_ckpt_name(const char *name, int64_t *step) {
+    size_t n = strlen(name), lp = strlen(CKPT_PREFIX), ls = strlen(CKPT_SUFFIX);
+    if (n <= lp + ls || strncmp(name, CKPT_PREFIX, lp) != 0 || strcmp(name + n - ls, CKPT_SUFFIX) != 0) return 0;
+    int64_t v = 0;
+    for (size_t i = lp; i < n - ls; i++) {
+        if (name[i] < '0' || name[i] > '9' || v > (INT64_MAX - 9) / 10) return 0;
+        v = v * 10 + (name[i] - '0');
+    }
+    if (step) *step = v;
+    return 1;
+}
+
+/* A temporary file left by dp_safetensors_write for a checkpoint (".ckpt-<step>.safetensors.tmp-..."). */
+static int is_ckpt_temp(const char *name) {
+    return name[0] == '.' && strncmp(name + 1, CKPT_PREFIX, strlen(CKPT_PREFIX)) == 0 && strstr(name, ".tmp-") != NULL;
+}
+
+typedef struct {
+    char *path;
+    int64_t step;
+} ckpt_entry;
+
+static int entry_cmp(const void *a, const void *b) {
+    const ckpt_entry *x = a, *y = b;
+    return x->step < y->step ? 1 : x->step > y->step ? -1 : strcmp(x->path, y->path);
+}
+
+static char *join(const char *dir, const char *name) {
+    size_t n = strlen(dir) + strlen(name) + 2;
+    char *p = dp_malloc(n);
+    snprintf(p, n, "%s/%s", dir, name);
+    return p;
+}
+
+/* Checkpoint files of dir, newest first; with remove_temps, stale temporary files are deleted. */
+static int list_entries(const char *dir, ckpt_entry **out, int *n_out, int remove_temps, dp_error *err) {
+    *out = NULL;
+    *n_out = 0;
+    DIR *d = opendir(dir);
+    if (!d) {
+        if (errno == ENOENT) return 0;
+        return dp_fail(err, "%s: cannot read the checkpoint folder: %s", dir, strerror(errno));
+    }
+    int n = 0, cap = 0;
+    ckpt_entry *e = NULL;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        int64_t step;
+        if (is_ckpt_name(de->d_name, &step)) {
+            if (n == cap) {
+                cap = cap ? 2 * cap : 16;
+                ckpt_entry *ne = dp_malloc(sizeof *e * (size_t)cap);
+                if (n) memcpy(ne, e, sizeof *e * (size_t)n);
+                free(e);
+                e = ne;
+            }
+            e[n].path = join(dir, de->d_name);
+            e[n].step = step;
+            n++;
+        } else if (remove_temps && is_ckpt_temp(de->d_name)) {
+            char *p = join(dir, de->d_name);
+            (void)unlink(p);
+            free(p);
+        }
+    }
+    closedir(d);
+    if (n > 1) qsort(e, (size_t)n, sizeof *e, entry_cmp);
+    *out = e;
+    *n_out = n;
+    return 0;
+}
+
+static void free_entries(ckpt_entry *e, int n) {
+    for (int i = 0; i < n; i++) free(e[i].path);
+    free(e);
+}
+
+int dp_checkpoint_list(const char *dir, char ***paths, int *n, dp_error *err) {
+    ckpt_entry *e;
+    int k;
+    *paths = NULL;
+    *n = 0;
+    if (list_entries(dir, &e, &k, 0, err)) return -1;
+    char **p = dp_calloc((size_t)(k ? k : 1), sizeof *p);
+    for (int i = 0; i < k; i++) p[i] = e[i].path;
+    free(e);
+    *paths = p;
+    *n = k;
+    return 0;
+}
+
+/* Keep the newest `keep` checkpoints (the one just written among them) and drop stale temporaries. */
+static void rotate(const char *dir, int keep, const char *written) {
+    ckpt_entry *e;
+    int n;
+    if (list_entries(dir, &e, &n, 1, NULL)) return;
+    int kept = 0;
+    for (int i = 0; i < n; i++) {
+        int mine = strcmp(e[i].path, written) == 0;
+        if (mine || kept < keep - 1) {
+            kept += !mine;
+            continue;
+        }
+        (void)unlink(e[i].path);
+    }
+    free_entries(e, n);
+}
+
+/* The metrics lines (text, one per line) as a JSON array of strings. */
+static char *metrics_json(const char *text) {
+    cJSON *a = cJSON_CreateArray();
+    const char *p = text ? text : "";
+    while (*p) {
+        const char *nl = strchr(p, '\n');
+        size_t len = nl ? (size_t)(nl - p) : strlen(p);
+        char *line = dp_malloc(len + 1);
+        memcpy(line, p, len);
+        line[len] = 0;
+        if (len) cJSON_AddItemToArray(a, cJSON_CreateString(line));
+        free(line);
+        p += len + (nl ? 1 : 0);
+    }
+    char *s = cJSON_PrintUnformatted(a);
+    cJSON_Delete(a);
+    return s;
+}
+
+static char *print_and_free(cJSON *o) {
+    char *s = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    if (!s) abort();
+    return s;
+}
+
+int dp_ckpt_write(const char *dir, const dp_ckpt_source *s, char *path, size_t path_cap, dp_error *err) {
+    const dp_train_config *cfg = s->cfg;
+    const int nt = dp_model_num_tensors(s->m);
+    const dp_real *arrays[N_SETS] = {dp_model_params(s->m), dp_optimizer_state(s->opt, 0), dp_optimizer_state(s->opt, 1),
+                                     s->best};
+    int n = 0;
+    dp_st_tensor *t = dp_calloc((size_t)(N_SETS * nt + 1), sizeof *t);
+    char(*names)[NAME_CAP] = dp_calloc((size_t)(N_SETS * nt + 1), NAME_CAP);
+    int rc = -1;
+    char *mtext = NULL, *jcfg = NULL, *jpg = NULL, *jds = NULL, *jhist = NULL, *jsum = NULL;
+    for (int set = 0; set < N_SETS; set++) {
+        if (!arrays[set]) continue;
+        for (int i = 0; i < nt; i++) {
+            const dp_param_tensor *pt = dp_model_tensor(s->m, i);
+            const dp_real *v = arrays[set] + pt->offset;
+            snprintf(names[n], NAME_CAP, "%s%s", set_prefix(set, cfg->optim.kind), pt->name);
+            for (size_t k = 0; k < pt->size; k++)
+                if (!isfinite(v[k])) {
+                    dp_fail(err, "%s: refusing to write a checkpoint at step %lld: %s holds a non-finite value (index %zu)",
+                            dir, (long long)s->pg->step, names[n], k);
+                    goto out;
+                }
+            t[n] = (dp_st_tensor){.name = names[n], .dtype = REAL_DTYPE, .ndim = pt->ndim, .data = v};
+            t[n].shape[0] = pt->shape[0];
+            t[n].shape[1] = pt->shape[1];
+            n++;
+        }
+    }
+    t[n] = (dp_st_tensor){.name = "data.order", .dtype = "I32", .ndim = 1, .data = s->order};
+    t[n].shape[0] = s->n_train;
+    n++;
+
+    jw w = {NULL};
+    jcfg = print_and_free(config_to_json(&w, cfg));
+    jpg = print_and_free(progress_to_json(&w, s->pg));
+    if (w.bad) {
+        dp_fail(err, "%s: refusing to write a checkpoint at step %lld: \"%s\" is not finite", dir, (long long)s->pg->step,
+                w.bad);
+        goto out;
+    }
+    cJSON *ds = cJSON_CreateObject();
+    jint(ds, "users", s->ds->n_users);
+    jint(ds, "items", s->ds->n_items);
+    jint(ds, "interactions", s->ds->n_interactions);
+    jint(ds, "train_users", s->n_train);
+    char fp[17];
+    hex64(s->data_fp, fp);
+    jstr(ds, "fingerprint", fp);
+    jds = print_and_free(ds);
+    mtext = metrics_json(s->metrics);
+    char version[16], rng_hex[DP_RNG_STATE_HEX_LEN + 1];
+    snprintf(version, sizeof version, "%d", DP_CHECKPOINT_VERSION);
+    const char *keys[10], *vals[10];
+    int nm = 0;
+    keys[nm] = "dpformer.checkpoint_version", vals[nm++] = version;
+    keys[nm] = "dpformer.train_config", vals[nm++] = jcfg;
+    keys[nm] = "dpformer.progress", vals[nm++] = jpg;
+    keys[nm] = "dpformer.dataset", vals[nm++] = jds;
+    keys[nm] = "dpformer.metrics", vals[nm++] = mtext;
+    if (cfg->checkpoint_extra) keys[nm] = "dpformer.extra", vals[nm++] = cfg->checkpoint_extra;
+    if (s->rng) {
+        dp_rng_state_save_hex(s->rng, rng_hex);
+        keys[nm] = "dpformer.rng", vals[nm++] = rng_hex;
+    }
+    if (s->hist) {
+        cJSON *h = dp_history_to_cjson(s->hist);
+        jhist = print_and_free(h);
+        keys[nm] = "dpformer.privacy_history", vals[nm++] = jhist;
+    }
+    /* checksums last: over everything above and over each tensor */
+    const dp_st_tensor **tp = dp_malloc(sizeof *tp * (size_t)n);
+    for (int i = 0; i < n; i++) tp[i] = &t[i];
+    cJSON *cs = cJSON_CreateObject();
+    jstr(cs, "algorithm", "fnv1a64");
+    char hx[17];
+    hex64(meta_hash(nm, keys, vals, tp, n), hx);
+    jstr(cs, "metadata", hx);
+    cJSON *tsum = cJSON_AddObjectToObject(cs, "tensors");
+    for (int i = 0; i < n; i++) {
+        hex64(tensor_hash(&t[i]), hx);
+        jstr(tsum, t[i].name, hx);
+    }
+    free(tp);
+    jsum = print_and_free(cs);
+    keys[nm] = KEY_CHECKSUMS, vals[nm++] = jsum;
+
+    if (dp_mkdir_p(dir, err)) goto out;
+    snprintf(path, path_cap, "%s/" CKPT_PREFIX "%012lld" CKPT_SUFFIX, dir, (long long)s->pg->step);
+    if (dp_safetensors_write(path, t, n, keys, vals, nm, err)) goto out;
+    /* Only now, with the new file durable, may older ones go. */
+    rotate(dir, cfg->keep_checkpoints > 0 ? cfg->keep_checkpoints : 2, path);
+    rc = 0;
+out:
+    cJSON_free(mtext);
+    cJSON_free(jcfg);
+    cJSON_free(jpg);
+    cJSON_free(jds);
+    cJSON_free(jhist);
+    cJSON_free(jsum);
+    free(names);
+    free(t);
+    return rc;
+}
+
+/* ------------------------------------------------------------------------------------------------ */
+/* Reading                                                                                          */
+/* ------------------------------------------------------------------------------------------------ */
+
+struct dp_checkpoint {
+    char *path, *dir;
+    dp_st_file *f;
+    cJSON *jcfg, *jpg, *jds, *jmetrics;
+    dp_train_config cfg;
+    dp_train_progress pg;
+    dp_history hist;
+    const char *rng_hex, *extra;
+    uint64_t data_fp;
+    int64_t users, items, interactions, train_users;
+    int n_metrics;
+    const char **metrics;
+};
+
+void dp_checkpoint_free(dp_checkpoint *c) {
+    if (!c) return;
+    free(c->path);
+    free(c->dir);
+    dp_st_close(c->f);
+    cJSON_Delete(c->jcfg);
+    cJSON_Delete(c->jpg);
+    cJSON_Delete(c->jds);
+    cJSON_Delete(c->jmetrics);
+    dp_history_free(&c->hist);
+    free(c->metrics);
+    free(c);
+}
+
+static char *dup_str(const char *s) {
+    size_t n = strlen(s) + 1;
+    char *d = dp_malloc(n);
+    memcpy(d, s, n);
+    return d;
+}
+
+static char *dir_of(const char *path) {
+    const char *slash = strrchr(path, '/');
+    if (!slash) return dup_str(".");
+    size_t len = slash == path ? 1 : (size_t)(slash - path);
+    char *d = dp_malloc(len + 1);
+    memcpy(d, path, len);
+    d[len] = 0;
+    return d;
+}
+
+static cJSON *parse_meta(const dp_checkpoint *c, const char *key, int required, dp_error *err, int *bad) {
+    const char *v = dp_st_meta(c->f, key);
+    if (!v) {
+        if (required) {
+            dp_fail(err, "%s: metadata %s is missing", c->path, key);
+            *bad = 1;
+        }
+        return NULL;
+    }
+    cJSON *j = cJSON_Parse(v);
+    if (!j) {
+        dp_fail(err, "%s: metadata %s is not valid JSON", c->path, key);
+        *bad = 1;
+    }
+    return j;
+}
+
+static int verify_checksums(dp_checkpoint *c, dp_error *err) {
+    const char *v = dp_st_meta(c->f, KEY_CHECKSUMS);
+    if (!v) return dp_fail(err, "%s: metadata %s is missing (not a complete checkpoint)", c->path, KEY_CHECKSUMS);
+    cJSON *cs = cJSON_Parse(v);
+    int rc = -1;
+    const cJSON *alg = cJSON_GetObjectItemCaseSensitive(cs, "algorithm");
+    const cJSON *mh = cJSON_GetObjectItemCaseSensitive(cs, "metadata");
+    const cJSON *th = cJSON_GetObjectItemCaseSensitive(cs, "tensors");
+    if (!cs || !cJSON_IsString(alg) || strcmp(alg->valuestring, "fnv1a64") != 0 || !cJSON_IsString(mh) ||
+        !cJSON_IsObject(th)) {
+        dp_fail(err, "%s: metadata %s is malformed (corrupted?)", c->path, KEY_CHECKSUMS);
+        goto out;
+    }
+    int n = dp_st_count(c->f), nm = dp_st_meta_count(c->f);
+    const char **keys = dp_malloc(sizeof *keys * (size_t)(nm ? nm : 1));
+    const char **vals = dp_malloc(sizeof *vals * (size_t)(nm ? nm : 1));
+    for (int i = 0; i < nm; i++) keys[i] = dp_st_meta_at(c->f, i, &vals[i]);
+    const dp_st_tensor **tp = dp_malloc(sizeof *tp * (size_t)(n ? n : 1));
+    for (int i = 0; i < n; i++) tp[i] = dp_st_get(c->f, i);
+    char hx[17];
+    hex64(meta_hash(nm, keys, vals, tp, n), hx);
+    free(keys);
+    free(vals);
+    free(tp);
+    if (strcmp(hx, mh->valuestring) != 0) {
+        dp_fail(err, "%s: metadata checksum mismatch (stored %s, computed %s): the header or metadata is corrupted",
+                c->path, mh->valuestring, hx);
+        goto out;
+    }
+    if (cJSON_GetArraySize(th) != n) {
+        dp_fail(err, "%s: the checksum table lists %d tensors but the file has %d (corrupted?)", c->path,
+                cJSON_GetArraySize(th), n);
+        goto out;
+    }
+    for (int i = 0; i < n; i++) {
+        const dp_st_tensor *t = dp_st_get(c->f, i);
+        const cJSON *e = cJSON_GetObjectItemCaseSensitive(th, t->name);
+        if (!cJSON_IsString(e)) {
+            dp_fail(err, "%s: tensor %s has no checksum (corrupted?)", c->path, t->name);
+            goto out;
+        }
+        hex64(tensor_hash(t), hx);
+        if (strcmp(hx, e->valuestring) != 0) {
+            dp_fail(err, "%s: tensor %s: checksum mismatch (stored %s, computed %s): its data is corrupted", c->path,
+                    t->name, e->valuestring, hx);
+            goto out;
+        }
+    }
+    rc = 0;
+out:
+    cJSON_Delete(cs);
+    return rc;
+}
+
+/* Every tensor the configuration calls for, with its shape and dtype, finite; nothing else. */
+static int verify_tensors(dp_checkpoint *c, dp_error *err) {
+    dp_error e2;
+    dp_model *m = dp_model_create(&c->cfg.model, 1, 0, &e2);
+    if (!m) return dp_fail(err, "%s: metadata dpformer.train_config: model: %s", c->path, e2.msg);
+    int rc = -1, expected = 1;
+    const int nt = dp_model_num_tensors(m);
+    for (int set = 0; set < N_SETS; set++) {
+        if (set == SET_M2 && c->cfg.optim.kind != DP_OPT_ADAMW) continue;
+        if (set == SET_BEST && c->pg.best_epoch == 0) continue;
+        for (int i = 0; i < nt; i++, expected++) {
+            const dp_param_tensor *pt = dp_model_tensor(m, i);
+            char name[NAME_CAP];
+            snprintf(name, sizeof name, "%s%s", set_prefix(set, c->cfg.optim.kind), pt->name);
+            const dp_st_tensor *t = dp_st_find(c->f, name);
+            if (!t) {
+                dp_fail(err, "%s: tensor %s is missing", c->path, name);
+                goto out;
+            }
+            if (strcmp(t->dtype, REAL_DTYPE) != 0) {
+                dp_fail(err, "%s: tensor %s has dtype %s; this build keeps parameters as %s", c->path, name, t->dtype,
+                        REAL_DTYPE);
+                goto out;
+            }
+            if (t->ndim != pt->ndim || t->shape[0] != pt->shape[0] || (pt->ndim > 1 && t->shape[1] != pt->shape[1])) {
+                dp_fail(err, "%s: tensor %s has a shape that does not match the saved model configuration", c->path, name);
+                goto out;
+            }
+            const dp_real *v = t->data;
+            for (size_t k = 0; k < pt->size; k++)
+                if (!isfinite(v[k])) {
+                    dp_fail(err, "%s: tensor %s holds a non-finite value at index %zu", c->path, name, k);
+                    goto out;
+                }
+        }
+    }
+    const dp_st_tensor *o = dp_st_find(c->f, "data.order");
+    if (!o || strcmp(o->dtype, "I32") != 0 || o->ndim != 1 || o->shape[0] != c->train_users) {
+        dp_fail(err, "%s: tensor data.order is missing or is not I32 [%lld]", c->path, (long long)c->train_users);
+        goto out;
+    }
+    if (dp_st_count(c->f) != expected) {
+        dp_fail(err, "%s: has %d tensors, the saved configuration calls for %d", c->path, dp_st_count(c->f), expected);
+        goto out;
+    }
+    rc = 0;
+out:
+    dp_model_free(m);
+    return rc;
+}
+
+dp_checkpoint *dp_checkpoint_read(const char *path, dp_error *err) {
+    dp_checkpoint *c = dp_calloc(1, sizeof *c);
+    c->path = dup_str(path);
+    c->dir = dir_of(path);
+    dp_history_init(&c->hist);
+    if (dp_safetensors_read(path, &c->f, err)) goto fail;
+    const char *ver = dp_st_meta(c->f, "dpformer.checkpoint_version");
+    char want[16];
+    snprintf(want, sizeof want, "%d", DP_CHECKPOINT_VERSION);
+    if (!ver) {
+        dp_fail(err, "%s: not a dpformer checkpoint (metadata dpformer.checkpoint_version missing)", path);
+        goto fail;
+    }
+    if (strcmp(ver, want) != 0) {
+        dp_fail(err, "%s: checkpoint format version %.20s is not supported (this build reads %s)", path, ver, want);
+        goto fail;
+    }
+    if (verify_checksums(c, err)) goto fail;
+    int bad = 0;
+    c->jcfg = parse_meta(c, "dpformer.train_config", 1, err, &bad);
+    if (!bad) c->jpg = parse_meta(c, "dpformer.progress", 1, err, &bad);
+    if (!bad) c->jds = parse_meta(c, "dpformer.dataset", 1, err, &bad);
+    if (!bad) c->jmetrics = parse_meta(c, "dpformer.metrics", 1, err, &bad);
+    if (bad) goto fail;
+    jr r = {path, "dpformer.train_config", err, 0};
+    config_from_json(&r, c->jcfg, &c->cfg);
+    r.key = "dpformer.progress";
+    if (!r.bad) progress_from_json(&r, c->jpg, &c->pg);
+    r.key = "dpformer.dataset";
+    if (!r.bad) {
+        c->users = jr_int(&r, c->jds, "users", 0, 2147483647.0);
+        c->items = jr_int(&r, c->jds, "items", 0, 2147483647.0);
+        c->interactions = jr_int(&r, c->jds, "interactions", 0, 9007199254740992.0);
+        c->train_users = jr_int(&r, c->jds, "train_users", 1, 2147483647.0);
+        const char *fp = jr_str(&r, c->jds, "fingerprint", 0);
+        char *end = NULL;
+        if (fp) c->data_fp = strtoull(fp, &end, 16);
+        if (fp && (strlen(fp) != 16 || *end)) jr_fail(&r, "fingerprint", "is not 16 hex digits");
+    }
+    if (r.bad) goto fail;
+    if (!cJSON_IsArray(c->jmetrics)) {
+        dp_fail(err, "%s: metadata dpformer.metrics is not an array", path);
+        goto fail;
+    }
+    c->n_metrics = cJSON_GetArraySize(c->jmetrics);
+    c->metrics = dp_calloc((size_t)(c->n_metrics ? c->n_metrics : 1), sizeof *c->metrics);
+    int i = 0;
+    for (const cJSON *e = c->jmetrics->child; e; e = e->next, i++) {
+        if (!cJSON_IsString(e) || strchr(e->valuestring, '\n')) {
+            dp_fail(err, "%s: metadata dpformer.metrics: entry %d is not a one-line string", path, i);
+            goto fail;
+        }
+        c->metrics[i] = e->valuestring;
+    }
+    if (c->n_metrics != c->pg.epochs_run) {
+        dp_fail(err, "%s: metadata dpformer.metrics has %d lines for %d completed epochs", path, c->n_metrics,
+                c->pg.epochs_run);
+        goto fail;
+    }
+    c->extra = dp_st_meta(c->f, "dpformer.extra");
+    if (c->cfg.dp.enabled) {
+        dp_error e2;
+        c->rng_hex = dp_st_meta(c->f, "dpformer.rng");
+        if (!c->rng_hex) {
+            dp_fail(err, "%s: metadata dpformer.rng is missing (needed by a DP-SGD run)", path);
+            goto fail;
+        }
+        dp_rng *probe = dp_rng_state_restore_hex(c->rng_hex, &e2);
+        if (!probe) {
+            dp_fail(err, "%s: metadata dpformer.rng: %s", path, e2.msg);
+            goto fail;
+        }
+        dp_rng_free(probe);
+        const char *h = dp_st_meta(c->f, "dpformer.privacy_history");
+        if (!h) {
+            dp_fail(err, "%s: metadata dpformer.privacy_history is missing (needed by a DP-SGD run)", path);
+            goto fail;
+        }
+        if (dp_history_from_json(&c->hist, h, &e2)) {
+            dp_fail(err, "%s: metadata dpformer.privacy_history: %s", path, e2.msg);
+            goto fail;
+        }
+    }
+    if (verify_tensors(c, err)) goto fail;
+    return c;
+fail:
+    dp_checkpoint_free(c);
+    return NULL;
+}
+
+dp_checkpoint *dp_checkpoint_open_latest(const char *dir, FILE *log, dp_error *err) {
+    ckpt_entry *e;
+    int n;
+    if (list_entries(dir, &e, &n, 0, err)) return NULL;
+    if (n == 0) {
+        dp_fail(err, "%s: no checkpoint files (" CKPT_PREFIX "<step>" CKPT_SUFFIX ") in this folder", dir);
+        free(e);
+        return NULL;
+    }
+    dp_error *why = dp_calloc((size_t)n, sizeof *why);
+    dp_checkpoint *c = NULL;
+    int found = -1;
+    for (int i = 0; i < n && !c; i++) {
+        c = dp_checkpoint_read(e[i].path, &why[i]);
+        if (c) found = i;
+    }
+    if (!c) {
+        if (n == 1) dp_fail(err, "no valid checkpoint in %s: %s", dir, why[0].msg);
+        else dp_fail(err, "none of the %d checkpoints in %s is valid; the newest: %s", n, dir, why[0].msg);
+    } else {
+        for (int i = 0; i < found; i++) {
+            size_t len = strlen(e[i].path) + 16;
+            char *aside = dp_malloc(len);
+            snprintf(aside, len, "%s.invalid", e[i].path);
+            int moved = rename(e[i].path, aside) == 0;
+            if (log)
+                fprintf(log, "warning: skipping invalid checkpoint %s (%s)%s%s\n", e[i].path, why[i].msg,
+                        moved ? "; moved aside to " : "; could not move it aside", moved ? aside : "");
+            free(aside);
+        }
+        if (found > 0 && log) fprintf(log, "warning: resuming from the previous checkpoint, %s\n", c->path);
+    }
+    free(why);
+    free_entries(e, n);
+    return c;
+}
+
+/* The same folder (the same device and inode), however it is spelled. */
+static int same_dir(const char *a, const char *b) {
+    struct stat sa, sb;
+    return stat(a, &sa) == 0 && stat(b, &sb) == 0 && sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+}
+
+int dp_checkpoint_prepare_dir(const char *dir, const dp_checkpoint *resume, FILE *log, dp_error *err) {
+    if (resume && same_dir(dir, resume->dir)) return 0;
+    ckpt_entry *e;
+    int n;
+    if (list_entries(dir, &e, &n, 1, err)) return -1;
+    if (n == 0) {
+        free(e);
+        return 0;
+    }
+    dp_error why;
+    dp_checkpoint *c = dp_checkpoint_read(e[0].path, &why);
+    int rc = 0;
+    if (!c) {
+        rc = dp_fail(err, "%s holds checkpoints of another run and the newest cannot be read (%s); resume from the "
+                          "folder (which falls back to an older checkpoint) or remove them first", dir, why.msg);
+    } else if (!c->pg.complete) {
+        rc = dp_fail(err, "%s holds checkpoints of another run that did not finish (newest: %s, step %lld); "
+                          "resume it (dpformer train --resume %s) or remove them first", dir, e[0].path,
+                     (long long)c->pg.step, dir);
+    } else {
+        for (int i = 0; i < n; i++) (void)unlink(e[i].path);
+        if (log) fprintf(log, "removed %d checkpoint(s) of another, finished run from %s\n", n, dir);
+    }
+    dp_checkpoint_free(c);
+    free_entries(e, n);
+    return rc;
+}
+
+const char *dp_checkpoint_path(const dp_checkpoint *c) { return c->path; }
+int64_t dp_checkpoint_step(const dp_checkpoint *c) { return c->pg.step; }
+int dp_checkpoint_epochs_done(const dp_checkpoint *c) { return c->pg.epochs_run; }
+int64_t dp_checkpoint_epoch_step(const dp_checkpoint *c) { return c->pg.epoch_step; }
+int dp_checkpoint_complete(const dp_checkpoint *c) { return c->pg.complete; }
+const char *dp_checkpoint_extra(const dp_checkpoint *c) { return c->extra; }
+const dp_history *dp_checkpoint_history(const dp_checkpoint *c) { return &c->hist; }
+const dp_train_progress *dp_ckpt_progress(const dp_checkpoint *c) { return &c->pg; }
+const char *dp_ckpt_rng_hex(const dp_checkpoint *c) { return c->rng_hex; }
+int dp_ckpt_metrics_count(const dp_checkpoint *c) { return c->n_metrics; }
+const char *dp_ckpt_metrics_line(const dp_checkpoint *c, int i) { return c->metrics[i]; }
+const dp_train_config *dp_ckpt_saved_config(const dp_checkpoint *c) { return &c->cfg; }
+
+dp_train_config dp_checkpoint_train_config(const dp_checkpoint *c) {
+    dp_train_config cfg = c->cfg;
+    cfg.checkpoint_dir = c->dir;
+    cfg.checkpoint_extra = c->extra;
+    cfg.resume = c;
+    return cfg;
+}
+
+/* ------------------------------------------------------------------------------------------------ */
+/* Resuming                                                                                         */
+/* ------------------------------------------------------------------------------------------------ */
+
+static int differs_i(const dp_checkpoint *c, const char *what, const char *why, long long saved, long long now,
+                     dp_error *err) {
+    if (saved == now) return 0;
+    return dp_fail(err, "%s: cannot resume with %s %lld: the checkpoint has %lld (%s)", c->path, what, now, saved, why);
+}
+
+static int differs_d(const dp_checkpoint *c, const char *what, const char *why, double saved, double now, dp_error *err) {
+    if (saved == now) return 0;
+    return dp_fail(err, "%s: cannot resume with %s %.10g: the checkpoint has %.10g (%s)", c->path, what, now, saved, why);
+}
+
+static int differs_s(const dp_checkpoint *c, const char *what, const char *why, const char *saved, const char *now,
+                     dp_error *err) {
+    if (strcmp(saved, now) == 0) return 0;
+    return dp_fail(err, "%s: cannot resume with %s %s: the checkpoint has %s (%s)", c->path, what, now, saved, why);
+}
+
+int dp_checkpoint_check_resume(const dp_checkpoint *c, const dp_dataset *ds, const dp_train_config *cfg,
+                               dp_error *err) {
+    int32_t n_train = 0;
+    for (int32_t u = 0; u < ds->n_users; u++) n_train += dp_split_history(ds, u, DP_SPLIT_TRAIN) >= 2;
+    uint64_t fp = dp_dataset_fingerprint(ds);
+    if (c->users != ds->n_users || c->items != ds->n_items || c->interactions != ds->n_interactions ||
+        c->train_users != n_train || c->data_fp != fp)
+        return dp_fail(err, "%s: written for another dataset: %lld users, %lld items, %lld interactions, fingerprint "
+                            "%016llx; this one has %d users, %d items, %lld interactions, fingerprint %016llx",
+                       c->path, (long long)c->users, (long long)c->items, (long long)c->interactions,
+                       (unsigned long long)c->data_fp, ds->n_users, ds->n_items, (long long)ds->n_interactions,
+                       (unsigned long long)fp);
+    const dp_train_config *s = &c->cfg;
+    const char *shape = "the model shape cannot change on resume";
+    if (differs_i(c, "n-items", shape, s->model.n_items, cfg->model.n_items, err) ||
+        differs_i(c, "max-len", shape, s->model.max_len, cfg->model.max_len, err) ||
+        differs_i(c, "d-model", shape, s->model.d_model, cfg->model.d_model, err) ||
+        differs_i(c, "n-heads", shape, s->model.n_heads, cfg->model.n_heads, err) ||
+        differs_i(c, "n-layers", shape, s->model.n_layers, cfg->model.n_layers, err) ||
+        differs_i(c, "d-ff", shape, s->model.d_ff, cfg->model.d_ff, err) ||
+        differs_s(c, "output layer", shape, s->model.tied ? "tied" : "untied", cfg->model.tied ? "tied" : "untied", err) ||
+        differs_i(c, "causal", shape, s->model.causal, cfg->model.causal, err) ||
+        differs_d(c, "dropout", "the model configuration cannot change on resume", s->model.dropout,
+                  cfg->model.dropout, err))
+        return -1;
+    const char *run = "it cannot change within a run";
+    if (s->seed != cfg->seed)
+        return dp_fail(err, "%s: cannot resume with seed %llu: the checkpoint has %llu (%s)", c->path,
+                       (unsigned long long)cfg->seed, (unsigned long long)s->seed, run);
+    if (differs_s(c, "optimizer", "the optimiser state is specific to it", optimizer_name(s->optim.kind),
+                  optimizer_name(cfg->optim.kind), err) ||
+        differs_d(c, "AdamW beta1", run, s->optim.beta1, cfg->optim.beta1, err) ||
+        differs_d(c, "AdamW beta2", run, s->optim.beta2, cfg->optim.beta2, err) ||
+        differs_d(c, "AdamW eps", run, s->optim.eps, cfg->optim.eps, err) ||
+        differs_i(c, "batch-size", "it defines the epochs' steps", s->batch_size, cfg->batch_size, err) ||
+        differs_s(c, "DP-SGD", run, s->dp.enabled ? "on" : "off", cfg->dp.enabled ? "on" : "off", err) ||
+        differs_i(c, "keep-last", "model selection cannot change within a run", s->keep_last, cfg->keep_last, err) ||
+        differs_i(c, "exclude-seen", "model selection cannot change within a run", s->exclude_seen,
+                  cfg->exclude_seen, err) ||
+        differs_i(c, "max-eval-users", "model selection cannot change within a run", s->max_eval_users,
+                  cfg->max_eval_users, err))
+        return -1;
+    if (s->dp.enabled &&
+        (differs_d(c, "sample-rate", "it defines the epochs' steps and the accounting", s->dp.sample_rate,
+                   cfg->dp.sample_rate, err) ||
+         differs_s(c, "noise", "secure and seeded noise cannot be mixed in one run", s->dp.seeded_noise ? "seeded" : "secure",
+                   cfg->dp.seeded_noise ? "seeded" : "secure", err) ||
+         differs_d(c, "delta", "the guarantee of the whole run is stated at one delta", s->dp.delta, cfg->dp.delta, err) ||
+         differs_s(c, "accountant", "the run's epsilon is computed by one accountant", accountant_name(s->dp.accountant),
+                   accountant_name(cfg->dp.accountant), err)))
+        return -1;
+    if (cfg->epochs < c->pg.epochs_run)
+        return dp_fail(err, "%s: cannot resume with epochs %d: the run has already completed %d epochs", c->path,
+                       cfg->epochs, c->pg.epochs_run);
+    if (c->pg.epoch_step > 0 && cfg->epochs < c->pg.epoch)
+        return dp_fail(err, "%s: cannot resume with epochs %d: the checkpoint is inside epoch %d", c->path, cfg->epochs,
+                       c->pg.epoch);
+    return 0;
+}
+
+int dp_ckpt_restore(const dp_checkpoint *c, dp_model *m, dp_optimizer *opt, int32_t *order, int32_t n_train,
+                    dp_real *best, int *has_best, dp_error *err) {
+    dp_real *arrays[N_SETS] = {dp_model_params(m), dp_optimizer_state(opt, 0), dp_optimizer_state(opt, 1), best};
+    const int nt = dp_model_num_tensors(m);
+    *has_best = c->pg.best_epoch > 0;
+    for (int set = 0; set < N_SETS; set++) {
+        if (!arrays[set] || (set == SET_BEST && !*has_best)) continue;
+        for (int i = 0; i < nt; i++) {
+            const dp_param_tensor *pt = dp_model_tensor(m, i);
+            char name[NAME_CAP];
+            snprintf(name, sizeof name, "%s%s", set_prefix(set, c->cfg.optim.kind), pt->name);
+            const dp_st_tensor *t = dp_st_find(c->f, name);
+            if (!t || dp_st_numel(t) != (int64_t)pt->size) return dp_fail(err, "%s: tensor %s is missing", c->path, name);
+            memcpy(arrays[set] + pt->offset, t->data, sizeof(dp_real) * pt->size);
+        }
+    }
+    dp_optimizer_set_step_count(opt, c->pg.step);
+    /* the order must be a permutation of the training users (given in increasing order in `order`) */
+    const dp_st_tensor *t = dp_st_find(c->f, "data.order");
+    if (!t || dp_st_numel(t) != n_train) return dp_fail(err, "%s: tensor data.order does not match the dataset", c->path);
+    const int32_t *saved = t->data;
+    int32_t max_user = n_train ? order[n_train - 1] : 0;
+    unsigned char *seen = dp_calloc((size_t)max_user + 1, 1);
+    int ok = 1;
+    for (int32_t i = 0; i < n_train && ok; i++) {
+        int32_t u = saved[i];
+        ok = u >= 0 && u <= max_user && !seen[u];
+        if (ok) seen[u] = 1;
+    }
+    for (int32_t i = 0; i < n_train && ok; i++) ok = seen[order[i]];
+    free(seen);
+    if (!ok) return dp_fail(err, "%s: tensor data.order is not an order of this dataset's training users", c->path);
+    memcpy(order, saved, sizeof(int32_t) * (size_t)n_train);
+    return 0;
+}
