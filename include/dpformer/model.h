@@ -9,6 +9,8 @@
  *  - FFN d → d_ff → d with exact (erf) GELU; dropout on embeddings, attention probabilities and
  *    both residual branches;
  *  - per-example loss ℓ_b = mean cross-entropy over the example's non-padding targets.
+ * Re-Attention (the attention correction for DP-SGD noise, off by default) is configured through
+ * dpformer/reattention.h.
  * All parameters live in one contiguous array (and the gradients in another of the same layout). */
 #ifndef DPFORMER_MODEL_H
 #define DPFORMER_MODEL_H
