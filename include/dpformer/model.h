@@ -12,6 +12,8 @@
  *  - sequence classification (n_classes = K): pooled final states (first token or mean) → linear head
  *    [K, d] + bias → softmax cross-entropy with one label per sequence; optional DP-FP clip + noise on
  *    the pooled representation.
+ * Re-Attention (the attention correction for DP-SGD noise, off by default) is configured through
+ * dpformer/reattention.h.
  * All parameters live in one contiguous array (and the gradients in another of the same layout). */
 #ifndef DPFORMER_MODEL_H
 #define DPFORMER_MODEL_H

@@ -1,13 +1,15 @@
 /* `dpformer bench`: benchmarks run through the command-line tool.
  *   step        times the training step (forward, backward, AdamW) on the papers' two shapes with random
  *               item ids, and reports ms/step, model GFLOP/s, the machine's SGEMM rate measured in the same
- *               run, and memory;
+ *               run, and memory; with --reattention, also each variant's step with Re-Attention on, the
+ *               two alternating step by step in the same process;
  *   accountant  times the privacy accountants (bench_accountant.c). */
 #define _POSIX_C_SOURCE 200809L
 #include <cblas.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cli/args.h"
@@ -15,6 +17,7 @@
 #include "core/common.h"
 #include "dpformer/noise.h"
 #include "dpformer/privacy.h"
+#include "dpformer/reattention.h"
 #include "dpformer/train.h"
 #include "ops/ops.h"
 
@@ -58,17 +61,52 @@ typedef struct {
 
 typedef struct {
     double ms, rss_mb;
+    double ms_ra;            /* with Re-Attention on (--reattention), else 0 */
+    double cpu_ms, cpu_ms_ra; /* process CPU time per step, off and on (--reattention) */
     int ok;
 } variant_result;
 
-/* Time `steps` training steps (after `warmup`) of one variant; variant "nonprivate" or a clip mode. */
-static double time_variant(const shape *sh, const char *variant, int batch, int d, int layers, int heads, int steps,
-                           int warmup) {
+/* CPU time of the whole process (all threads), seconds: unlike wall time, it hardly moves when other
+ * programs share the cores. */
+static double cpu_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* Medians of one timed run: wall and CPU seconds per step, Re-Attention off and on. */
+typedef struct {
+    double wall, wall_ra, cpu, cpu_ra;
+} step_times;
+
+/* Settings of one timed run. */
+typedef struct {
+    int batch, d, layers, heads, steps, warmup, reattention;
+    double dropout;
+} step_opts;
+
+/* Re-Attention for the benchmark: σ = 1, B = the batch, long-tailed frequencies p_i = 1/(i+1), N = 100,000
+ * (the values change no cost, only the numbers). */
+static int bench_set_reattention(dp_model *m, int on, int batch, double *freq, dp_error *err) {
+    dp_reattention_config rc = dp_reattention_config_default();
+    rc.enabled = on;
+    rc.sigma = 1.0;
+    rc.batch_size = batch;
+    rc.item_freq = freq;
+    rc.n_examples = 100000;
+    return dp_model_set_reattention(m, &rc, err);
+}
+
+/* Time `steps` training steps (after `warmup`) of one variant; variant "nonprivate" or a clip mode. With
+ * o->reattention, 2·steps steps alternate between Re-Attention off and on (the order flipping every pair).
+ * Returns the median wall time of the steps with it off (−1 on failure); *st gets every median. */
+static double time_variant(const shape *sh, const char *variant, const step_opts *o, step_times *st) {
+    const int batch = o->batch, steps = o->steps, warmup = o->warmup;
     dp_model_config mc = dp_model_config_default(sh->V, sh->L);
-    mc.d_model = d;
-    mc.n_layers = layers;
-    mc.n_heads = heads;
-    mc.dropout = 0;
+    mc.d_model = o->d;
+    mc.n_layers = o->layers;
+    mc.n_heads = o->heads;
+    mc.dropout = (float)o->dropout;
     dp_error err;
     dp_model *m = dp_model_create(&mc, batch, 1, &err);
     if (!m) {
@@ -82,6 +120,9 @@ static double time_variant(const shape *sh, const char *variant, int batch, int 
         dp_model_free(m);
         return -1;
     }
+    double *freq = dp_malloc(sizeof(double) * ((size_t)sh->V + 1));
+    freq[0] = 0;
+    for (int32_t i = 1; i <= sh->V; i++) freq[i] = 1.0 / (i + 1);
     dp_optim_config oc = dp_optim_config_default();
     dp_optimizer *opt = dp_optimizer_create(&oc, m);
     int32_t *ids = dp_malloc(sizeof(int32_t) * (size_t)batch * sh->L), *tgt = dp_malloc(sizeof(int32_t) * (size_t)batch * sh->L);
@@ -92,10 +133,19 @@ static double time_variant(const shape *sh, const char *variant, int batch, int 
     for (int b = 0; b < batch; b++) w[b] = (dp_real)(1.0 / batch);
     dp_batch bt = {batch, sh->L, ids, tgt, NULL};
     dp_rng *rng = dp_rng_create_seeded(1);
-    double *times = dp_malloc(sizeof(double) * (size_t)steps);
+    const int timed = o->reattention ? 2 * steps : steps;
+    double *times = dp_malloc(sizeof(double) * 4 * (size_t)steps), *times_ra = times + steps, *cpu = times + 2 * steps,
+           *cpu_ra = times + 3 * steps;
+    int n_off = 0, n_on = 0;
     size_t np = dp_model_num_params(m);
-    for (int k = 0; k < warmup + steps; k++) {
-        double t0 = dp_now();
+    for (int k = 0; k < warmup + timed; k++) {
+        /* off, on | on, off | off, on ...; the warm-up steps run with it on when it is measured */
+        int j = k - warmup, on = o->reattention && (j < 0 || ((j / 2) % 2 == 0 ? j % 2 == 1 : j % 2 == 0));
+        if (o->reattention && bench_set_reattention(m, on, batch, freq, &err)) {
+            fprintf(stderr, "dpformer bench step: %s\n", err.msg);
+            return -1;
+        }
+        double t0 = dp_now(), c0 = cpu_now();
         dp_model_zero_grad(m);
         if (priv) {
             /* the whole DP-SGD step: clipped sum, noise (hardened method, as a private run), scaling, update */
@@ -111,10 +161,24 @@ static double time_variant(const shape *sh, const char *variant, int batch, int 
             dp_model_forward_backward(m, &bt, w, 1, (uint64_t)k, NULL);
         }
         dp_optimizer_step(opt, m);
-        if (k >= warmup) times[k - warmup] = dp_now() - t0;
+        if (k >= warmup) {
+            double t = dp_now() - t0, c = cpu_now() - c0;
+            if (on) {
+                times_ra[n_on] = t;
+                cpu_ra[n_on++] = c;
+            } else {
+                times[n_off] = t;
+                cpu[n_off++] = c;
+            }
+        }
     }
     double t = median(times, steps);
+    st->wall = t;
+    st->cpu = median(cpu, steps);
+    st->wall_ra = o->reattention ? median(times_ra, steps) : 0;
+    st->cpu_ra = o->reattention ? median(cpu_ra, steps) : 0;
     free(times);
+    free(freq);
     free(ids);
     free(tgt);
     free(w);
@@ -126,19 +190,22 @@ static double time_variant(const shape *sh, const char *variant, int batch, int 
 
 /* Each measurement runs in its own process so that its peak memory is its own. The parent never runs
  * OpenMP or BLAS code itself: a process that has started OpenMP threads cannot safely fork. */
-static variant_result run_isolated(const shape *sh, const char *variant, int batch, int d, int layers, int heads,
-                                   int steps, int warmup) {
-    variant_result r = {0, 0, 0};
+static variant_result run_isolated(const shape *sh, const char *variant, const step_opts *o) {
+    variant_result r = {0, 0, 0, 0, 0, 0};
     int fd[2];
     fflush(stdout);
     if (pipe(fd) != 0) return r;
     pid_t pid = fork();
     if (pid == 0) {
         close(fd[0]);
-        variant_result c = {0, 0, 0};
-        double t = sh ? time_variant(sh, variant, batch, d, layers, heads, steps, warmup) : 1e-3 * sgemm_gflops(2048, 3);
+        variant_result c = {0, 0, 0, 0, 0, 0};
+        step_times st = {0, 0, 0, 0};
+        double t = sh ? time_variant(sh, variant, o, &st) : 1e-3 * sgemm_gflops(2048, 3);
         if (t >= 0) {
             c.ms = 1e3 * t;
+            c.ms_ra = 1e3 * st.wall_ra;
+            c.cpu_ms = 1e3 * st.cpu;
+            c.cpu_ms_ra = 1e3 * st.cpu_ra;
             c.rss_mb = (double)dp_peak_rss() / 1048576.0;
             c.ok = 1;
         }
@@ -159,7 +226,8 @@ static variant_result run_isolated(const shape *sh, const char *variant, int bat
 static int bench_step(int argc, char **argv) {
     const char *cmd = "dpformer bench step";
     const char *which = "both", *variants = "nonprivate,auto";
-    int steps = 3, warmup = 1, batch = 256, d = 64, layers = 2, heads = 1, threads = 0, json = 0, rounds = 3;
+    int steps = 3, warmup = 1, batch = 256, d = 64, layers = 2, heads = 1, threads = 0, json = 0, rounds = 3, ra = 0;
+    double dropout = 0;
     arg_spec specs[] = {
         ARG_S("shape", &which, "games (V 23716, L 50), ml1m (V 3417, L 200) or both"),
         ARG_S("variants", &variants, "comma-separated: nonprivate, auto, phantom, ghost, naive (DP clip modes)"),
@@ -171,6 +239,8 @@ static int bench_step(int argc, char **argv) {
         ARG_IR("n-layers", &layers, "blocks", 0, 64),
         ARG_IR("n-heads", &heads, "heads", 1, 64),
         ARG_IR("threads", &threads, "threads (0 = all cores)", 0, 4096),
+        ARG_DR("dropout", &dropout, "dropout rate of the model (0 by default: the step's matrix work only)", 0, 0.99),
+        ARG_F("reattention", &ra, "also time each variant with Re-Attention on, alternating with off step by step"),
         ARG_F("json", &json, "one JSON line per shape and variant"),
     };
     int rc = args_parse(cmd,
@@ -199,7 +269,8 @@ static int bench_step(int argc, char **argv) {
         vlist[nv++] = tok;
     }
     ops_set_threads(threads);
-    variant_result pk = run_isolated(NULL, NULL, 0, 0, 0, 0, 0, 0);
+    const step_opts opts = {batch, d, layers, heads, steps, warmup, ra, dropout};
+    variant_result pk = run_isolated(NULL, NULL, &opts);
     double peak = pk.ms;
     if (!json) printf("machine SGEMM rate (2048^3, best of 3): %.1f GFLOP/s\n", peak);
     for (int si = first; si <= last; si++) {
@@ -214,7 +285,7 @@ static int bench_step(int argc, char **argv) {
         variant_result res[8][16];
         for (int k = 0; k < rounds; k++)
             for (int v = 0; v < nv; v++) {
-                res[v][k] = run_isolated(&sh, vlist[v], batch, d, layers, heads, steps, warmup);
+                res[v][k] = run_isolated(&sh, vlist[v], &opts);
                 if (!res[v][k].ok) {
                     fprintf(stderr, "%s: variant %s failed\n", cmd, vlist[v]);
                     return 1;
@@ -222,27 +293,44 @@ static int bench_step(int argc, char **argv) {
             }
         double base_ms = 0, base_rss = 0;
         for (int v = 0; v < nv; v++) {
-            double ms[16], rss = 0;
+            double ms[16], ms_ra[16], rss = 0;
             for (int k = 0; k < rounds; k++) {
                 ms[k] = res[v][k].ms;
+                ms_ra[k] = res[v][k].ms_ra;
                 rss = DP_MAX(rss, res[v][k].rss_mb);
             }
-            variant_result r = {median(ms, rounds), rss, 1};
+            variant_result r = {median(ms, rounds), rss, median(ms_ra, rounds), 0, 0, 1};
             if (v == 0) {
                 base_ms = r.ms;
                 base_rss = r.rss_mb;
             }
             double gf = flops / (r.ms / 1e3) / 1e9;
+            /* with --reattention: the per-round ratios (on / off, same process), their median */
+            double ratio[16], cpu_ratio[16];
+            for (int k = 0; k < rounds; k++) {
+                ratio[k] = res[v][k].ms > 0 ? res[v][k].ms_ra / res[v][k].ms : 0;
+                cpu_ratio[k] = res[v][k].cpu_ms > 0 ? res[v][k].cpu_ms_ra / res[v][k].cpu_ms : 0;
+            }
+            double ra_ratio = ra ? median(ratio, rounds) : 0, ra_cpu_ratio = ra ? median(cpu_ratio, rounds) : 0;
+            char ra_json[256] = "", ra_text[160] = "";
+            if (ra) {
+                snprintf(ra_json, sizeof ra_json,
+                         ",\"dropout\":%.2f,\"ms_per_step_reattention\":%.2f,\"reattention_ratio\":%.4f,"
+                         "\"reattention_cpu_time_ratio\":%.4f",
+                         dropout, r.ms_ra, ra_ratio, ra_cpu_ratio);
+                snprintf(ra_text, sizeof ra_text, "  Re-Attention on: %8.1f ms/step (x%.3f; CPU time x%.3f)", r.ms_ra,
+                         ra_ratio, ra_cpu_ratio);
+            }
             if (json)
                 printf("{\"bench\":\"step\",\"shape\":\"%s\",\"V\":%d,\"L\":%d,\"batch\":%d,\"d_model\":%d,\"n_layers\":%d,"
                        "\"variant\":\"%s\",\"ms_per_step\":%.2f,\"ratio_to_first\":%.3f,\"model_gflop\":%.2f,"
                        "\"gflops\":%.1f,\"sgemm_gflops\":%.1f,\"fraction_of_sgemm\":%.3f,\"peak_rss_mb\":%.1f,"
-                       "\"rss_ratio_to_first\":%.3f,\"rounds\":%d,\"steps_per_round\":%d}\n",
+                       "\"rss_ratio_to_first\":%.3f,\"rounds\":%d,\"steps_per_round\":%d%s}\n",
                        sh.name, sh.V, sh.L, batch, d, layers, vlist[v], r.ms, r.ms / base_ms, flops / 1e9, gf, peak,
-                       gf / peak, r.rss_mb, r.rss_mb / base_rss, rounds, steps);
+                       gf / peak, r.rss_mb, r.rss_mb / base_rss, rounds, steps, ra_json);
             else
-                printf("%-6s %-10s %8.1f ms/step (x%.2f)  %6.1f GFLOP/s of model FLOPs (%3.0f%% of SGEMM)  peak RSS %5.0f MB (x%.2f)\n",
-                       sh.name, vlist[v], r.ms, r.ms / base_ms, gf, 100 * gf / peak, r.rss_mb, r.rss_mb / base_rss);
+                printf("%-6s %-10s %8.1f ms/step (x%.2f)  %6.1f GFLOP/s of model FLOPs (%3.0f%% of SGEMM)  peak RSS %5.0f MB (x%.2f)%s\n",
+                       sh.name, vlist[v], r.ms, r.ms / base_ms, gf, 100 * gf / peak, r.rss_mb, r.rss_mb / base_rss, ra_text);
             fflush(stdout);
         }
     }

@@ -247,6 +247,7 @@ void dp_model_free(dp_model *m) {
         for (int l = 1; l < NL; l++) free(keeps[k][l]); /* layer 0's are aliases of scratch buffers */
         free(keeps[k]);
     }
+    reatt_free(m);
     free(m->params);
     free(m->grads);
     free(m->p.layer);
@@ -305,13 +306,22 @@ void model_forward_body(dp_model *m, const int32_t *ids, int B, int train, uint6
     const uint64_t base = (uint64_t)m->ex0 * T * C; /* mask index of this batch's first element */
     dp_activations *a = &m->a;
     m->last_B = B;
+    /* Re-Attention: its variance track runs alongside (frozen: the last pass's correction is reused) */
+    const int ra = m->ra.enabled, track = ra && !m->ra.frozen;
+    attention_reatt ra_args;
     embedding_forward(a->res[0], ids, m->p.E, m->p.P, B, T, C);
     dropout_forward(a->res[0], a->res[0], N * C, p, site_seed(seed, -1, 0), base);
+    if (track) reatt_track_input(m, ids, B, p, site_seed(seed, -1, 0), base);
     for (int l = 0; l < c->n_layers; l++) {
         const dp_layer_view *L = &m->p.layer[l];
         layernorm_forward(a->ln1[l], a->ln1_mean[l], a->ln1_rstd[l], a->res[l], L->ln1_w, L->ln1_b, N, C);
         linear_forward(a->qkv[l], a->ln1[l], L->qkv_w, L->qkv_b, N, C, 3 * C);
-        attention_forward(a->atty[l], a->att[l], a->qkv[l], ids, c->causal, p, site_seed(seed, l, 1), m->ex0, B, T, C, H);
+        if (ra) {
+            if (track) reatt_track_keys(m, l, B);
+            reatt_attention_args(m, l, &ra_args);
+        }
+        attention_forward_ra(a->atty[l], a->att[l], a->qkv[l], ids, c->causal, p, site_seed(seed, l, 1), m->ex0, B, T, C,
+                             H, ra ? &ra_args : NULL);
         linear_forward(a->tmp, a->atty[l], L->proj_w, L->proj_b, N, C, C);
         dropout_forward(a->tmp, a->tmp, N * C, p, site_seed(seed, l, 2), base);
         add_into(a->res_mid[l], a->res[l], a->tmp, (size_t)N * C);
@@ -321,6 +331,7 @@ void model_forward_body(dp_model *m, const int32_t *ids, int B, int train, uint6
         linear_forward(a->tmp, a->gelu[l], L->fc2_w, L->fc2_b, N, F, C);
         dropout_forward(a->tmp, a->tmp, N * C, p, site_seed(seed, l, 3), base);
         add_into(a->res[l + 1], a->res_mid[l], a->tmp, (size_t)N * C);
+        if (track && l < c->n_layers - 1) reatt_track_block(m, l, B, p, site_seed(seed, l, 2), site_seed(seed, l, 3), base);
     }
     layernorm_forward(a->lnf, a->lnf_mean, a->lnf_rstd, a->res[c->n_layers], m->p.lnf_w, m->p.lnf_b, N, C);
 }

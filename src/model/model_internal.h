@@ -71,6 +71,21 @@ typedef struct dp_grad_sink {
     void (*embedding)(void *ctx, real *dE, real *dP, real *G_in);
 } dp_grad_sink;
 
+/* Re-Attention state (reattention.c). The variance track is computed alongside the forward pass. */
+typedef struct {
+    int enabled;
+    double kappa, sigma, batch_size;
+    int64_t n_examples;
+    double *freq;       /* [V+1] copy of the configured p_i */
+    double *r2_item;    /* [V+1] r_i² = (σ / (B·max(p_i, 1/N)))², 0 at index 0 */
+    double r2_dense;    /* (σ/B)² */
+    real **kvar, **qsq; /* [n_layers][max_batch·H·T]: key variances and ‖q_t‖² of the last forward pass */
+    real *v, *vb, *vc, *xsq; /* [max_batch·T] scratch: residual-stream track, temporaries, row norms */
+    real *vvar, *ovar;  /* [max_batch·H·T] scratch: value variances, attention-output variances */
+    int frozen;         /* tests: reuse kvar and qsq of the last pass instead of recomputing them, so that
+                         * finite differences see the correction as the constant the backward pass uses */
+} dp_reatt_state;
+
 struct dp_model {
     dp_model_config cfg;
     int max_batch;
@@ -86,6 +101,7 @@ struct dp_model {
     /* Per-layer output gradients kept for a sink (allocated on first use): [n_layers][N, 3C|C|F|C]. */
     real **keep_qkv, **keep_proj, **keep_fc1, **keep_fc2;
     const real *rep_noise;   /* DP-FP noise [max_batch, C] for training passes, or NULL */
+    dp_reatt_state ra;
 };
 
 /* Pieces of the forward/backward pass shared with the privacy engine (model.c). */
@@ -102,5 +118,20 @@ void model_head_forward(dp_model *m, const dp_batch *bt, int train, const real *
 void model_head_backward_input(dp_model *m, const dp_batch *bt);
 /* Allocate the per-layer kept gradients used when a sink is installed. */
 void model_alloc_keep(dp_model *m);
+
+/* Re-Attention's variance track inside model_forward_body (reattention.c); called only when enabled
+ * and not frozen. seed arguments are the dropout seeds of the sites they follow; base is the mask
+ * index of the batch's first element. */
+struct attention_reatt;
+/* After the input embedding and its dropout: the track of the residual stream. */
+void reatt_track_input(dp_model *m, const int32_t *ids, int B, float p, uint64_t seed, uint64_t base);
+/* After layer l's QKV projection: its key variances and query norms (and, if the track continues past
+ * layer l, the value variances). */
+void reatt_track_keys(dp_model *m, int l, int B);
+/* The correction for layer l's attention (frozen or not); fills *ra. */
+void reatt_attention_args(dp_model *m, int l, struct attention_reatt *ra);
+/* After layer l's block (attention branch and FFN): the residual stream's track entering layer l+1. */
+void reatt_track_block(dp_model *m, int l, int B, float p, uint64_t seed_proj, uint64_t seed_ffn, uint64_t base);
+void reatt_free(dp_model *m);
 
 #endif

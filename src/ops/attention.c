@@ -1,5 +1,5 @@
 /* Multi-head scaled dot-product attention (causal or bidirectional, with key-padding mask and
- * dropout on the probabilities), forward and backward. Parallel over (batch, head) pairs; within a
+ * dropout on the probabilities, optionally with the Re-Attention logit correction), forward and backward. Parallel over (batch, head) pairs; within a
  * pair the products are single-threaded GEMMs on strided views of the fused qkv buffer (OpenBLAS's
  * OpenMP build runs serially inside a parallel region). Each pair writes only its own slices. */
 #include <math.h>
@@ -41,8 +41,42 @@ static void masked_softmax(real *a, real *pd, const real *s, const int32_t *ids_
     }
 }
 
+/* Re-Attention: subtract kappa·‖q_t‖²·kvar_u/(2·hd) from the visible logits of s[T,T] (query rows at
+ * padding positions are skipped: masked_softmax zeroes them). */
+static void reatt_correct(real *s, const real *q, int ld, const real *kvar, const real *qsq, double kappa,
+                          const int32_t *ids_b, int causal, int T, int hd) {
+    const double cf = kappa / (2.0 * hd);
+    for (int t = 0; t < T; t++) {
+        if (ids_b[t] == 0) continue;
+        double qn = 0;
+        if (qsq) qn = qsq[t];
+        else
+            for (int j = 0; j < hd; j++) qn += (double)q[(size_t)t * ld + j] * q[(size_t)t * ld + j];
+        const real c = (real)(cf * qn);
+        real *sr = s + (size_t)t * T;
+        const int ulim = causal ? t + 1 : T;
+        for (int u = 0; u < ulim; u++) sr[u] -= c * kvar[u];
+    }
+}
+
+/* Re-Attention: ovar[t] = Σ_u pd_tu² vvar_u, the output's noise variance from the values'. */
+static void reatt_out_var(real *ovar, const real *pd, const real *vvar, int T) {
+    for (int t = 0; t < T; t++) {
+        const real *pr = pd + (size_t)t * T;
+        double acc = 0;
+#pragma omp simd reduction(+ : acc)
+        for (int u = 0; u < T; u++) acc += (double)pr[u] * pr[u] * vvar[u];
+        ovar[t] = (real)acc;
+    }
+}
+
 void attention_forward(real *out, real *att, const real *qkv, const int32_t *ids, int causal, float p,
                        uint64_t seed, int ex0, int B, int T, int C, int H) {
+    attention_forward_ra(out, att, qkv, ids, causal, p, seed, ex0, B, T, C, H, NULL);
+}
+
+void attention_forward_ra(real *out, real *att, const real *qkv, const int32_t *ids, int causal, float p,
+                          uint64_t seed, int ex0, int B, int T, int C, int H, const attention_reatt *ra) {
     const int hd = C / H, C3 = 3 * C;
     const real scale = (real)(1.0 / sqrt((double)hd));
 #pragma omp parallel
@@ -56,7 +90,10 @@ void attention_forward(real *out, real *att, const real *qkv, const int32_t *ids
                 real *a = att + ((size_t)b * H + h) * T * T;
                 /* s = scale · Q Kᵀ  [T,T] */
                 dp_gemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hd, scale, q, C3, k, C3, 0, s, T);
+                const size_t bh = ((size_t)b * H + h) * T;
+                if (ra) reatt_correct(s, q, C3, ra->kvar + bh, ra->qsq ? ra->qsq + bh : NULL, ra->kappa, ids_b, causal, T, hd);
                 masked_softmax(a, pd, s, ids_b, causal, p, seed, ((uint64_t)(ex0 + b) * H + h) * T * T, T);
+                if (ra && ra->vvar && ra->ovar) reatt_out_var(ra->ovar + bh, pd, ra->vvar + bh, T);
                 /* out = P V  [T,hd], rows of out strided by C */
                 dp_gemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hd, T, 1, pd, T, v, C3, 0,
                         out + (size_t)b * T * C + h * hd, C);

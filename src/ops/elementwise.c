@@ -1,4 +1,5 @@
-/* Element-wise kernels: exact GELU, hash-mask dropout, and a vectorisable exp for the softmax. */
+/* Element-wise kernels: exact GELU (and its squared derivative, for the Re-Attention variance track),
+ * hash-mask dropout, and a vectorisable exp for the softmax. */
 #include <math.h>
 
 #include "ops/ops.h"
@@ -164,5 +165,30 @@ void gelu_backward(real *dinp, const real *dout, const real *inp, long n) {
             double pdf = INV_SQRT2PI * exp(-0.5 * x * x);
             dinp[i] = (real)(dout[i] * (cdf + x * pdf));
         }
+    }
+}
+
+void gelu_deriv_sq_rowmean(real *out, const real *inp, long N, int F) {
+#pragma omp parallel for schedule(static)
+    for (long r = 0; r < N; r++) {
+        const real *x = inp + (size_t)r * F;
+        double acc = 0;
+        int i = 0;
+#if !defined(DP_REAL_DOUBLE) && defined(__AVX512F__)
+        __m512 s = _mm512_setzero_ps();
+        for (; i + 16 <= F; i += 16) {
+            __m512 xv = _mm512_loadu_ps(x + i), cdf, pdf;
+            phi_avx512(xv, &cdf, &pdf);
+            __m512 d = _mm512_fmadd_ps(xv, pdf, cdf);
+            s = _mm512_fmadd_ps(d, d, s);
+        }
+        acc = _mm512_reduce_add_ps(s);
+#endif
+        for (; i < F; i++) {
+            double xi = x[i];
+            double d = 0.5 * (1.0 + erf(xi * INV_SQRT2)) + xi * INV_SQRT2PI * exp(-0.5 * xi * xi);
+            acc += d * d;
+        }
+        out[r] = (real)(acc / F);
     }
 }

@@ -60,6 +60,24 @@ void embedding_backward(real *dE, real *dP, const real *dout, const int32_t *ids
  * masked as sequence ex0 + b of a larger batch. out[B,T,C]. */
 void attention_forward(real *out, real *att, const real *qkv, const int32_t *ids, int causal, float p,
                        uint64_t seed, int ex0, int B, int T, int C, int H);
+/* Re-Attention (docs/reattention.md): the same attention with every visible logit corrected,
+ *   l_tu = ⟨q_t, k_u⟩/√hd − kappa · ‖q_t‖² · kvar[b,h,u] / (2·hd),
+ * before masking and softmax. kvar[B,H,T] is the noise variance of each position's key (per head);
+ * qsq[B,H,T], if not NULL, gives the ‖q_t‖² to use instead of computing them from qkv (a caller holds
+ * the correction fixed that way). The correction is a constant for the backward pass, so
+ * attention_backward is unchanged (it only reads the stored probabilities). If vvar and ovar are not
+ * NULL, ovar[b,h,t] = Σ_u p'_tu² vvar[b,h,u] (p' = the probabilities after dropout, the ones the output
+ * uses; zero for padding query rows): the output's noise variance from the values'. ra == NULL is
+ * exactly attention_forward. */
+typedef struct attention_reatt {
+    const real *kvar;
+    const real *qsq;
+    double kappa;
+    const real *vvar;
+    real *ovar;
+} attention_reatt;
+void attention_forward_ra(real *out, real *att, const real *qkv, const int32_t *ids, int causal, float p,
+                          uint64_t seed, int ex0, int B, int T, int C, int H, const attention_reatt *ra);
 /* dqkv[B,T,3C] (overwrites) from dout[B,T,C]. */
 void attention_backward(real *dqkv, const real *dout, const real *qkv, const real *att, const int32_t *ids,
                         int causal, float p, uint64_t seed, int ex0, int B, int T, int C, int H);
@@ -151,6 +169,40 @@ void softmax_xent(real *loss, real *dz, const real *z, const int32_t *labels, co
 void vexp(real *out, const real *in, long n);
 /* In place z[i] = exp(z[i] − shift); returns Σ z[i] accumulated in double. The softmax kernel. */
 double vexp_shift_sum(real *z, long n, real shift);
+
+/* ---- Re-Attention variance propagation (variance.c; rules in docs/reattention.md) ----
+ * A variance track holds one scalar per row (position): the mean variance of the coordinates of that
+ * row's noise under DP-SGD. Per-head tracks are laid out [B,H,T]; a row track [N] is the H = 1 case.
+ * Every rule writes its output array, which may alias its input row track (for var_linear_heads only
+ * when H = 1). */
+/* Input: v[b·T+t] = r2_item[s_t]·ms(E[s_t]) + r2_dense·ms(P[t]), ms = mean square of the row; the
+ * padding item (id 0) contributes nothing. */
+void var_embedding(real *v, const int32_t *ids, const real *E, const real *P, const double *r2_item, double r2_dense,
+                   int B, int T, int C);
+/* LayerNorm with its statistics held constant: vout[r] = vin[r] · mean(w²) · rstd[r]² (rstd² = 1/(var+eps)). */
+void var_layernorm(real *vout, const real *vin, const real *rstd, const real *w, long N, int C);
+/* xsq[r] = ‖x_r‖² for x[N,C]. */
+void row_sqnorm(real *xsq, const real *x, long N, int C);
+/* Statistics of W[OC,C]: *wsq_per_out = ‖W‖²_F / OC, *ms = ‖W‖²_F / (OC·C). */
+void var_linear_stats(double *wsq_per_out, double *ms, const real *w, int OC, int C);
+/* Linear rule for H output blocks (heads) of a layer with C inputs: for rows r = b·T + t,
+ *   vout[b,h,t] = vin[r]·a[h] + r2_dense·m[h]·(xsq[r] + C·vin[r])
+ * with a[h], m[h] the var_linear_stats of block h. H = 1 gives a row track [N]. */
+void var_linear_heads(real *vout, const real *vin, const real *xsq, const double *a, const double *m, double r2_dense,
+                      int B, int T, int H, int C);
+/* The linear rule for a whole weight W[OC,C] applied to x[N,C]: vout[N] (convenience for tests). */
+void var_linear(real *vout, const real *vin, const real *x, const real *w, long N, int C, int OC, double r2_dense);
+/* GELU (delta method): vout[r] = vin[r] · mean_k GELU'(x[r,k])², x[N,F] the pre-activations. */
+void var_gelu(real *vout, const real *vin, const real *x, long N, int F);
+/* mean_k GELU'(x[r,k])² for every row (the GELU rule's factor). */
+void gelu_deriv_sq_rowmean(real *out, const real *x, long N, int F);
+/* Dropout of x[N,C] with the masks of dropout_forward(…, p, seed, idx0), in place:
+ * v[r] *= mean_k (keep_rk / (1−p))². p = 0: unchanged. */
+void var_dropout(real *v, long N, int C, float p, uint64_t seed, uint64_t idx0);
+/* vout[b·T+t] = mean_h vh[b,h,t] (concatenated heads of equal width). */
+void var_heads_mean(real *vout, const real *vh, int B, int T, int H);
+/* qsq[b,h,t] = ‖q_{b,t,h}‖² from the query columns of qkv[B,T,3C]. */
+void attention_query_sqnorm(real *qsq, const real *qkv, int B, int T, int C, int H);
 
 /* Switch the library's BLAS/OpenMP threads (0 = leave the default). */
 void ops_set_threads(int n);
