@@ -76,6 +76,15 @@ typedef struct {
     dp_clip_mode clip_mode;
     int seeded_noise;         /* 1: noise and sampling from --seed (reproducible, NOT private) */
     dp_accountant_kind accountant;
+    /* Re-Attention (docs/reattention.md): debiased attention for the noise this run adds. Needs the
+     * item frequencies p_i: from item_freq_public (a file of `item fraction` lines), or released from
+     * the training windows with the Gaussian mechanism (noise multiplier item_freq_noise, at most
+     * item_freq_cap distinct items per example; 0: the window length), whose cost enters the run's ε. */
+    int reattention;
+    double reattention_scale; /* κ (default 1) */
+    const char *item_freq_public;
+    double item_freq_noise;   /* σ_f (default 10) */
+    int item_freq_cap;
 } dp_privacy_config;
 dp_privacy_config dp_privacy_config_default(void); /* off; δ 1e-6, C 1, auto, RDP, physical 256 */
 

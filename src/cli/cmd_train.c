@@ -40,6 +40,15 @@ void print_privacy(FILE *f, const dp_train_config *cfg, const dp_train_result *r
     fprintf(f, "  covers the model trained on the training prefixes; choosing the %s epoch by validation NDCG@10\n"
                "  also looks at each user's validation item, which this epsilon does not cover%s\n",
             cfg->keep_last ? "(last)" : "best", cfg->keep_last ? " (not done here: --keep-last)" : " (use --keep-last to avoid it)");
+    if (cfg->dp.reattention) {
+        if (cfg->dp.item_freq_public)
+            fprintf(f, "  Re-Attention on (kappa %g), item frequencies from the public file %s (no privacy cost)\n",
+                    cfg->dp.reattention_scale, cfg->dp.item_freq_public);
+        else
+            fprintf(f, "  Re-Attention on (kappa %g), item frequencies released with the Gaussian mechanism (noise\n"
+                       "  multiplier %g); that release is included in this epsilon\n",
+                    cfg->dp.reattention_scale, cfg->dp.item_freq_noise);
+    }
     if (cfg->dp.seeded_noise)
         fprintf(f, "  WARNING: --seeded-noise: the noise is reproducible from the seed, so this run is NOT private\n");
 }

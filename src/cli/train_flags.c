@@ -28,6 +28,9 @@ void train_flags_defaults(train_flags *f) {
     f->max_physical_batch = p.max_physical_batch;
     f->clip_mode = "auto";
     f->accountant = "rdp";
+    f->reattention_scale = p.reattention_scale;
+    f->item_freq_noise = p.item_freq_noise;
+    f->item_freq = "private";
 }
 
 void train_flags_specs(train_flags *f, arg_spec *o) {
@@ -64,6 +67,11 @@ void train_flags_specs(train_flags *f, arg_spec *o) {
         ARG_S("clip-mode", &f->clip_mode, "DP: auto, phantom, ghost or naive"),
         ARG_S("accountant", &f->accountant, "DP: rdp or pld"),
         ARG_F("seeded-noise", &f->seeded_noise, "DP: reproducible noise from --seed (testing only: NOT private)"),
+        ARG_F("reattention", &f->reattention, "DP: Re-Attention, the attention correction for DP noise (docs/reattention.md)"),
+        ARG_DR("reattention-scale", &f->reattention_scale, "DP: Re-Attention scale kappa", 0, 1e6),
+        ARG_S("item-freq", &f->item_freq, "Re-Attention item frequencies: private (released, costs epsilon) or public:FILE"),
+        ARG_DR("item-freq-noise", &f->item_freq_noise, "Re-Attention: noise multiplier of the private frequency release", 1e-6, 1e9),
+        ARG_IR("item-freq-cap", &f->item_freq_cap, "Re-Attention: distinct items per user counted (0 = max-len)", 0, 1 << 20),
     };
     memcpy(o, s, sizeof s);
 }
@@ -115,6 +123,20 @@ int train_flags_to_config(const char *cmd, const train_flags *f, dp_train_config
     p->seeded_noise = f->seeded_noise;
     if (dp_clip_mode_parse(f->clip_mode, &p->clip_mode)) {
         fprintf(stderr, "%s: --clip-mode: unknown mode '%s' (auto, phantom, ghost or naive)\n", cmd, f->clip_mode);
+        return 2;
+    }
+    p->reattention = f->reattention;
+    p->reattention_scale = f->reattention_scale;
+    p->item_freq_noise = f->item_freq_noise;
+    p->item_freq_cap = f->item_freq_cap;
+    if (strncmp(f->item_freq, "public:", 7) == 0 && f->item_freq[7]) {
+        p->item_freq_public = f->item_freq + 7;
+    } else if (strcmp(f->item_freq, "private") != 0) {
+        fprintf(stderr, "%s: --item-freq: expected private or public:FILE (got '%s')\n", cmd, f->item_freq);
+        return 2;
+    }
+    if (f->reattention && !f->dp) {
+        fprintf(stderr, "%s: --reattention corrects DP-SGD noise: it needs --dp\n", cmd);
         return 2;
     }
     if (strcmp(f->accountant, "rdp") == 0) p->accountant = DP_ACCOUNTANT_RDP;

@@ -14,9 +14,12 @@ typedef struct {
     double dropout, lr, weight_decay, momentum, min_lr_ratio;
     int64_t warmup_steps, max_eval_users, seed;
     const char *optimizer, *schedule;
+    int reattention, item_freq_cap;
+    double reattention_scale, item_freq_noise;
+    const char *item_freq;
 } train_flags;
 
-#define TRAIN_FLAG_COUNT 32
+#define TRAIN_FLAG_COUNT 37
 void train_flags_defaults(train_flags *f);
 /* Writes TRAIN_FLAG_COUNT specs pointing into f. */
 void train_flags_specs(train_flags *f, arg_spec *out);

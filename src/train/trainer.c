@@ -11,7 +11,9 @@
 #include <math.h>
 
 #include "core/common.h"
+#include "dpformer/itemfreq.h"
 #include "dpformer/noise.h"
+#include "dpformer/reattention.h"
 #include "dpformer/train.h"
 #include "train/checkpoint_internal.h"
 
@@ -23,6 +25,8 @@ dp_privacy_config dp_privacy_config_default(void) {
     p.max_physical_batch = 256;
     p.clip_mode = DP_CLIP_AUTO;
     p.accountant = DP_ACCOUNTANT_RDP;
+    p.reattention_scale = 1;
+    p.item_freq_noise = 10;
     return p;
 }
 
@@ -85,6 +89,15 @@ int dp_train_check(const dp_dataset *ds, const dp_train_config *c, dp_error *err
         if (!(p->noise_multiplier >= 0))
             return dp_fail(err, "noise multiplier must be non-negative");
         if (p->max_physical_batch < 1) return dp_fail(err, "max physical batch must be at least 1");
+        if (p->reattention) {
+            if (!(p->reattention_scale >= 0)) return dp_fail(err, "Re-Attention scale must be >= 0");
+            if (!p->item_freq_public && !(p->item_freq_noise > 0))
+                return dp_fail(err, "privately released item frequencies need a positive noise multiplier");
+            if (p->item_freq_cap < 0) return dp_fail(err, "item frequency cap must be >= 0");
+            if (c->resume) return dp_fail(err, "resuming a Re-Attention run is not supported yet");
+        }
+    } else if (p->reattention) {
+        return dp_fail(err, "Re-Attention corrects the noise of DP-SGD: it needs DP training (--dp)");
     }
     return dp_model_config_validate(&c->model, err);
 }
@@ -291,6 +304,8 @@ static int resume_privacy(run_state *r, dp_error *err) {
     return 0;
 }
 
+static int item_frequencies(run_state *r, double **out, dp_error *err);
+
 /* Set up DP-SGD: sampling rate, σ (calibrated for the planned steps when a target ε is given), the
  * step budget, the generator; on resume, the saved history and generator instead. */
 static int setup_private(run_state *r, dp_error *err) {
@@ -332,28 +347,6 @@ static int setup_private(run_state *r, dp_error *err) {
                          "after the resume is fresh, as the analysis assumes)\n");
         return resume_privacy(r, err);
     }
-    int64_t planned = (int64_t)c->epochs * r->steps_per_epoch;
-    g->max_steps = -1;
-    if (p->target_epsilon > 0 && p->noise_multiplier > 0) {
-        /* σ given and a budget: run until the next step would exceed the target */
-        double eps;
-        g->sigma = p->noise_multiplier;
-        if (dp_max_steps(p->target_epsilon, p->delta, g->q, g->sigma, NULL, &r->acc, &g->max_steps, &eps, err))
-            return -1;
-        fprintf(log, "privacy: noise multiplier %.4f allows %lld steps (q %.5g) within epsilon %.3f at delta %g\n",
-                g->sigma, (long long)g->max_steps, g->q, p->target_epsilon, p->delta);
-    } else if (p->target_epsilon > 0) {
-        double eps;
-        if (dp_calibrate_sigma(p->target_epsilon, p->delta, g->q, planned, NULL, &r->acc, &g->sigma, &eps, err))
-            return -1;
-        g->max_steps = planned;
-        fprintf(log, "privacy: calibrated noise multiplier %.4f for epsilon %.3f at delta %g over %lld steps (q %.5g)\n",
-                g->sigma, eps, p->delta, (long long)planned, g->q);
-    } else {
-        g->sigma = p->noise_multiplier;
-        if (g->sigma == 0)
-            fprintf(log, "privacy: WARNING: noise multiplier 0 -- clipping only, NO differential privacy guarantee\n");
-    }
     if (p->seeded_noise) {
         r->rng = dp_rng_create_seeded(dp_mix64(c->seed ^ 0xD9E8C7B6A5ull));
         fprintf(log, "privacy: WARNING: noise and sampling are reproducible from --seed; anyone who knows the seed "
@@ -362,6 +355,86 @@ static int setup_private(run_state *r, dp_error *err) {
         r->rng = dp_rng_create_secure(err);
         if (!r->rng) return -1;
     }
+    /* Re-Attention's item frequencies: a private release is an event of the run, before any step */
+    double *item_p = NULL;
+    if (p->reattention && item_frequencies(r, &item_p, err)) return -1;
+    const dp_history *prior = r->hist.n ? &r->hist : NULL;
+    int64_t planned = (int64_t)c->epochs * r->steps_per_epoch;
+    g->max_steps = -1;
+    if (p->target_epsilon > 0 && p->noise_multiplier > 0) {
+        /* σ given and a budget: run until the next step would exceed the target */
+        double eps;
+        g->sigma = p->noise_multiplier;
+        if (dp_max_steps(p->target_epsilon, p->delta, g->q, g->sigma, prior, &r->acc, &g->max_steps, &eps, err)) {
+            free(item_p);
+            return -1;
+        }
+        fprintf(log, "privacy: noise multiplier %.4f allows %lld steps (q %.5g) within epsilon %.3f at delta %g\n",
+                g->sigma, (long long)g->max_steps, g->q, p->target_epsilon, p->delta);
+    } else if (p->target_epsilon > 0) {
+        double eps;
+        if (dp_calibrate_sigma(p->target_epsilon, p->delta, g->q, planned, prior, &r->acc, &g->sigma, &eps, err)) {
+            free(item_p);
+            return -1;
+        }
+        g->max_steps = planned;
+        fprintf(log, "privacy: calibrated noise multiplier %.4f for epsilon %.3f at delta %g over %lld steps (q %.5g)\n",
+                g->sigma, eps, p->delta, (long long)planned, g->q);
+    } else {
+        g->sigma = p->noise_multiplier;
+        if (g->sigma == 0)
+            fprintf(log, "privacy: WARNING: noise multiplier 0 -- clipping only, NO differential privacy guarantee\n");
+    }
+    if (p->reattention) {
+        dp_reattention_config ra = dp_reattention_config_default();
+        ra.enabled = 1;
+        ra.kappa = p->reattention_scale;
+        ra.sigma = g->sigma;
+        ra.batch_size = r->expected_batch;
+        ra.item_freq = item_p;
+        ra.n_examples = r->n_train;
+        int rc = dp_model_set_reattention(r->m, &ra, err);
+        free(item_p);
+        if (rc) return -1;
+        fprintf(log, "privacy: Re-Attention on (kappa %g, sigma %.4f, expected batch %.1f)\n", ra.kappa, ra.sigma,
+                ra.batch_size);
+    }
+    return 0;
+}
+
+/* p_i for Re-Attention: from the public file, or released from the training windows (the windows the
+ * run trains on) with the Gaussian mechanism, its event added to the run's history. */
+static int item_frequencies(run_state *r, double **out, dp_error *err) {
+    const dp_privacy_config *p = &r->cfg->dp;
+    const int32_t V = r->cfg->model.n_items;
+    double *pr = dp_malloc(sizeof(double) * ((size_t)V + 1));
+    *out = NULL;
+    if (p->item_freq_public) {
+        if (dp_item_freq_load(pr, p->item_freq_public, V, r->n_train, err)) {
+            free(pr);
+            return -1;
+        }
+        fprintf(r->log, "privacy: Re-Attention item frequencies from the public file %s (not private data, no "
+                        "privacy cost)\n", p->item_freq_public);
+    } else {
+        const int cap = p->item_freq_cap > 0 ? p->item_freq_cap : r->L;
+        double *counts = dp_calloc((size_t)V + 1, sizeof(double));
+        for (int32_t s = 0; s < r->n_train; s += r->cap) {
+            int B = (int)DP_MIN((int32_t)r->cap, r->n_train - s);
+            for (int b = 0; b < B; b++) fill_window(r, b, r->users[s + b]);
+            dp_item_presence_counts(counts, r->ids, B, r->L, V, cap);
+        }
+        int rc = dp_item_freq_release(pr, counts, V, r->n_train, cap, p->item_freq_noise, r->rng, err);
+        free(counts);
+        if (rc || dp_history_add_gaussian(&r->hist, p->item_freq_noise, 1, err)) {
+            free(pr);
+            return -1;
+        }
+        fprintf(r->log, "privacy: Re-Attention item frequencies released with the Gaussian mechanism (noise "
+                        "multiplier %g, at most %d distinct items per user, L2 sensitivity %.3f); this release is "
+                        "part of the run's epsilon\n", p->item_freq_noise, cap, sqrt((double)cap));
+    }
+    *out = pr;
     return 0;
 }
 
