@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
 # Makes sure the Debian packages dpformer builds with are installed. As root it installs what is
 # missing with apt-get; otherwise it prints the exact apt-get line to run and fails.
+# `scripts/deps.sh fuzz` adds what `make fuzz` needs: clang with libFuzzer and OpenMP.
 set -euo pipefail
 PKGS=(build-essential cmake pkg-config libopenblas-openmp-dev libfftw3-dev libcjson-dev python3)
+if [ "${1:-}" = fuzz ]; then
+  PKGS+=(clang libclang-rt-dev libomp-dev)
+fi
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

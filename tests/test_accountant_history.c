@@ -1,5 +1,6 @@
 /* Privacy event history: bit-exact JSON round trips (random doubles, through a string and a file),
- * merging of identical consecutive events, and clear errors for malformed or invalid JSON. */
+ * merging of identical consecutive events, clear errors for malformed or invalid JSON, and the
+ * hostile files found by fuzzing. */
 #include <cjson/cJSON.h>
 #include <math.h>
 #include <stdlib.h>
@@ -133,9 +134,62 @@ static void test_bad_json(void) {
     dp_history_free(&h);
 }
 
+/* Inputs found by fuzzing (tests/fuzz): text after the object, a NUL byte in a file, consecutive
+ * events too large to merge, and totals that would wrap the 64-bit step count (2048 events of 2^53
+ * steps used to total 0, "nothing released"). */
+static void test_hostile_files(void) {
+    dp_history h;
+    dp_history_init(&h);
+    dp_error err;
+    CHECK(dp_history_from_json(&h, "{\"events\": []} x", &err) != 0 && strstr(err.msg, "after the JSON object"));
+    CHECK(dp_history_from_json(&h, "{\"events\": []}\n{\"events\": []}", &err) != 0);
+    CHECK(dp_history_from_json(&h, "{\"events\": []} \r\n\t", &err) == 0);
+
+    const char *path = "test_accountant_history_nul.json";
+    FILE *f = fopen(path, "wb");
+    CHECK(f != NULL);
+    if (f) {
+        fwrite("{\"events\": []}\0garbage", 1, 22, f);
+        fclose(f);
+    }
+    CHECK(dp_history_load(&h, path, &err) != 0 && strstr(err.msg, path) && strstr(err.msg, "NUL byte at offset 14"));
+    remove(path);
+
+    const char *ev = "{\"type\": \"gaussian\", \"noise_multiplier\": 1, \"steps\": 9007199254740992}";
+    size_t cap = 2048 * (strlen(ev) + 2) + 64;
+    char *json = malloc(cap);
+    for (int n = 1023; n <= 1024; n++) {
+        size_t len = (size_t)snprintf(json, cap, "{\"events\": [");
+        for (int i = 0; i < n; i++) len += (size_t)snprintf(json + len, cap - len, "%s%s", i ? ", " : "", ev);
+        snprintf(json + len, cap - len, "]}");
+        int rc = dp_history_from_json(&h, json, &err);
+        if (n == 1023) CHECK(rc == 0 && dp_history_total_steps(&h) == 1023 * DP_MAX_STEPS);
+        else CHECK(rc != 0 && strstr(err.msg, "event 1023") && strstr(err.msg, "2^63 - 1 steps in total"));
+    }
+    free(json);
+    /* Consecutive identical events that together pass 2^53 steps are valid in a file, and copying
+     * such a history event by event keeps them apart instead of failing. */
+    CHECK(dp_history_from_json(&h, "{\"events\": [{\"type\": \"gaussian\", \"noise_multiplier\": 150, \"steps\": 90}, "
+                                   "{\"type\": \"gaussian\", \"noise_multiplier\": 150, \"steps\": 9007199254740992}]}",
+                               &err) == 0);
+    dp_history copy;
+    dp_history_init(&copy);
+    for (size_t i = 0; i < h.n; i++) CHECK(dp_history_add(&copy, &h.events[i], &err) == 0);
+    CHECK(copy.n == 2 && dp_history_total_steps(&copy) == 90 + DP_MAX_STEPS);
+    CHECK(dp_history_add_gaussian(&copy, 150, 1, &err) == 0 && copy.n == 3);
+    dp_history_free(&copy);
+    /* The same limit when appending (events that do not merge, as σ alternates). */
+    dp_history_free(&h);
+    int rc = 0;
+    for (int i = 0; i < 1024 && rc == 0; i++) rc = dp_history_add_gaussian(&h, i % 2 ? 1.0 : 2.0, DP_MAX_STEPS, &err);
+    CHECK(rc != 0 && h.n == 1023 && strstr(err.msg, "in total"));
+    dp_history_free(&h);
+}
+
 int main(void) {
     test_round_trip();
     test_merge();
     test_bad_json();
+    test_hostile_files();
     return tu_finish("test_accountant_history");
 }

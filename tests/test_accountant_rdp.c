@@ -250,8 +250,28 @@ static void test_robust_range(void) {
     CHECK(e < floor_term + 1e-6);
 }
 
+/* Noise multipliers whose square overflows or underflows (found by fuzzing the history reader): no
+ * noise means infinite RDP at every order (integer orders used to give 0, so ε came out 0), and both
+ * extremes answer at once instead of running the fractional series' whole loop. */
+static void test_extreme_sigma(void) {
+    const double orders[] = {1.5, 2, 32.5, 33};
+    for (int i = 0; i < 4; i++) {
+        CHECK(dp_rdp_poisson_gaussian(0.5, 1e-160, orders[i]) == INFINITY);
+        CHECK(dp_rdp_poisson_gaussian(0.01, 4.9406564584124654e-324, orders[i]) == INFINITY);
+        CHECK(dp_rdp_poisson_gaussian(0.5, 1e200, orders[i]) == 0.0);
+    }
+    dp_history h;
+    dp_history_init(&h);
+    dp_error err;
+    CHECK(dp_history_add_poisson_gaussian(&h, 1e-160, 0.5, 1, &err) == 0);
+    dp_rdp_result r;
+    CHECK(dp_rdp_epsilon(&h, orders, 4, 1e-5, DP_CONVERSION_IMPROVED, &r, &err) == 0 && r.epsilon == INFINITY);
+    dp_history_free(&h);
+}
+
 int main(void) {
     test_published();
+    test_extreme_sigma();
     test_gaussian_limit();
     test_integer_vs_fractional();
     test_monotone();

@@ -56,8 +56,10 @@ void dp_history_init(dp_history *h);
 /* Release the events and leave an empty history. */
 void dp_history_free(dp_history *h);
 /* Append a validated event. If it has the same type, σ and q (bit for bit) as the last event, its
- * steps are added to that event instead, so that a training loop appending one step at a time keeps
- * a compact history; composition is unchanged by this. Returns 0, or non-zero on an invalid event. */
+ * steps are added to that event instead (as long as that event stays within DP_MAX_STEPS), so that a
+ * training loop appending one step at a time keeps a compact history; composition is unchanged by
+ * this. Returns 0, or non-zero on an invalid event or when the total over all events would pass
+ * 2^63 - 1 steps (the reader refuses such files too). */
 int dp_history_add(dp_history *h, const dp_event *ev, dp_error *err);
 /* Shorthands for dp_history_add. */
 int dp_history_add_poisson_gaussian(dp_history *h, double noise_multiplier, double sample_rate, int64_t steps,
@@ -79,7 +81,7 @@ struct cJSON *dp_history_to_cjson(const dp_history *h);
 int dp_history_from_cjson(dp_history *h, const struct cJSON *obj, dp_error *err);
 /* The history as a formatted JSON string (caller frees with free()). */
 char *dp_history_to_json(const dp_history *h);
-/* Parse a JSON string (see dp_history_from_cjson). */
+/* Parse a JSON string (see dp_history_from_cjson); only white space may follow the object. */
 int dp_history_from_json(dp_history *h, const char *json, dp_error *err);
 /* Write / read a JSON file. */
 int dp_history_save(const dp_history *h, const char *path, dp_error *err);

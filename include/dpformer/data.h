@@ -42,6 +42,11 @@ int dp_dataset_load(dp_dataset *ds, const char *path, dp_data_format fmt, dp_err
  * DP_FMT_AUTO). Reads the file once, so it also works on pipes. */
 int dp_dataset_load_detected(dp_dataset *ds, const char *path, dp_data_format fmt, dp_data_format *used,
                              dp_error *err);
+/* The same parser on the contents of a file already in memory (len bytes of buf, which need not end
+ * in a NUL). `name` stands for the file: it starts every error message, and DP_FMT_AUTO uses it as
+ * the file name in its rules. */
+int dp_dataset_parse(dp_dataset *ds, const char *name, const char *buf, size_t len, dp_data_format fmt,
+                     dp_data_format *used, dp_error *err);
 void dp_dataset_free(dp_dataset *ds);
 static inline int64_t dp_user_len(const dp_dataset *ds, int32_t u) { return ds->offsets[u + 1] - ds->offsets[u]; }
 

@@ -114,8 +114,12 @@ void dp_model_set_rep_noise(dp_model *m, const dp_real *noise);
 /* Save parameters (float32) and the configuration to a safetensors file (docs/file-format.md);
  * extra_meta: optional JSON object text stored under the metadata key "dpformer.run". Atomic. */
 int dp_model_save(const dp_model *m, const char *path, const char *extra_meta, dp_error *err);
-/* Load a model saved by dp_model_save, able to run batches of up to max_batch sequences. */
+/* Load a model saved by dp_model_save, able to run batches of up to max_batch sequences. The file's
+ * tensors are checked against its configuration before anything is allocated, and a configuration
+ * that needs more memory than the machine has is refused (NULL with err naming the file). */
 dp_model *dp_model_load(const char *path, int max_batch, dp_error *err);
+/* The same from the contents of a file already in memory; `name` stands for the file in messages. */
+dp_model *dp_model_load_buffer(const char *name, const void *data, size_t len, int max_batch, dp_error *err);
 
 /* Model FLOPs of one forward+backward over a full batch of B·T positions (2·m·n·k for every matrix
  * product, attention included; element-wise work not counted). */

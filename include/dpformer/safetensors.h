@@ -67,6 +67,10 @@ typedef struct dp_st_file dp_st_file;
  * returned; on failure *out is NULL, err says why and non-zero is returned. */
 int dp_safetensors_read(const char *path, dp_st_file **out, dp_error *err);
 
+/* The same reader on the contents of a file already in memory (len bytes at data, copied: the buffer
+ * may be freed as soon as the call returns). `name` stands for the file in error messages. */
+int dp_safetensors_read_buffer(const char *name, const void *data, size_t len, dp_st_file **out, dp_error *err);
+
 /* Tensors in the order of the file's header. */
 int dp_st_count(const dp_st_file *f);
 /* The i-th tensor (0 <= i < dp_st_count), or NULL when i is out of range. */

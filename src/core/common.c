@@ -1,11 +1,12 @@
 /* Checked allocation, error formatting, clocks and memory statistics (see common.h). */
-#define _POSIX_C_SOURCE 200809L
+#define _DEFAULT_SOURCE /* _SC_PHYS_PAGES */
 #include "core/common.h"
 
 #include <errno.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 void *dp_malloc_check(size_t size, const char *file, int line) {
     void *p = malloc(size ? size : 1);
@@ -56,6 +57,11 @@ size_t dp_peak_rss(void) {
     struct rusage ru;
     if (getrusage(RUSAGE_SELF, &ru) != 0) return 0;
     return (size_t)ru.ru_maxrss * 1024u; /* Linux reports kilobytes */
+}
+
+size_t dp_physical_memory(void) {
+    long pages = sysconf(_SC_PHYS_PAGES), size = sysconf(_SC_PAGESIZE);
+    return pages > 0 && size > 0 ? (size_t)pages * (size_t)size : 0;
 }
 
 int dp_mkdir_p(const char *path, dp_error *err) {

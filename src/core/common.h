@@ -31,6 +31,8 @@ double dp_now(void);
 
 /* Peak resident set size of this process in bytes (0 if unknown). */
 size_t dp_peak_rss(void);
+/* Physical memory of the machine in bytes (0 if unknown). */
+size_t dp_physical_memory(void);
 
 /* splitmix64: dp_mix64 hashes a 64-bit value (the finaliser applied to z + golden ratio);
  * dp_splitmix64 advances a state and returns the next value of its stream. The library's one small

@@ -1,5 +1,5 @@
 /* Dataset loaders: interactions, sequences, MovieLens ratings.dat and u.data (formats in data.h and
- * docs/data.md), plus format auto-detection.
+ * docs/data.md), plus format auto-detection, from a file or from a buffer already in memory.
  * The file is read whole and parsed line by line into (user, item, timestamp, file order) records,
  * which are then grouped per user and ordered chronologically. Every rejected input is reported as
  * "path:line: field: problem"; nothing is skipped silently except blank lines. This is not a
@@ -476,23 +476,22 @@ int dp_dataset_load_detected(dp_dataset *ds, const char *path, dp_data_format fm
     char *buf;
     size_t len;
     if (read_file(path, &buf, &len, err)) return -1;
-    if (len == 0) {
-        free(buf);
-        return dp_fail(err, "%s: file: empty (no interactions)", path);
-    }
-    if (fmt == DP_FMT_AUTO && detect_buffer(path, buf, len, &fmt, err)) {
-        free(buf);
-        return -1;
-    }
-    if ((unsigned)fmt > DP_FMT_UDATA) {
-        free(buf);
-        return dp_fail(err, "%s: format: unknown format %d", path, (int)fmt);
-    }
+    int rc = dp_dataset_parse(ds, path, buf, len, fmt, used, err);
+    free(buf);
+    return rc;
+}
+
+int dp_dataset_parse(dp_dataset *ds, const char *name, const char *buf, size_t len, dp_data_format fmt,
+                     dp_data_format *used, dp_error *err) {
+    memset(ds, 0, sizeof *ds);
+    if (len == 0) return dp_fail(err, "%s: file: empty (no interactions)", name);
+    if (fmt == DP_FMT_AUTO && detect_buffer(name, buf, len, &fmt, err)) return -1;
+    if ((unsigned)fmt > DP_FMT_UDATA) return dp_fail(err, "%s: format: unknown format %d", name, (int)fmt);
     if (used) *used = fmt;
 
     parse_state st = {fmt, 0, 0, {0}};
     record_vec r = {0};
-    line_iter it = {buf, buf + len, path, 0};
+    line_iter it = {buf, buf + len, name, 0};
     const char *b = NULL, *e = NULL;
     int rc, fail = 0;
     while ((rc = next_line(&it, &b, &e, err)) != 0) {
@@ -501,7 +500,7 @@ int dp_dataset_load_detected(dp_dataset *ds, const char *path, dp_data_format fm
             break;
         }
         if (is_blank(b, e)) continue;
-        where w = {path, it.lineno};
+        where w = {name, it.lineno};
         switch (fmt) {
         case DP_FMT_INTERACTIONS: fail = parse_interactions(&st, w, b, e, &r, err) != 0; break;
         case DP_FMT_SEQUENCES: fail = parse_sequence(&st, w, b, e, &r, err) != 0; break;
@@ -511,11 +510,10 @@ int dp_dataset_load_detected(dp_dataset *ds, const char *path, dp_data_format fm
         }
         if (fail) break;
     }
-    free(buf);
     dp_idmap_free(&st.seen_users);
     if (!fail && r.n == 0) {
         fail = 1;
-        dp_fail(err, "%s: file: no interactions (%lld lines, all blank)", path, (long long)it.lineno);
+        dp_fail(err, "%s: file: no interactions (%lld lines, all blank)", name, (long long)it.lineno);
     }
     if (!fail) build(ds, &r);
     free(r.v);

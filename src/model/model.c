@@ -64,23 +64,24 @@ static void slot(layout_walk *w, real **dst, const char *name, int ndim, int64_t
         /* Keep every tensor 64-byte aligned for vector loads. */
         m->n_params += (t->size + 15) / 16 * 16;
     }
-    *dst = w->base ? w->base + m->tensors[w->idx].offset : NULL;
+    if (dst) *dst = w->base ? w->base + m->tensors[w->idx].offset : NULL;
     w->idx++;
 }
 
+/* v may be NULL to only register the tensors (reg = 1): the table without any view. */
 static void layout(dp_model *m, real *base, dp_param_view *v, int reg) {
     const dp_model_config *c = &m->cfg;
     int C = c->d_model, F = d_ff_of(c);
     int64_t V1 = (int64_t)c->n_items + 1;
     layout_walk w = {m, base, reg, 0};
     char nm[64];
-    slot(&w, &v->E, "item_emb.weight", 2, V1, C, 0);
-    slot(&w, &v->P, "pos_emb.weight", 2, c->max_len, C, 0);
+    slot(&w, v ? &v->E : NULL, "item_emb.weight", 2, V1, C, 0);
+    slot(&w, v ? &v->P : NULL, "pos_emb.weight", 2, c->max_len, C, 0);
     for (int l = 0; l < c->n_layers; l++) {
-        dp_layer_view *L = &v->layer[l];
+        dp_layer_view *L = v ? &v->layer[l] : NULL;
 #define S(field, suffix, nd, a, b, dec) \
     snprintf(nm, sizeof nm, "layers.%d.%s", l, suffix); \
-    slot(&w, &L->field, nm, nd, a, b, dec)
+    slot(&w, L ? &L->field : NULL, nm, nd, a, b, dec)
         S(ln1_w, "ln1.weight", 1, C, 0, 0);
         S(ln1_b, "ln1.bias", 1, C, 0, 0);
         S(qkv_w, "attn.qkv.weight", 2, 3 * C, C, 1);
@@ -95,16 +96,16 @@ static void layout(dp_model *m, real *base, dp_param_view *v, int reg) {
         S(fc2_b, "ffn.fc2.bias", 1, C, 0, 0);
 #undef S
     }
-    slot(&w, &v->lnf_w, "ln_f.weight", 1, C, 0, 0);
-    slot(&w, &v->lnf_b, "ln_f.bias", 1, C, 0, 0);
+    slot(&w, v ? &v->lnf_w : NULL, "ln_f.weight", 1, C, 0, 0);
+    slot(&w, v ? &v->lnf_b : NULL, "ln_f.bias", 1, C, 0, 0);
     if (c->n_classes) {
-        v->out_w = NULL;
-        slot(&w, &v->head_w, "head.weight", 2, c->n_classes, C, 1);
-        slot(&w, &v->head_b, "head.bias", 1, c->n_classes, 0, 0);
+        if (v) v->out_w = NULL;
+        slot(&w, v ? &v->head_w : NULL, "head.weight", 2, c->n_classes, C, 1);
+        slot(&w, v ? &v->head_b : NULL, "head.bias", 1, c->n_classes, 0, 0);
     } else if (c->tied) {
-        v->out_w = v->E;
+        if (v) v->out_w = v->E;
     } else {
-        slot(&w, &v->out_w, "out.weight", 2, V1, C, 1);
+        slot(&w, v ? &v->out_w : NULL, "out.weight", 2, V1, C, 1);
     }
 }
 
@@ -153,24 +154,61 @@ static void init_params(dp_model *m, uint64_t seed) {
     if (m->p.out_w && !m->cfg.tied) memset(m->p.out_w, 0, sizeof(real) * (size_t)m->cfg.d_model);
 }
 
+/* Bytes dp_model_create allocates for the parameters, the gradients and the activations of batches
+ * of B sequences (c->d_ff resolved). In double: an absurd configuration must not overflow the count.
+ * Mirrors the allocations of dp_model_create; keep the two in step. */
+static double model_bytes(const dp_model_config *c, size_t n_params, int B) {
+    const double NL = c->n_layers, C = c->d_model, F = c->d_ff, T = c->max_len, H = c->n_heads;
+    const double N = (double)B * T;
+    double per_layer = 7 * N * C + 4 * N + (double)B * H * T * T + 2 * N * F;
+    double singles = 10 * N * C + 4 * N + (NL > 0 ? N * F : 0) + (double)B * C +
+                     (double)DP_MAX(classifier_scratch_size((long)N, c->d_model, c->n_items),
+                                    classifier_dp_scratch_size(B, c->max_len, c->d_model, c->n_items));
+    double reals = 2.0 * (double)n_params + (NL + 1) * N * C + NL * per_layer + singles;
+    return reals * sizeof(real);
+}
+
+/* Validation of what dp_model_create is asked for, shared with dp_model_config_tensors. */
+static int check_create(const dp_model_config *cfg, int max_batch, dp_error *err) {
+    if (dp_model_config_validate(cfg, err)) return -1;
+    if (max_batch < 1) return dp_fail(err, "model: max_batch must be at least 1");
+    if (12 * cfg->n_layers + 7 > DP_MAX_TENSORS)
+        return dp_fail(err, "model: at most %d layers are supported", (DP_MAX_TENSORS - 7) / 12);
+    return 0;
+}
+
+int dp_model_config_tensors(const dp_model_config *cfg, dp_param_tensor *out, dp_error *err) {
+    if (check_create(cfg, 1, err)) return -1;
+    dp_model *m = dp_calloc(1, sizeof *m);
+    m->cfg = *cfg;
+    if (m->cfg.d_ff == 0) m->cfg.d_ff = 4 * cfg->d_model;
+    layout(m, NULL, NULL, 1);
+    int n = m->n_tensors;
+    memcpy(out, m->tensors, (size_t)n * sizeof *out);
+    free(m);
+    return n;
+}
+
 dp_model *dp_model_create(const dp_model_config *cfg, int max_batch, uint64_t seed, dp_error *err) {
-    if (dp_model_config_validate(cfg, err)) return NULL;
-    if (max_batch < 1) {
-        dp_fail(err, "model: max_batch must be at least 1");
-        return NULL;
-    }
+    if (check_create(cfg, max_batch, err)) return NULL;
     int NL = cfg->n_layers;
-    if (12 * NL + 7 > DP_MAX_TENSORS) {
-        dp_fail(err, "model: at most %d layers are supported", (DP_MAX_TENSORS - 6) / 12);
-        return NULL;
-    }
     dp_model *m = dp_calloc(1, sizeof *m);
     m->cfg = *cfg;
     if (m->cfg.d_ff == 0) m->cfg.d_ff = 4 * cfg->d_model;
     m->max_batch = max_batch;
+    layout(m, NULL, NULL, 1);
+    /* Refuse what cannot fit rather than fail (or be killed) half-way through the allocations: a
+     * configuration read from a file can ask for anything. */
+    double need = model_bytes(&m->cfg, m->n_params, max_batch), have = (double)dp_physical_memory();
+    if (have > 0 && need > have) {
+        dp_fail(err, "model: this configuration needs %.1f GiB for batches of %d sequences (parameters, gradients "
+                "and activations), more than the %.1f GiB of memory of this machine", need / 1073741824.0, max_batch,
+                have / 1073741824.0);
+        free(m);
+        return NULL;
+    }
     m->p.layer = dp_calloc((size_t)(NL > 0 ? NL : 1), sizeof(dp_layer_view));
     m->g.layer = dp_calloc((size_t)(NL > 0 ? NL : 1), sizeof(dp_layer_view));
-    layout(m, NULL, &m->p, 1);
     m->params = alloc_real(m->n_params);
     m->grads = alloc_real(m->n_params);
     layout(m, m->params, &m->p, 0);
@@ -206,7 +244,7 @@ dp_model *dp_model_create(const dp_model_config *cfg, int max_batch, uint64_t se
     a->datty = alloc_real(N * C);
     a->dh = alloc_real(N * C);
     a->dqkv = alloc_real(N * 3 * C);
-    a->dbig = alloc_real(N * F);
+    a->dbig = alloc_real(NL > 0 ? N * F : 0); /* d_ff is unused without layers */
     /* one buffer serves both the plain output layer and the privacy engine's example-aligned chunks */
     a->cls_scratch = alloc_real(DP_MAX(classifier_scratch_size((long)N, C, V), classifier_dp_scratch_size(max_batch, T, C, V)));
     a->last = alloc_real((size_t)max_batch * C);

@@ -104,6 +104,12 @@ struct dp_model {
     dp_reatt_state ra;
 };
 
+/* The parameter tensors of a configuration (names, shapes, offsets as dp_model_create lays them out)
+ * without allocating a model, e.g. to check a file against its configuration before trusting the
+ * sizes it asks for. out has room for DP_MAX_TENSORS entries. Returns their number, or -1 with err
+ * when dp_model_create would refuse the configuration. */
+int dp_model_config_tensors(const dp_model_config *cfg, dp_param_tensor *out, dp_error *err);
+
 /* Pieces of the forward/backward pass shared with the privacy engine (model.c). */
 void model_forward_body(dp_model *m, const int32_t *ids, int B, int train, uint64_t seed);
 /* Row loss weights w_b / n_b from example weights (NULL = 1). */

@@ -61,84 +61,118 @@ static int json_bool(const cJSON *o, const char *k, int *out) {
     return 0;
 }
 
-dp_model *dp_model_load(const char *path, int max_batch, dp_error *err) {
-    dp_st_file *f = NULL;
-    if (dp_safetensors_read(path, &f, err)) return NULL;
-    const char *ver = dp_st_meta(f, "dpformer.format_version"), *cs = dp_st_meta(f, "dpformer.config");
-    dp_model *m = NULL;
-    if (!ver || !cs) {
-        dp_fail(err, "%s: not a dpformer model (metadata dpformer.config / dpformer.format_version missing)", path);
-        goto done;
-    }
-    if (strcmp(ver, FORMAT_VERSION) != 0) {
-        dp_fail(err, "%s: model format version %s is not supported (this build reads %s)", path, ver, FORMAT_VERSION);
-        goto done;
-    }
-    cJSON *j = cJSON_Parse(cs);
-    dp_model_config c;
-    memset(&c, 0, sizeof c);
-    int bad = !j;
-    bad = bad || json_int(j, "n_items", &c.n_items) || json_int(j, "max_len", &c.max_len) ||
-          json_int(j, "d_model", &c.d_model) || json_int(j, "n_heads", &c.n_heads) ||
-          json_int(j, "n_layers", &c.n_layers) || json_int(j, "d_ff", &c.d_ff) || json_bool(j, "tied", &c.tied) ||
-          json_bool(j, "causal", &c.causal);
+/* The configuration stored in the metadata (dpformer.config, a JSON object). */
+static int parse_config(const char *path, const char *cs, dp_model_config *c, dp_error *err) {
+    const char *end = NULL;
+    cJSON *j = cJSON_ParseWithOpts(cs, &end, 1);
+    memset(c, 0, sizeof *c);
+    int bad = !cJSON_IsObject(j);
+    bad = bad || json_int(j, "n_items", &c->n_items) || json_int(j, "max_len", &c->max_len) ||
+          json_int(j, "d_model", &c->d_model) || json_int(j, "n_heads", &c->n_heads) ||
+          json_int(j, "n_layers", &c->n_layers) || json_int(j, "d_ff", &c->d_ff) || json_bool(j, "tied", &c->tied) ||
+          json_bool(j, "causal", &c->causal);
     if (!bad) {
         const cJSON *d = cJSON_GetObjectItemCaseSensitive(j, "dropout");
         bad = !cJSON_IsNumber(d);
-        if (!bad) c.dropout = (float)d->valuedouble;
+        if (!bad) c->dropout = (float)d->valuedouble;
     }
     /* task fields (absent in files of next-item models written before they existed) */
-    if (!bad && cJSON_GetObjectItemCaseSensitive(j, "n_classes")) bad = json_int(j, "n_classes", &c.n_classes);
+    if (!bad && cJSON_GetObjectItemCaseSensitive(j, "n_classes")) bad = json_int(j, "n_classes", &c->n_classes);
     if (!bad) {
         const cJSON *pl = cJSON_GetObjectItemCaseSensitive(j, "pool");
-        if (pl && cJSON_IsString(pl) && strcmp(pl->valuestring, "mean") == 0) c.pool = DP_POOL_MEAN;
+        if (pl && cJSON_IsString(pl) && strcmp(pl->valuestring, "mean") == 0) c->pool = DP_POOL_MEAN;
         else if (pl && !(cJSON_IsString(pl) && strcmp(pl->valuestring, "first") == 0)) bad = 1;
         const cJSON *rc = cJSON_GetObjectItemCaseSensitive(j, "rep_clip");
-        if (rc && cJSON_IsNumber(rc)) c.rep_clip = rc->valuedouble;
+        if (rc && cJSON_IsNumber(rc)) c->rep_clip = rc->valuedouble;
         else if (rc) bad = 1;
     }
     cJSON_Delete(j);
-    if (bad) {
-        dp_fail(err, "%s: metadata dpformer.config: malformed or missing field", path);
-        goto done;
-    }
+    if (bad) return dp_fail(err, "%s: metadata dpformer.config: malformed or missing field", path);
+    return 0;
+}
+
+/* The file's tensors against the ones the configuration defines: same number, and each present as
+ * F32 with the expected shape. Done before anything is allocated, so that the parameter memory a
+ * configuration asks for is memory whose contents the file actually holds. */
+static int check_tensors(const char *path, const dp_st_file *f, const dp_model_config *c, dp_error *err) {
+    dp_param_tensor *want = dp_calloc(DP_MAX_TENSORS, sizeof *want);
     dp_error e2;
-    m = dp_model_create(&c, max_batch, 0, &e2);
-    if (!m) {
+    int n = dp_model_config_tensors(c, want, &e2), rc = -1;
+    if (n < 0) {
         dp_fail(err, "%s: metadata dpformer.config: %s", path, e2.msg);
-        goto done;
+        goto out;
     }
-    if (dp_st_count(f) != m->n_tensors) {
-        dp_fail(err, "%s: has %d tensors, the configuration needs %d", path, dp_st_count(f), m->n_tensors);
-        goto fail;
+    if (dp_st_count(f) != n) {
+        dp_fail(err, "%s: has %d tensors, the configuration needs %d", path, dp_st_count(f), n);
+        goto out;
     }
-    for (int i = 0; i < m->n_tensors; i++) {
-        const dp_param_tensor *pt = &m->tensors[i];
+    for (int i = 0; i < n; i++) {
+        const dp_param_tensor *pt = &want[i];
         const dp_st_tensor *t = dp_st_find(f, pt->name);
         if (!t) {
             dp_fail(err, "%s: tensor %s is missing", path, pt->name);
-            goto fail;
+            goto out;
         }
         if (strcmp(t->dtype, "F32") != 0 || t->ndim != pt->ndim || t->shape[0] != pt->shape[0] ||
             (pt->ndim > 1 && t->shape[1] != pt->shape[1])) {
             dp_fail(err, "%s: tensor %s has dtype %s and a shape that does not match the configuration", path, pt->name,
                     t->dtype);
-            goto fail;
+            goto out;
         }
-        const float *src = t->data;
+    }
+    rc = 0;
+out:
+    free(want);
+    return rc;
+}
+
+/* A model from a safetensors file already read and validated; path names it in messages. */
+static dp_model *load_from(const char *path, const dp_st_file *f, int max_batch, dp_error *err) {
+    const char *ver = dp_st_meta(f, "dpformer.format_version"), *cs = dp_st_meta(f, "dpformer.config");
+    if (!ver || !cs) {
+        dp_fail(err, "%s: not a dpformer model (metadata dpformer.config / dpformer.format_version missing)", path);
+        return NULL;
+    }
+    if (strcmp(ver, FORMAT_VERSION) != 0) {
+        dp_fail(err, "%s: model format version %s is not supported (this build reads %s)", path, ver, FORMAT_VERSION);
+        return NULL;
+    }
+    dp_model_config c;
+    if (parse_config(path, cs, &c, err) || check_tensors(path, f, &c, err)) return NULL;
+    dp_error e2;
+    dp_model *m = dp_model_create(&c, max_batch, 0, &e2);
+    if (!m) {
+        dp_fail(err, "%s: metadata dpformer.config: %s", path, e2.msg);
+        return NULL;
+    }
+    for (int i = 0; i < m->n_tensors; i++) {
+        const dp_param_tensor *pt = &m->tensors[i];
+        const float *src = dp_st_find(f, pt->name)->data;
         for (size_t k = 0; k < pt->size; k++) {
             if (!isfinite(src[k])) {
                 dp_fail(err, "%s: tensor %s holds a non-finite value at index %zu", path, pt->name, k);
-                goto fail;
+                dp_model_free(m);
+                return NULL;
             }
             m->params[pt->offset + k] = (real)src[k];
         }
     }
-    goto done;
-fail:
-    dp_model_free(m);
-    m = NULL;
-done:
+    return m;
+}
+
+dp_model *dp_model_load(const char *path, int max_batch, dp_error *err) {
+    dp_st_file *f = NULL;
+    if (dp_safetensors_read(path, &f, err)) return NULL;
+    dp_model *m = load_from(path, f, max_batch, err);
+    dp_st_close(f);
+    return m;
+}
+
+dp_model *dp_model_load_buffer(const char *name, const void *data, size_t len, int max_batch, dp_error *err) {
+    dp_st_file *f = NULL;
+    if (!name) name = "(buffer)";
+    if (dp_safetensors_read_buffer(name, data, len, &f, err)) return NULL;
+    dp_model *m = load_from(name, f, max_batch, err);
     dp_st_close(f);
     return m;
 }

@@ -486,13 +486,29 @@ static int parse_entry(const char *path, const cJSON *e, dp_st_tensor *x, st_spa
     return 0;
 }
 
+/* Where the bytes come from: an open file, or a buffer already in memory (fp NULL). */
+typedef struct {
+    FILE *fp;
+    const unsigned char *buf;
+    size_t len, pos;
+} st_source;
+
+/* Up to n bytes into dst; returns how many were read. */
+static size_t src_read(st_source *src, void *dst, size_t n) {
+    if (src->fp) return fread(dst, 1, n, src->fp);
+    size_t k = DP_MIN(n, src->len - src->pos);
+    if (k) memcpy(dst, src->buf + src->pos, k);
+    src->pos += k;
+    return k;
+}
+
 /* Everything after the 8-byte length: parse and check the header, then load the data section. */
-static int read_body(const char *path, FILE *fp, uint64_t file_size, dp_st_file *f, dp_error *err) {
+static int read_body(const char *path, st_source *src, uint64_t file_size, dp_st_file *f, dp_error *err) {
     unsigned char len8[8];
     if (file_size < 8)
         return dp_fail(err, "%s: file is %llu bytes, too short for the 8-byte header length (not a safetensors "
                        "file, or truncated)", path, (unsigned long long)file_size);
-    if (fread(len8, 1, 8, fp) != 8) return dp_fail(err, "%s: cannot read the header length", path);
+    if (src_read(src, len8, 8) != 8) return dp_fail(err, "%s: cannot read the header length", path);
     uint64_t hlen = 0;
     for (int k = 0; k < 8; k++) hlen |= (uint64_t)len8[k] << (8 * k);
     if (hlen > DP_ST_MAX_HEADER)
@@ -506,7 +522,7 @@ static int read_body(const char *path, FILE *fp, uint64_t file_size, dp_st_file 
     uint64_t data_len = file_size - 8 - hlen;
 
     char *hdr = dp_malloc((size_t)hlen + 1);
-    if (fread(hdr, 1, (size_t)hlen, fp) != hlen) {
+    if (src_read(src, hdr, (size_t)hlen) != hlen) {
         free(hdr);
         return dp_fail(err, "%s: file ended inside the header", path);
     }
@@ -614,7 +630,7 @@ static int read_body(const char *path, FILE *fp, uint64_t file_size, dp_st_file 
     }
 
     f->data = dp_alloc_aligned((size_t)data_len);
-    if (data_len && fread(f->data, 1, (size_t)data_len, fp) != data_len) {
+    if (data_len && src_read(src, f->data, (size_t)data_len) != data_len) {
         dp_fail(err, "%s: file ended inside the data section (changed while being read?)", path);
         goto out;
     }
@@ -655,8 +671,24 @@ int dp_safetensors_read(const char *path, dp_st_file **out, dp_error *err) {
         return dp_fail(err, "%s: not a regular file", path);
     }
     dp_st_file *f = dp_calloc(1, sizeof *f);
-    int rc = read_body(path, fp, (uint64_t)st.st_size, f, err);
+    st_source src = {fp, NULL, 0, 0};
+    int rc = read_body(path, &src, (uint64_t)st.st_size, f, err);
     fclose(fp);
+    if (rc) {
+        dp_st_close(f);
+        return rc;
+    }
+    *out = f;
+    return 0;
+}
+
+int dp_safetensors_read_buffer(const char *name, const void *data, size_t len, dp_st_file **out, dp_error *err) {
+    if (out) *out = NULL;
+    if (!name) name = "(buffer)";
+    if (!out || (!data && len)) return dp_fail(err, "%s: no buffer given", name);
+    dp_st_file *f = dp_calloc(1, sizeof *f);
+    st_source src = {NULL, data, len, 0};
+    int rc = read_body(name, &src, (uint64_t)len, f, err);
     if (rc) {
         dp_st_close(f);
         return rc;

@@ -40,14 +40,21 @@ void dp_history_free(dp_history *h) {
     dp_history_init(h);
 }
 
+/* Histories never hold more steps in total than an int64_t counts, so that dp_history_total_steps
+ * is exact: with up to 2^53 steps per event, 1024 events would otherwise be enough to wrap it (to 0
+ * with 2048, which reads as "nothing released"). */
+static int total_fits(int64_t total, int64_t more) { return more <= INT64_MAX - total; }
+
 int dp_history_add(dp_history *h, const dp_event *ev, dp_error *err) {
     if (dp_event_check(ev, err)) return -1;
+    if (!total_fits(dp_history_total_steps(h), ev->steps))
+        return dp_fail(err, "privacy history: more than 2^63 - 1 steps in total");
     if (h->n > 0) {
         dp_event *last = &h->events[h->n - 1];
+        /* Merged only while the event stays within DP_MAX_STEPS; past that, a new event starts (a file
+         * may hold such consecutive events, and copying its history event by event must work). */
         if (last->type == ev->type && last->noise_multiplier == ev->noise_multiplier &&
-            last->sample_rate == ev->sample_rate) {
-            if (last->steps > DP_MAX_STEPS - ev->steps)
-                return dp_fail(err, "privacy history: more than 2^53 steps in one event");
+            last->sample_rate == ev->sample_rate && last->steps <= DP_MAX_STEPS - ev->steps) {
             last->steps += ev->steps;
             return 0;
         }
@@ -164,6 +171,7 @@ int dp_history_from_cjson(dp_history *h, const cJSON *root, dp_error *err) {
     dp_history tmp;
     dp_history_init(&tmp);
     size_t idx = 0;
+    int64_t total = 0;
     const cJSON *o;
     cJSON_ArrayForEach(o, events) {
         dp_event ev;
@@ -172,6 +180,11 @@ int dp_history_from_cjson(dp_history *h, const cJSON *root, dp_error *err) {
             dp_history_free(&tmp);
             return -1;
         }
+        if (!total_fits(total, ev.steps)) {
+            dp_history_free(&tmp);
+            return dp_fail(err, "privacy history: event %zu: more than 2^63 - 1 steps in total", idx);
+        }
+        total += ev.steps;
         if (tmp.n == tmp.cap) {
             size_t cap = tmp.cap ? 2 * tmp.cap : 8;
             dp_event *e = realloc(tmp.events, cap * sizeof *e);
@@ -191,10 +204,18 @@ int dp_history_from_cjson(dp_history *h, const cJSON *root, dp_error *err) {
 }
 
 int dp_history_from_json(dp_history *h, const char *json, dp_error *err) {
-    cJSON *root = cJSON_Parse(json);
+    const char *end = NULL;
+    cJSON *root = cJSON_ParseWithOpts(json, &end, 0);
     if (!root) {
         const char *at = cJSON_GetErrorPtr();
         return dp_fail(err, "privacy history: invalid JSON near '%.20s'", at ? at : "");
+    }
+    /* Only white space may follow: two histories written one after the other must not read as the
+     * first one alone (the events of the second would be silently left out of the accounting). */
+    end += strspn(end, " \t\r\n");
+    if (*end) {
+        cJSON_Delete(root);
+        return dp_fail(err, "privacy history: unexpected text after the JSON object near '%.20s'", end);
     }
     int rc = dp_history_from_cjson(h, root, err);
     cJSON_Delete(root);
@@ -241,6 +262,11 @@ int dp_history_load(dp_history *h, const char *path, dp_error *err) {
         return dp_fail(err, "%s: read error", path);
     }
     buf[len] = 0;
+    if (strlen(buf) != len) {
+        size_t at = strlen(buf);
+        free(buf);
+        return dp_fail(err, "%s: NUL byte at offset %zu (not a JSON text file)", path, at);
+    }
     dp_error e2;
     int rc = dp_history_from_json(h, buf, &e2);
     free(buf);

@@ -28,6 +28,9 @@ double rdp_log_a_int(double q, double sigma, double alpha) {
     for (int k = 2; k <= a; k++) {
         double lc = lga - lgamma(k + 1.0) - lgamma(alpha - k + 1.0);
         double t = lc + k * lq + (alpha - k) * l1q + log_expm1(((double)k * k - k) * inv2s2);
+        /* (k² − k)/(2σ²) overflows for σ below ~1e-154: an infinite positive term, A = ∞ (and
+         * pm_log_add(∞, ∞) would be NaN, which used to come out as RDP 0). */
+        if (t == INFINITY) return INFINITY;
         acc = pm_log_add(acc, t);
     }
     if (acc == -INFINITY) return 0.0;
@@ -48,6 +51,17 @@ static double log_a_frac_series(double q, double sigma, double alpha, double *lo
         double ls0 = lcoef + di * lq + j * l1q + (di * di - di) * inv2s2 - PM_LN2 + pm_log_erfc((di - z0) * scale);
         double ls1 = lcoef + j * lq + di * l1q + (j * j - j) * inv2s2 - PM_LN2 + pm_log_erfc((z0 - j) * scale);
         double lmax = ls0 > ls1 ? ls0 : ls1;
+        if (lmax == INFINITY) {
+            /* Overflowing terms (σ below ~1e-154): A = ∞. The signed sum would turn into ∞ − ∞ = NaN,
+             * never meet the stopping rule, and run the whole loop. */
+            *log_abs_sum = INFINITY;
+            return INFINITY;
+        }
+        if (isnan(lmax)) {
+            /* No usable value: NaN makes the caller fall back on the integer order above. */
+            *log_abs_sum = NAN;
+            return NAN;
+        }
         if (lmax > ref) {
             double r = exp(ref - lmax);
             sum *= r, abs_sum *= r;
@@ -78,11 +92,15 @@ double rdp_log_a_frac(double q, double sigma, double alpha) {
 double dp_rdp_poisson_gaussian(double q, double sigma, double alpha) {
     if (!(q > 0 && q <= 1) || !(sigma > 0) || !isfinite(sigma) || !(alpha > 1) || !isfinite(alpha)) return NAN;
     if (q == 1) return alpha / (2 * sigma * sigma);
+    /* σ above ~1e154: σ² overflows and the fractional series would meet ∞·0. The RDP without
+     * subsampling, α/(2σ²), is an upper bound, and it is 0 in double. */
+    if (isinf(sigma * sigma)) return 0.0;
     if (alpha == floor(alpha) && alpha <= 1e6) {
         double la = rdp_log_a_int(q, sigma, alpha);
         return la > 0 ? la / (alpha - 1) : 0.0;
     }
     double las, la = log_a_frac_series(q, sigma, alpha, &las);
+    if (la == INFINITY) return INFINITY;
     /* When A − 1 is below ~1e-10 of the terms' magnitudes the signed series has lost most of its digits
      * (tiny q or huge σ). RDP is non-decreasing in α, so the accurate integer order above is a safe
      * stand-in; in this regime the conversion term dominates ε and nothing tighter is lost. */
