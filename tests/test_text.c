@@ -234,7 +234,7 @@ static void test_errors(void) {
     snprintf(missing, sizeof missing, "%s/does-not-exist.tsv", g_dir);
     CHECK(dp_text_load(&ds, missing, NULL, &err) != 0 && is_zeroed(&ds));
     char prefix[700];
-    snprintf(prefix, sizeof prefix, "%s: file:", missing);
+    snprintf(prefix, sizeof prefix, "%s:", missing);
     check_msg(err.msg, prefix, "cannot open");
     CHECK(dp_text_load(&ds, g_dir, NULL, &err) != 0 && is_zeroed(&ds));
     CHECK(strstr(err.msg, g_dir) != NULL);

@@ -80,3 +80,35 @@ int dp_mkdir_p(const char *path, dp_error *err) {
     if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode)) return dp_fail(err, "%s: exists and is not a directory", path);
     return 0;
 }
+
+int dp_read_file(const char *path, char **out, size_t *out_len, dp_error *err) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return dp_fail(err, "%s: cannot open: %s", path, strerror(errno));
+    size_t cap = 1 << 16, n = 0;
+    char *buf = dp_malloc(cap);
+    for (;;) {
+        if (n == cap) {
+            cap *= 2;
+            char *b = realloc(buf, cap);
+            if (!b) {
+                free(buf);
+                fclose(f);
+                return dp_fail(err, "%s: out of memory reading the file", path);
+            }
+            buf = b;
+        }
+        size_t got = fread(buf + n, 1, cap - n, f);
+        n += got;
+        if (got == 0) break;
+    }
+    int bad = ferror(f);
+    int saved = errno;
+    fclose(f);
+    if (bad) {
+        free(buf);
+        return dp_fail(err, "%s: cannot read: %s", path, strerror(saved));
+    }
+    *out = buf;
+    *out_len = n;
+    return 0;
+}

@@ -33,6 +33,9 @@ double dp_now(void);
 size_t dp_peak_rss(void);
 /* Physical memory of the machine in bytes (0 if unknown). */
 size_t dp_physical_memory(void);
+/* The whole file at path in a malloc'd buffer (*out, *out_len; works for pipes too). Errors name the
+ * file: "path: cannot open: ...", "path: cannot read: ...". */
+int dp_read_file(const char *path, char **out, size_t *out_len, dp_error *err);
 
 /* splitmix64: dp_mix64 hashes a 64-bit value (the finaliser applied to z + golden ratio);
  * dp_splitmix64 advances a state and returns the next value of its stream. The library's one small

@@ -44,39 +44,6 @@ static void rec_push(record_vec *r, int64_t user, int32_t item, int64_t ts) {
 
 /* ---- reading the file ------------------------------------------------------------------------ */
 
-/* Whole file into a malloc'd buffer (works for pipes too). */
-static int read_file(const char *path, char **out, size_t *out_len, dp_error *err) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return dp_fail(err, "%s: cannot open: %s", path, strerror(errno));
-    size_t cap = 1 << 16, n = 0;
-    char *buf = dp_malloc(cap);
-    for (;;) {
-        if (n == cap) {
-            cap *= 2;
-            char *b = realloc(buf, cap);
-            if (!b) {
-                free(buf);
-                fclose(f);
-                return dp_fail(err, "%s: out of memory reading the file", path);
-            }
-            buf = b;
-        }
-        size_t got = fread(buf + n, 1, cap - n, f);
-        n += got;
-        if (got == 0) break;
-    }
-    int bad = ferror(f);
-    int saved = errno;
-    fclose(f);
-    if (bad) {
-        free(buf);
-        return dp_fail(err, "%s: cannot read: %s", path, strerror(saved));
-    }
-    *out = buf;
-    *out_len = n;
-    return 0;
-}
-
 /* Iterates the lines of a buffer: strips one trailing "\r" (CRLF files), accepts a last line without
  * "\n", rejects overlong lines and stray carriage returns. */
 typedef struct {
@@ -401,7 +368,7 @@ static int detect_buffer(const char *path, const char *buf, size_t len, dp_data_
 int dp_data_format_detect(const char *path, dp_data_format *fmt, dp_error *err) {
     char *buf;
     size_t len;
-    if (read_file(path, &buf, &len, err)) return -1;
+    if (dp_read_file(path, &buf, &len, err)) return -1;
     int rc = detect_buffer(path, buf, len, fmt, err);
     free(buf);
     return rc;
@@ -475,7 +442,7 @@ int dp_dataset_load_detected(dp_dataset *ds, const char *path, dp_data_format fm
     memset(ds, 0, sizeof *ds);
     char *buf;
     size_t len;
-    if (read_file(path, &buf, &len, err)) return -1;
+    if (dp_read_file(path, &buf, &len, err)) return -1;
     int rc = dp_dataset_parse(ds, path, buf, len, fmt, used, err);
     free(buf);
     return rc;

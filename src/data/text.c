@@ -399,44 +399,11 @@ fail:
     return -1;
 }
 
-/* Whole file into a malloc'd buffer (works for pipes too). */
-static int read_all(const char *path, char **out, size_t *out_len, dp_error *err) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return dp_fail(err, "%s: file: cannot open: %s", path, strerror(errno));
-    size_t cap = 1 << 16, n = 0;
-    char *buf = dp_malloc(cap);
-    for (;;) {
-        if (n == cap) {
-            char *nb = cap <= SIZE_MAX / 2 ? realloc(buf, cap * 2) : NULL;
-            if (!nb) {
-                free(buf);
-                fclose(f);
-                return dp_fail(err, "%s: file: out of memory reading the file (%zu bytes so far)", path, n);
-            }
-            buf = nb;
-            cap *= 2;
-        }
-        size_t got = fread(buf + n, 1, cap - n, f);
-        n += got;
-        if (got == 0) break;
-    }
-    int bad = ferror(f);
-    int saved = errno;
-    fclose(f);
-    if (bad) {
-        free(buf);
-        return dp_fail(err, "%s: file: cannot read: %s", path, strerror(saved));
-    }
-    *out = buf;
-    *out_len = n;
-    return 0;
-}
-
 int dp_text_load(dp_text_dataset *ds, const char *path, const dp_text_options *opt, dp_error *err) {
     memset(ds, 0, sizeof *ds);
     char *buf = NULL;
     size_t len = 0;
-    if (read_all(path, &buf, &len, err)) return -1;
+    if (dp_read_file(path, &buf, &len, err)) return -1;
     int rc = dp_text_parse(ds, buf, len, path, opt, err);
     free(buf);
     return rc;
