@@ -196,7 +196,7 @@ static void reference_vectors(void) {
     for (int method = DP_NORM_GRAM; method <= DP_NORM_INSTANTIATE; method++) {
         real Q[4], work[64], one[2] = {1, 1}, zero[2] = {0, 0};
         int32_t y[2] = {1, 1}; /* unused: w = 0 */
-        double out_sq = classifier_example_sqnorm(Q, delta, one, zero, y, h, tid, 2, 2, 2, 3, (dp_norm_method)method, work);
+        double out_sq = classifier_example_sqnorm(Q, delta, one, zero, y, h, tid, 2, 2, 2, 3, (dp_norm_method)method, work, NULL);
         double cross = 0;
         for (int i = 0; i < 4; i++) cross += 2 * Gr[i] * Q[i];
         CHECK_CLOSE(out_sq, 1.7475, 1e-12);

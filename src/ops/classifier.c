@@ -112,11 +112,15 @@ size_t classifier_example_work_size(int T, int C, int V) {
     return DP_MAX(2 * (size_t)T * T, (size_t)V * C) + (size_t)T * C;
 }
 
+int classifier_example_uses_gram(int n, int C, dp_norm_method method) {
+    return method == DP_NORM_GRAM || (method == DP_NORM_AUTO && n < 2 * C);
+}
+
 double classifier_example_sqnorm(real *Q, const real *e, const real *a, const real *w, const int32_t *y, const real *h,
-                                 const int32_t *ids, int n, int T, int C, int V, dp_norm_method method, real *work) {
+                                 const int32_t *ids, int n, int T, int C, int V, dp_norm_method method, real *work,
+                                 real *D_out) {
     double sq = 0;
-    int gram = method == DP_NORM_GRAM || (method == DP_NORM_AUTO && n < 2 * C);
-    if (gram) {
+    if (classifier_example_uses_gram(n, C, method)) {
         /* ⟨δ_t, δ_u⟩ = a_t a_u ⟨e_t, e_u⟩ − a_t w_u e_t[y_u] − a_u w_t e_u[y_t] + w_t w_u [y_t = y_u] */
         real *gd = work, *gh = work + (size_t)n * n;
         dp_syrk(CblasRowMajor, CblasLower, CblasNoTrans, n, V, 1, e, V, 0, gd, n);
@@ -140,7 +144,7 @@ double classifier_example_sqnorm(real *Q, const real *e, const real *a, const re
             }
     } else {
         /* D = δᵀ h = eᵀ (a ∘ h) − Σ_u w_u onehot(y_u) h_uᵀ */
-        real *D = work, *hs = work + (size_t)V * C;
+        real *D = D_out ? D_out : work, *hs = work + (size_t)V * C;
         for (int u = 0; u < n; u++)
             for (int i = 0; i < C; i++) hs[(size_t)u * C + i] = a[u] * h[(size_t)u * C + i];
         dp_gemm(CblasRowMajor, CblasTrans, CblasNoTrans, V, C, n, 1, e, V, hs, C, 0, D, C);
@@ -167,9 +171,9 @@ size_t classifier_dp_scratch_size(int B, int T, int C, int V) {
     return (size_t)R * V + 2 * (size_t)R * C;
 }
 
-void classifier_dp_pass1(real *loss, real *dh, real *row_a, double *out_sq, real *Q, const real *h, const real *W,
-                         const int32_t *target, const real *weight, const int32_t *ids, int B, int T, int C, int V,
-                         dp_norm_method method, real *scratch) {
+void classifier_dp_pass1(real *loss, real *dh, real *row_a, double *out_sq, real *Q, real **inst, const real *h,
+                         const real *W, const int32_t *target, const real *weight, const int32_t *ids, int B, int T,
+                         int C, int V, dp_norm_method method, real *scratch) {
     const real *Wc = W + C;
     const long N = (long)B * T, R = dp_rows(B, T, V);
     real *z = scratch, *hp = scratch + (size_t)R * V, *dhp = hp + (size_t)R * C;
@@ -185,6 +189,20 @@ void classifier_dp_pass1(real *loss, real *dh, real *row_a, double *out_sq, real
             if (weight[(size_t)b * T + t] != 0) rows[nr++] = (long)b * T + t;
     }
     first[B] = (int)nr;
+    /* examples whose per-example gradient is instantiated keep it: pass 2 then adds c_b·D_b instead of
+     * forming their part of the weight gradient with another GEMM */
+    int n_inst = 0;
+    for (int b = 0; b < B; b++) {
+        int n = first[b + 1] - first[b];
+        n_inst += n > 0 && !classifier_example_uses_gram(n, C, method);
+    }
+    real *store = n_inst ? dp_malloc(sizeof(real) * (size_t)n_inst * V * C) : NULL;
+    int *slot_of = dp_malloc(sizeof(int) * (size_t)(B + 1));
+    for (int b = 0, k = 0; b < B; b++) {
+        int n = first[b + 1] - first[b];
+        slot_of[b] = n > 0 && !classifier_example_uses_gram(n, C, method) ? k++ : -1;
+    }
+    *inst = store;
     if (nr > R) {
         fprintf(stderr, "dpformer: internal error: %ld output rows exceed one chunk (%ld)\n", nr, R);
         abort();
@@ -210,7 +228,8 @@ void classifier_dp_pass1(real *loss, real *dh, real *row_a, double *out_sq, real
                 if (!work) work = dp_malloc(sizeof(real) * classifier_example_work_size(T, C, V));
                 out_sq[k] += classifier_example_sqnorm(Q ? Q + (size_t)k * T * C : NULL, z + (size_t)j0 * V, a + j0,
                                                        wr + j0, yr + j0, hp + (size_t)j0 * C,
-                                                       ids ? ids + (size_t)k * T : NULL, n, T, C, V, method, work);
+                                                       ids ? ids + (size_t)k * T : NULL, n, T, C, V, method, work,
+                                                       slot_of[k] >= 0 ? store + (size_t)slot_of[k] * V * C : NULL);
             }
             free(work);
         }
@@ -220,18 +239,50 @@ void classifier_dp_pass1(real *loss, real *dh, real *row_a, double *out_sq, real
     }
     free(rows);
     free(first);
+    free(slot_of);
 }
 
-void classifier_dp_pass2(real *dW, const real *W, const int32_t *target, const real *weight, const real *row_a, int B,
-                         int T, int C, int V, real *scratch) {
+void classifier_dp_pass2(real *dW, const real *inst, const real *W, const int32_t *target, const real *weight,
+                         const real *row_a, const double *c, int B, int T, int C, int V, dp_norm_method method,
+                         real *scratch) {
     const long N = (long)B * T, R = dp_rows(B, T, V);
-    long *active = dp_malloc(sizeof(long) * (size_t)(N > 0 ? N : 1));
-    long nr = active_rows(active, weight, N);
-    if (nr > 0) {
-        real *a = dp_malloc(sizeof(real) * (size_t)nr);
-        for (long j = 0; j < nr; j++) a[j] = row_a[active[j]];
-        chunk_grads(NULL, dW + C, scratch, scratch + (size_t)R * V, NULL, a, active, nr, target, weight, W + C, C, V);
-        free(a);
+    real *z = scratch, *hp = scratch + (size_t)R * V;
+    long *rows = dp_malloc(sizeof(long) * (size_t)(N > 0 ? N : 1));
+    real *a = dp_malloc(sizeof(real) * (size_t)(N > 0 ? N : 1));
+    /* The active rows in pass 1's order; consecutive Gram-form examples form one block of rows of the
+     * chunk buffer, handled with one GEMM; an instantiated example adds c_b·D_b. */
+    long j = 0, block0 = 0, nb = 0;
+    int k_inst = 0;
+    for (int b = 0; b <= B; b++) {
+        int n = 0;
+        if (b < B)
+            for (int t = 0; t < T; t++) n += weight[(size_t)b * T + t] != 0;
+        int gram = b < B && n > 0 && classifier_example_uses_gram(n, C, method);
+        if ((b == B || (n > 0 && !gram)) && nb > 0) { /* flush the block of Gram rows */
+            chunk_grads(NULL, dW + C, z + (size_t)block0 * V, hp + (size_t)block0 * C, NULL, a + block0, rows + block0, nb,
+                        target, weight, W + C, C, V);
+            nb = 0;
+        }
+        if (b == B || n == 0) continue;
+        if (gram) {
+            if (nb == 0) block0 = j;
+            for (int t = 0; t < T; t++) {
+                long r = (long)b * T + t;
+                if (weight[r] == 0) continue;
+                rows[j] = r;
+                a[j] = row_a[r];
+                j++;
+                nb++;
+            }
+        } else {
+            const real *D = inst + (size_t)k_inst++ * V * C;
+            const real cb = (real)c[b];
+            real *dst = dW + C;
+#pragma omp parallel for schedule(static)
+            for (long i = 0; i < (long)V * C; i++) dst[i] += cb * D[i];
+            j += n;
+        }
     }
-    free(active);
+    free(rows);
+    free(a);
 }

@@ -130,21 +130,30 @@ void embedding_per_example_sqnorm(double *sq_emb, double *sq_pos, const real *G,
  * δ_r = weight[r]·(softmax(z_r) − onehot(target_r)). scratch: classifier_dp_scratch_size(...) reals. */
 size_t classifier_dp_scratch_size(int B, int T, int C, int V);
 long classifier_dp_chunk_rows(int T, int V);
-void classifier_dp_pass1(real *loss, real *dh, real *row_a, double *out_sq, real *Q, const real *h, const real *W,
-                         const int32_t *target, const real *weight, const int32_t *ids, int B, int T, int C, int V,
-                         dp_norm_method method, real *scratch);
+void classifier_dp_pass1(real *loss, real *dh, real *row_a, double *out_sq, real *Q, real **inst, const real *h,
+                         const real *W, const int32_t *target, const real *weight, const int32_t *ids, int B, int T,
+                         int C, int V, dp_norm_method method, real *scratch);
+/* Whether an example of n rows gets its output-layer norm in Gram form (else its per-example gradient
+ * D_b = Σ_u δ_u h_uᵀ [V, C] is instantiated; pass 1 returns those in *inst, in example order, for pass 2;
+ * free() it after pass 2). */
+int classifier_example_uses_gram(int n, int C, dp_norm_method method);
 /* One example's part of pass 1, for its n rows with δ_u = a_u e_u − w_u onehot(y_u) (e[n,V], a, w, y
  * per row; the unnormalised exponentials and their scale, so δ is never written out): returns
  * ‖Σ_u δ_u h_uᵀ‖² for h[n,C] and, if Q != NULL, fills Q[T,C] with Q_t = Σ_u δ_u[ids_t − 1] h_u (zero
- * where ids_t = 0). With a = 1 and w = 0, e is δ itself. work: classifier_example_work_size reals. */
+ * where ids_t = 0). With a = 1 and w = 0, e is δ itself. work: classifier_example_work_size reals. If the
+ * gradient is instantiated and D_out != NULL, it is left in D_out [V, C]. */
 size_t classifier_example_work_size(int T, int C, int V);
 double classifier_example_sqnorm(real *Q, const real *e, const real *a, const real *w, const int32_t *y, const real *h,
-                                 const int32_t *ids, int n, int T, int C, int V, dp_norm_method method, real *work);
+                                 const int32_t *ids, int n, int T, int C, int V, dp_norm_method method, real *work,
+                                 real *D_out);
 /* Pass 2, right after pass 1 on the same group (scratch untouched since): dW[V+1,C] +=
  * Σ_r weight[r]·(softmax(z_r) − onehot(target_r))ᵀ h_r, where the caller has rescaled weight[r] and
- * row_a[r] by the example's clip factor c > 0 (so the zero rows are those of pass 1). */
-void classifier_dp_pass2(real *dW, const real *W, const int32_t *target, const real *weight, const real *row_a, int B,
-                         int T, int C, int V, real *scratch);
+ * row_a[r] by the example's clip factor c[b] > 0 (so the zero rows are those of pass 1): one GEMM per
+ * run of Gram-form examples from the logits still in the chunk buffer, plus c[b]·D_b for the examples
+ * whose gradient pass 1 instantiated (inst, as returned by pass 1; same method). */
+void classifier_dp_pass2(real *dW, const real *inst, const real *W, const int32_t *target, const real *weight,
+                         const real *row_a, const double *c, int B, int T, int C, int V, dp_norm_method method,
+                         real *scratch);
 
 /* ---- sequence classification head (text classification) ----
  * h[B,T,C] final hidden states, ids[B,T] (0 = padding, anywhere in the window). */

@@ -147,7 +147,7 @@ static int clipped_grad_bookkeeping(dp_model *m, const dp_batch *bt, dp_clip_mod
      * embedding the vectors of the cross term) */
     m->ex0 = ex0;
     model_forward_body(m, bt->ids, B, train, seed);
-    real *row_a = NULL, *Q = NULL;
+    real *row_a = NULL, *Q = NULL, *inst = NULL;
     const int K = cfg->n_classes;
     if (K) {
         /* classification head: one row per example, so its norm is ‖dz_b‖²·(‖rep_b‖² + 1) */
@@ -164,8 +164,8 @@ static int clipped_grad_bookkeeping(dp_model *m, const dp_batch *bt, dp_clip_mod
         model_set_row_weights(m, bt, NULL);
         row_a = dp_malloc(sizeof(real) * (size_t)N);
         Q = cfg->tied ? dp_alloc_aligned(sizeof(real) * (size_t)N * C) : NULL;
-        classifier_dp_pass1(a->row_loss, a->dh, row_a, s->sq, Q, a->lnf, m->p.out_w, bt->targets, a->row_weight,
-                            cfg->tied ? bt->ids : NULL, B, T, C, V, s->method, a->cls_scratch);
+        classifier_dp_pass1(a->row_loss, a->dh, row_a, s->sq, Q, &inst, a->lnf, m->p.out_w, bt->targets,
+                            a->row_weight, cfg->tied ? bt->ids : NULL, B, T, C, V, s->method, a->cls_scratch);
         model_collect_losses(m, bt, losses);
     }
 
@@ -224,13 +224,15 @@ static int clipped_grad_bookkeeping(dp_model *m, const dp_batch *bt, dp_clip_mod
             a->row_weight[r] *= (real)c[r / T];
             row_a[r] *= (real)c[r / T];
         }
-        classifier_dp_pass2(m->g.out_w, m->p.out_w, bt->targets, a->row_weight, row_a, B, T, C, V, a->cls_scratch);
+        classifier_dp_pass2(m->g.out_w, inst, m->p.out_w, bt->targets, a->row_weight, row_a, c, B, T, C, V, s->method,
+                            a->cls_scratch);
     }
     memset(m->g.E, 0, sizeof(real) * (size_t)C);
     if (m->g.out_w && !cfg->tied) memset(m->g.out_w, 0, sizeof(real) * (size_t)C);
 
     free(c);
     free(row_a);
+    free(inst);
     free(Q);
     free(s->lo);
     free(s->sq);
