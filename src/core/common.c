@@ -112,3 +112,23 @@ int dp_read_file(const char *path, char **out, size_t *out_len, dp_error *err) {
     *out_len = n;
     return 0;
 }
+
+int dp_next_line(dp_line_iter *it, const char **b, const char **e, dp_error *err) {
+    if (it->p >= it->end) return 0;
+    const char *s = it->p;
+    const char *nl = memchr(s, '\n', (size_t)(it->end - s));
+    const char *t = nl ? nl : it->end;
+    it->p = nl ? nl + 1 : it->end;
+    it->lineno++;
+    if (t > s && t[-1] == '\r') t--;
+    if ((size_t)(t - s) > it->max_line)
+        return dp_fail(err, "%s:%lld: line: %zu bytes, longer than the %zu-byte limit (lines are never cut; is this a "
+                       "text file in the expected format?)", it->name, (long long)it->lineno, (size_t)(t - s),
+                       it->max_line);
+    if (memchr(s, '\r', (size_t)(t - s)))
+        return dp_fail(err, "%s:%lld: line: carriage return inside the line (only \\n or \\r\\n line ends are "
+                       "accepted)", it->name, (long long)it->lineno);
+    *b = s;
+    *e = t;
+    return 1;
+}

@@ -37,6 +37,18 @@ size_t dp_physical_memory(void);
  * file: "path: cannot open: ...", "path: cannot read: ...". */
 int dp_read_file(const char *path, char **out, size_t *out_len, dp_error *err);
 
+/* Lines of a text buffer, for the loaders: one trailing "\r" is stripped (CRLF files), a last line
+ * without "\n" is accepted; a line longer than max_line bytes or with a carriage return inside is an
+ * error "name:line: line: ...". Lines are never cut. */
+typedef struct {
+    const char *p, *end;
+    const char *name;
+    size_t max_line;
+    int64_t lineno;
+} dp_line_iter;
+/* Returns 1 with [*b, *e) the next line, 0 at the end of the buffer, -1 on error (err filled). */
+int dp_next_line(dp_line_iter *it, const char **b, const char **e, dp_error *err);
+
 /* splitmix64: dp_mix64 hashes a 64-bit value (the finaliser applied to z + golden ratio);
  * dp_splitmix64 advances a state and returns the next value of its stream. The library's one small
  * non-cryptographic generator (initialisation, data order, dropout seeds, synthetic data). */

@@ -44,34 +44,6 @@ static void rec_push(record_vec *r, int64_t user, int32_t item, int64_t ts) {
 
 /* ---- reading the file ------------------------------------------------------------------------ */
 
-/* Iterates the lines of a buffer: strips one trailing "\r" (CRLF files), accepts a last line without
- * "\n", rejects overlong lines and stray carriage returns. */
-typedef struct {
-    const char *p, *end;
-    const char *path;
-    int64_t lineno;
-} line_iter;
-
-/* Returns 1 with [*b, *e) the next line, 0 at the end, -1 on error. */
-static int next_line(line_iter *it, const char **b, const char **e, dp_error *err) {
-    if (it->p >= it->end) return 0;
-    const char *s = it->p;
-    const char *nl = memchr(s, '\n', (size_t)(it->end - s));
-    const char *t = nl ? nl : it->end;
-    it->p = nl ? nl + 1 : it->end;
-    it->lineno++;
-    if (t - s > DP_DATA_MAX_LINE)
-        return dp_fail(err, "%s:%lld: line: longer than the %d-byte limit (is this a text file in the expected format?)",
-                       it->path, (long long)it->lineno, DP_DATA_MAX_LINE);
-    if (t > s && t[-1] == '\r') t--;
-    const char *cr = memchr(s, '\r', (size_t)(t - s));
-    if (cr)
-        return dp_fail(err, "%s:%lld: line: carriage return inside the line (only \\n or \\r\\n line ends are accepted)",
-                       it->path, (long long)it->lineno);
-    *b = s;
-    *e = t;
-    return 1;
-}
 
 static int is_space(char c) { return c == ' ' || c == '\t' || c == '\v' || c == '\f'; }
 
@@ -336,10 +308,10 @@ const char *dp_data_format_name(dp_data_format fmt) {
  * a name containing "sequence" / "interaction" -> that format; otherwise the field counts of the first
  * 1000 data lines: all 4 -> u.data, all 2 or 3 -> interactions, anything else -> sequences. */
 static int detect_buffer(const char *path, const char *buf, size_t len, dp_data_format *fmt, dp_error *err) {
-    line_iter it = {buf, buf + len, path, 0};
+    dp_line_iter it = {buf, buf + len, path, DP_DATA_MAX_LINE, 0};
     const char *b = NULL, *e = NULL;
     int rc, n_lines = 0, all4 = 1, all23 = 1, first_dat = -1;
-    while (n_lines < 1000 && (rc = next_line(&it, &b, &e, err)) != 0) {
+    while (n_lines < 1000 && (rc = dp_next_line(&it, &b, &e, err)) != 0) {
         if (rc < 0) return -1;
         if (is_blank(b, e)) continue;
         if (first_dat < 0) {
@@ -458,10 +430,10 @@ int dp_dataset_parse(dp_dataset *ds, const char *name, const char *buf, size_t l
 
     parse_state st = {fmt, 0, 0, {0}};
     record_vec r = {0};
-    line_iter it = {buf, buf + len, name, 0};
+    dp_line_iter it = {buf, buf + len, name, DP_DATA_MAX_LINE, 0};
     const char *b = NULL, *e = NULL;
     int rc, fail = 0;
-    while ((rc = next_line(&it, &b, &e, err)) != 0) {
+    while ((rc = dp_next_line(&it, &b, &e, err)) != 0) {
         if (rc < 0) {
             fail = 1;
             break;

@@ -79,34 +79,6 @@ static size_t utf8_invalid_at(const unsigned char *s, size_t n) {
 
 /* ---- lines and fields ------------------------------------------------------------------------- */
 
-typedef struct {
-    const char *p, *end;
-    const char *name;
-    size_t max_line;
-    int64_t lineno;
-} line_iter;
-
-/* Next line as [*b, *e) without its "\n" or "\r\n"; a last line without "\n" is accepted.
- * Returns 1, 0 at the end of the buffer, or -1 (overlong line, stray carriage return). */
-static int next_line(line_iter *it, const char **b, const char **e, dp_error *err) {
-    if (it->p >= it->end) return 0;
-    const char *s = it->p;
-    const char *nl = memchr(s, '\n', (size_t)(it->end - s));
-    const char *t = nl ? nl : it->end;
-    it->p = nl ? nl + 1 : it->end;
-    it->lineno++;
-    if (t > s && t[-1] == '\r') t--;
-    if ((size_t)(t - s) > it->max_line)
-        return dp_fail(err, "%s:%lld: line: %zu bytes, longer than the %zu-byte limit (raise the maximum line length "
-                       "if this is intended; lines are never cut)",
-                       it->name, (long long)it->lineno, (size_t)(t - s), it->max_line);
-    if (memchr(s, '\r', (size_t)(t - s)))
-        return dp_fail(err, "%s:%lld: line: carriage return inside the line (only \\n or \\r\\n line ends are "
-                       "accepted)", it->name, (long long)it->lineno);
-    *b = s;
-    *e = t;
-    return 1;
-}
 
 /* The field after *p in a line ending at e: [*fb, *fe) up to the next tab or the end; *p moves past it. */
 static void next_field(const char **p, const char *e, const char **fb, const char **fe) {
@@ -356,9 +328,9 @@ int dp_text_parse(dp_text_dataset *ds, const char *buf, size_t len, const char *
     if (len >= 3 && memcmp(buf, "\xEF\xBB\xBF", 3) == 0) buf += 3, len -= 3;
 
     parser ps = {name, o.label_column, NULL, o.n_classes, !o.accept_invalid_utf8, 0, NULL, NULL, -1, -1};
-    line_iter it = {buf, buf + len, name, o.max_line, 0};
+    dp_line_iter it = {buf, buf + len, name, o.max_line, 0};
     const char *b = NULL, *e = NULL;
-    int rc = next_line(&it, &b, &e, err);
+    int rc = dp_next_line(&it, &b, &e, err);
     if (rc < 0) return -1;
     if (rc == 0 || (b == e && only_line_ends(buf, len)))
         return dp_fail(err, "%s: file: empty (no header line, no examples; expected e.g. 'label<TAB>sentence' "
@@ -374,7 +346,7 @@ int dp_text_parse(dp_text_dataset *ds, const char *buf, size_t len, const char *
     ds->offsets[0] = 0;
     ds->n_classes = o.n_classes;
 
-    while ((rc = next_line(&it, &b, &e, err)) != 0) {
+    while ((rc = dp_next_line(&it, &b, &e, err)) != 0) {
         if (rc < 0) goto fail;
         if (b == e) continue; /* empty lines (e.g. a blank last line) are skipped */
         if (parse_row(&ps, it.lineno, b, e, ds, err)) goto fail;
