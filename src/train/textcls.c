@@ -10,6 +10,7 @@
 #include "dpformer/noise.h"
 #include "dpformer/textcls.h"
 #include "model/model_internal.h"
+#include "train/noise_plan.h"
 
 const char *dp_text_mode_name(dp_text_mode mode) {
     switch (mode) {
@@ -189,26 +190,9 @@ static int setup_private(text_run *r, int64_t planned_steps, FILE *log, dp_error
     dp_history_init(&r->hist);
     dp_accounting_default_options(&r->acc);
     r->acc.accountant = p->accountant;
-    r->max_steps = -1;
-    double eps;
-    if (p->target_epsilon > 0 && p->noise_multiplier > 0) {
-        int64_t events;
-        r->sigma = p->noise_multiplier;
-        if (dp_max_steps(p->target_epsilon, p->delta, r->q, r->sigma, NULL, &r->acc, &events, &eps, err)) return -1;
-        r->max_steps = events / per_step;
-        fprintf(log, "privacy: noise multiplier %.4f allows %lld steps (%lld mechanism events, q %.5g) within epsilon %.3f at delta %g\n",
-                r->sigma, (long long)r->max_steps, (long long)(r->max_steps * per_step), r->q, p->target_epsilon,
-                p->delta);
-    } else if (p->target_epsilon > 0) {
-        if (dp_calibrate_sigma(p->target_epsilon, p->delta, r->q, planned, NULL, &r->acc, &r->sigma, &eps, err))
-            return -1;
-        r->max_steps = planned_steps;
-        fprintf(log, "privacy: calibrated noise multiplier %.4f for epsilon %.3f at delta %g over %lld mechanism events (q %.5g)\n",
-                r->sigma, eps, p->delta, (long long)planned, r->q);
-    } else {
-        r->sigma = p->noise_multiplier;
-        if (r->sigma == 0) fprintf(log, "privacy: WARNING: noise multiplier 0 -- NO differential privacy guarantee\n");
-    }
+    int64_t max_events;
+    if (dp_noise_plan(p, r->q, planned, NULL, &r->acc, "mechanism events", log, &r->sigma, &max_events, err)) return -1;
+    r->max_steps = max_events < 0 ? -1 : max_events / per_step;
     if (c->mode == DP_TEXT_DPFP)
         fprintf(log, "privacy: DP-FP -- epsilon covers the noised representations released during training; it does "
                      "NOT cover the trained weights or the labels (docs/dpfp.md)\n");

@@ -16,6 +16,7 @@
 #include "dpformer/reattention.h"
 #include "dpformer/train.h"
 #include "train/checkpoint_internal.h"
+#include "train/noise_plan.h"
 
 dp_privacy_config dp_privacy_config_default(void) {
     dp_privacy_config p;
@@ -360,30 +361,9 @@ static int setup_private(run_state *r, dp_error *err) {
     if (p->reattention && item_frequencies(r, &item_p, err)) return -1;
     const dp_history *prior = r->hist.n ? &r->hist : NULL;
     int64_t planned = (int64_t)c->epochs * r->steps_per_epoch;
-    g->max_steps = -1;
-    if (p->target_epsilon > 0 && p->noise_multiplier > 0) {
-        /* σ given and a budget: run until the next step would exceed the target */
-        double eps;
-        g->sigma = p->noise_multiplier;
-        if (dp_max_steps(p->target_epsilon, p->delta, g->q, g->sigma, prior, &r->acc, &g->max_steps, &eps, err)) {
-            free(item_p);
-            return -1;
-        }
-        fprintf(log, "privacy: noise multiplier %.4f allows %lld steps (q %.5g) within epsilon %.3f at delta %g\n",
-                g->sigma, (long long)g->max_steps, g->q, p->target_epsilon, p->delta);
-    } else if (p->target_epsilon > 0) {
-        double eps;
-        if (dp_calibrate_sigma(p->target_epsilon, p->delta, g->q, planned, prior, &r->acc, &g->sigma, &eps, err)) {
-            free(item_p);
-            return -1;
-        }
-        g->max_steps = planned;
-        fprintf(log, "privacy: calibrated noise multiplier %.4f for epsilon %.3f at delta %g over %lld steps (q %.5g)\n",
-                g->sigma, eps, p->delta, (long long)planned, g->q);
-    } else {
-        g->sigma = p->noise_multiplier;
-        if (g->sigma == 0)
-            fprintf(log, "privacy: WARNING: noise multiplier 0 -- clipping only, NO differential privacy guarantee\n");
+    if (dp_noise_plan(p, g->q, planned, prior, &r->acc, "steps", log, &g->sigma, &g->max_steps, err)) {
+        free(item_p);
+        return -1;
     }
     if (p->reattention) {
         dp_reattention_config ra = dp_reattention_config_default();
