@@ -26,6 +26,15 @@ grep -q '"epsilon"' "$TMP/fp/metrics.jsonl" || fail "DP-FP metrics lack epsilon"
 out=$("$BIN" train-text --train "$TMP/train.tsv" --dev "$TMP/dev.tsv" $small --out "$TMP/np2" 2>/dev/null)
 want=$(printf '%s\n' "$out" | sed -n 's/^  dev accuracy *\([0-9.]*\).*/\1/p')
 expect 0 "accuracy $want" -- "$BIN" eval-text --model "$TMP/np2/model.safetensors" --data "$TMP/dev.tsv"
+# hashed words: the model file records the tokenizer and eval-text encodes with it
+out=$("$BIN" train-text --train "$TMP/train.tsv" --dev "$TMP/dev.tsv" $small --tokenizer words:256 \
+      --out "$TMP/words" 2>/dev/null)
+want=$(printf '%s\n' "$out" | sed -n 's/^  dev accuracy *\([0-9.]*\).*/\1/p')
+expect 0 "accuracy $want .*tokenizer words:256" -- "$BIN" eval-text --model "$TMP/words/model.safetensors" --data "$TMP/dev.tsv"
+head -c 8192 "$TMP/words/model.safetensors" | grep -aq '"tokenizer\\*":\\*"words:256' ||
+    fail "model metadata lacks the tokenizer"
+expect 2 "tokenizer: unknown tokenizer 'wordz'" -- "$BIN" train-text --train "$TMP/train.tsv" $small --tokenizer wordz
+expect 2 "buckets must be an integer" -- "$BIN" train-text --train "$TMP/train.tsv" $small --tokenizer words:0
 expect 2 "cannot open" -- "$BIN" eval-text --model "$TMP/np2/missing.safetensors" --data "$TMP/dev.tsv"
 printf '1 2 3 4 5 1\n2 3 4 5 1 2\n3 1 2 3 4 5\n' > "$TMP/seq.txt"
 "$BIN" train --data "$TMP/seq.txt" --format sequences --epochs 1 --max-len 4 --d-model 8 --out "$TMP/rec" --no-progress >/dev/null 2>&1 ||

@@ -431,6 +431,81 @@ static void test_no_learned_state(void) {
     dp_text_dataset_free(&b);
 }
 
+/* The hashed-word tokenizer: spec parsing, vocabulary, splitting and case folding, the pinned hash
+ * (model files depend on it), truncation, and no state learned from any dataset. */
+static void test_words(void) {
+    dp_tokenizer t;
+    dp_error err;
+    CHECK(dp_tokenizer_parse(NULL, &t, &err) == 0 && t.kind == DP_TOKENIZER_BYTES);
+    CHECK(dp_tokenizer_parse("", &t, &err) == 0 && t.kind == DP_TOKENIZER_BYTES && dp_tokenizer_vocab(&t) == DP_TEXT_VOCAB);
+    CHECK(dp_tokenizer_parse("words", &t, &err) == 0 && t.kind == DP_TOKENIZER_WORDS &&
+          t.buckets == DP_TEXT_DEFAULT_BUCKETS && dp_tokenizer_vocab(&t) == DP_TEXT_WORD0 + DP_TEXT_DEFAULT_BUCKETS);
+    const char *bad[] = {"words:0", "words:", "words:x", "words:12a", "words:-5", "words:99999999999", "word",
+                         "Words", "bytes:3", "words:16777217"};
+    for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++) {
+        err.msg[0] = 0;
+        CHECK(dp_tokenizer_parse(bad[k], &t, &err) != 0 && strstr(err.msg, bad[k]) != NULL);
+    }
+    char spec[DP_TOKENIZER_SPEC_MAX];
+    CHECK(dp_tokenizer_parse("words:1000", &t, &err) == 0 && t.buckets == 1000);
+    dp_tokenizer_spec(&t, spec, sizeof spec);
+    CHECK(strcmp(spec, "words:1000") == 0);
+    dp_tokenizer t2;
+    CHECK(dp_tokenizer_parse(spec, &t2, &err) == 0 && t2.kind == t.kind && t2.buckets == t.buckets);
+    dp_tokenizer_spec(NULL, spec, sizeof spec);
+    CHECK(strcmp(spec, "bytes") == 0);
+
+    /* FNV-1a-64 of "a" is 0xaf63dc4c8601ec8c; of "movie" 0x2703fa92fbc5c30f */
+    CHECK(dp_text_word_id("a", 1, 1 << 24) == DP_TEXT_WORD0 + 0x01ec8c);
+    CHECK(dp_text_word_id("movie", 5, 16384) == DP_TEXT_WORD0 + (int32_t)(0x2703fa92fbc5c30fULL % 16384));
+    CHECK(dp_text_word_id("MoVie", 5, 16384) == dp_text_word_id("movie", 5, 16384));
+    CHECK(dp_text_word_id("movies", 6, 16384) != dp_text_word_id("movie", 5, 16384));
+
+    enum { L = 8 };
+    int32_t ids[L];
+    int tr = -1;
+    const char *s = "  Hello\tworld  hello ,\n";
+    CHECK(dp_text_encode_words(s, strlen(s), 1000, L, ids, &tr) == 5 && tr == 0);
+    CHECK(ids[0] == DP_TEXT_CLS && ids[1] == ids[3] && ids[1] != ids[2] && ids[4] == dp_text_word_id(",", 1, 1000));
+    CHECK(ids[1] == dp_text_word_id("hello", 5, 1000) && ids[5] == DP_TEXT_PAD && ids[7] == DP_TEXT_PAD);
+    int in_range = 1;
+    for (int k = 1; k < 5; k++) in_range &= ids[k] >= DP_TEXT_WORD0 && ids[k] < DP_TEXT_WORD0 + 1000;
+    CHECK(in_range);
+    CHECK(dp_tokenizer_count(&t, s, strlen(s)) == 4);
+    /* truncation: the first L-1 words are kept, and it is reported */
+    CHECK(dp_text_encode_words("a b c d e f g h i", 17, 1000, 4, ids, &tr) == 4 && tr == 1);
+    CHECK(ids[3] == dp_text_word_id("c", 1, 1000));
+    CHECK(dp_text_encode_words("a b c", 5, 1000, 4, ids, &tr) == 4 && tr == 0);
+    CHECK(dp_text_encode_words("a", 1, 1000, 1, ids, &tr) == 1 && tr == 1 && ids[0] == DP_TEXT_CLS);
+    CHECK(dp_text_encode_words("   ", 3, 1000, 3, ids, &tr) == 1 && tr == 0 && ids[1] == DP_TEXT_PAD);
+    ids[0] = 77;
+    CHECK(dp_text_encode_words("a", 1, 0, 3, ids, &tr) == -1 && ids[0] == 77);
+    CHECK(dp_text_encode_words("a", 1, 1000, 0, ids, &tr) == -1 && ids[0] == 77);
+    /* a single bucket maps every word to the same id */
+    CHECK(dp_text_encode_words("x yy zzz", 8, 1, L, ids, NULL) == 4 && ids[1] == DP_TEXT_WORD0 && ids[3] == DP_TEXT_WORD0);
+
+    /* no learned state: a probe encodes the same before and after loading datasets with other words */
+    const char *probe = "an unusual probe sentence , zyzzyva";
+    int32_t before[L], after[L], in_ds[L];
+    CHECK(dp_tokenizer_encode(&t, probe, strlen(probe), L, before, NULL) == 7);
+    dp_text_dataset a;
+    if (parse(&a, "label\tsentence\n0\tzyzzyva zyzzyva\n1\tan unusual probe sentence , zyzzyva\n", -1, NULL)) {
+        CHECK(0);
+        return;
+    }
+    CHECK(dp_tokenizer_encode(&t, probe, strlen(probe), L, after, NULL) == 7);
+    CHECK(dp_text_encode_with(&t, &a, 1, L, in_ds, &tr) == 7 && tr == 0);
+    CHECK(ids_equal(before, after, L) && ids_equal(before, in_ds, L));
+    CHECK(dp_text_encode_with(&t, &a, 2, L, in_ds, &tr) == -1);
+    /* truncation counts by words, not bytes */
+    CHECK(dp_text_count_truncated_with(&t, &a, 3) == 1 && dp_text_count_truncated_with(&t, &a, 7) == 0);
+    CHECK(dp_text_count_truncated_with(NULL, &a, 7) == dp_text_count_truncated(&a, 7));
+    CHECK(dp_text_count_truncated_with(&t, &a, 0) == -1);
+    /* the byte-level tokenizer through the same entry point */
+    CHECK(dp_text_encode_with(NULL, &a, 0, L, in_ds, &tr) == L && tr == 1 && in_ds[1] == DP_TEXT_BYTE0 + 'z');
+    dp_text_dataset_free(&a);
+}
+
 /* Truncation counts and the length distribution on texts of 1..20 bytes. */
 static void test_truncation_and_lengths(void) {
     char buf[1024];
@@ -560,6 +635,7 @@ int main(void) {
     test_encode_basic();
     test_round_trip();
     test_no_learned_state();
+    test_words();
     test_truncation_and_lengths();
     test_sst2();
     for (int i = 0; i < g_npaths; i++) unlink(g_paths[i]);

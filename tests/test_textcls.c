@@ -1,6 +1,7 @@
 /* Text classification: a learning test on a small synthetic sentiment set for the three modes
  * (non-private, DP-SGD, DP-FP); DP-FP's accounting (M micro-batches per step are M·T mechanisms, and
  * ε is the accountant's for exactly those); the DP-FP clip bound and the noise scale. */
+#define _POSIX_C_SOURCE 200809L
 #include <stdlib.h>
 #include <string.h>
 
@@ -180,6 +181,63 @@ static void clip_and_noise(void) {
     dp_rng_free(r);
 }
 
+/* The hashed-word tokenizer end to end: a classifier learns with it, its model file records it, and a
+ * loaded model evaluates with it (same accuracy); a model whose vocabulary does not match its
+ * tokenizer is refused. */
+static void words_tokenizer(const dp_text_dataset *tr, const dp_text_dataset *dev) {
+    dp_text_train_config c = small_config(DP_TEXT_NONPRIVATE);
+    dp_error err;
+    CHECK(dp_tokenizer_parse("words:512", &c.tokenizer, &err) == 0);
+    /* the byte-level vocabulary does not fit the word tokenizer */
+    dp_model *m = NULL;
+    dp_text_train_result res;
+    CHECK(dp_text_train(&c, tr, dev, NULL, &m, &res, &err) != 0 && strstr(err.msg, "vocabulary") != NULL);
+    c.model.n_items = dp_tokenizer_vocab(&c.tokenizer) - 1;
+    c.model.max_len = 10;
+    c.epochs = 2;
+    char dir[] = "/tmp/dpformer-textcls-XXXXXX";
+    CHECK(mkdtemp(dir) != NULL);
+    c.out_dir = dir;
+    int rc = dp_text_train(&c, tr, dev, NULL, &m, &res, &err);
+    CHECK(rc == 0);
+    if (rc) {
+        fprintf(stderr, "words: %s\n", err.msg);
+        return;
+    }
+    fprintf(stderr, "words:512   dev accuracy %.3f\n", res.dev_acc);
+    CHECK(res.dev_acc >= 0.95);
+    CHECK(strcmp(dp_model_config_of(m)->tokenizer, "words:512") == 0);
+    char path[256];
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    dp_model *back = dp_model_load(path, 64, &err);
+    CHECK(back != NULL);
+    if (back) {
+        dp_tokenizer t;
+        CHECK(dp_text_model_tokenizer(back, &t, &err) == 0 && t.kind == DP_TOKENIZER_WORDS && t.buckets == 512);
+        CHECK_CLOSE(dp_text_accuracy(back, dev, &err), res.dev_acc, 1e-12);
+        dp_model_free(back);
+    }
+    /* a mismatch between the stored tokenizer and the vocabulary is refused */
+    dp_model_config mc = c.model;
+    snprintf(mc.tokenizer, sizeof mc.tokenizer, "words:100");
+    dp_model *odd = dp_model_create(&mc, 4, 1, &err);
+    CHECK(odd != NULL);
+    if (odd) {
+        dp_tokenizer t;
+        CHECK(dp_text_model_tokenizer(odd, &t, &err) != 0 && strstr(err.msg, "words:100") != NULL);
+        CHECK(dp_text_accuracy(odd, dev, &err) != dp_text_accuracy(odd, dev, &err)); /* NaN */
+        dp_model_free(odd);
+    }
+    /* the spec field accepts only the spec alphabet */
+    snprintf(mc.tokenizer, sizeof mc.tokenizer, "words\":1");
+    CHECK(dp_model_create(&mc, 4, 1, &err) == NULL && strstr(err.msg, "tokenizer") != NULL);
+    char cmdl[400];
+    snprintf(cmdl, sizeof cmdl, "rm -rf '%s'", dir);
+    CHECK(system(cmdl) == 0);
+    fclose(c.log);
+    dp_model_free(m);
+}
+
 int main(void) {
     dp_text_dataset tr, dev;
     synthetic(&tr, 6000);
@@ -187,6 +245,7 @@ int main(void) {
     clip_and_noise();
     calibration(&tr);
     learning(&tr, &dev);
+    words_tokenizer(&tr, &dev);
     dp_text_dataset_free(&tr);
     dp_text_dataset_free(&dev);
     return tu_finish("test_textcls");

@@ -38,6 +38,10 @@ typedef struct {
     int pool;        /* classification: DP_POOL_FIRST (first non-padding position) or DP_POOL_MEAN */
     double rep_clip; /* classification: DP-FP clip of the pooled representation's L2 norm, applied in
                         every pass, training and evaluation (0: off) */
+    char tokenizer[32]; /* classification: the tokenizer whose ids the model reads, as a spec of
+                           dpformer/text.h ("bytes", "words:H"; "" = bytes); stored in model files so that
+                           evaluation encodes text as training did. Letters, digits and ':' only. The
+                           model itself does not interpret it. */
 } dp_model_config;
 
 enum { DP_POOL_FIRST = 0, DP_POOL_MEAN = 1 };

@@ -93,4 +93,46 @@ int64_t dp_text_count_truncated(const dp_text_dataset *ds, int L);
  * length (which may be >= cap: the output was cut), or -1 if an id is outside 0..DP_TEXT_VOCAB-1. */
 int64_t dp_text_decode(const int32_t *ids, int64_t n, char *out, size_t cap);
 
+/* ---- tokenizers ---------------------------------------------------------------------------------
+ * Two tokenizers, neither fitted on data (so neither releases anything about the training text):
+ *  - bytes:    the byte-level encoding above (vocabulary DP_TEXT_VOCAB);
+ *  - words:H   hashed words: the text is split at ASCII whitespace, ASCII letters are lower-cased, and
+ *              each word w gets id DP_TEXT_WORD0 + (FNV-1a-64(w) mod H). Different words may share an
+ *              id (a collision); no vocabulary is stored or learned. Vocabulary DP_TEXT_WORD0 + H.
+ *              Made for text that is already split into words and punctuation (GLUE SST-2 is);
+ *              punctuation attached to a word makes a different word.
+ * Both start a window with [CLS] and pad on the right with DP_TEXT_PAD. */
+typedef enum { DP_TOKENIZER_BYTES = 0, DP_TOKENIZER_WORDS = 1 } dp_tokenizer_kind;
+typedef struct {
+    dp_tokenizer_kind kind;
+    int32_t buckets; /* words: H, 1 <= H <= DP_TEXT_MAX_BUCKETS; bytes: 0 */
+} dp_tokenizer;
+#define DP_TEXT_WORD0 3                  /* first word id */
+#define DP_TEXT_DEFAULT_BUCKETS 16384    /* H of "words" without ":H" */
+#define DP_TEXT_MAX_BUCKETS (1 << 24)
+#define DP_TOKENIZER_SPEC_MAX 32         /* longest spec string, with its NUL */
+
+/* Parse "bytes", "words" or "words:H" (NULL or "" -> bytes). Returns 0, or non-zero with err. */
+int dp_tokenizer_parse(const char *spec, dp_tokenizer *t, dp_error *err);
+/* The spec string of t ("bytes" or "words:H") into buf (cap >= DP_TOKENIZER_SPEC_MAX). */
+void dp_tokenizer_spec(const dp_tokenizer *t, char *buf, size_t cap);
+/* Vocabulary size (ids 0..vocab-1), i.e. the model's n_items + 1. */
+int32_t dp_tokenizer_vocab(const dp_tokenizer *t);
+
+/* Id of one word under words:H (the word's bytes as given; ASCII letters are lower-cased here). */
+int32_t dp_text_word_id(const char *w, size_t len, int32_t buckets);
+/* Encode len bytes of s with the hashed-word tokenizer into a window of L ids: [CLS], the first L-1
+ * words, padding. *truncated (if non-NULL) is 1 when words were dropped. Returns the number of
+ * non-padding ids, or -1 if L < 1 or buckets is out of range (nothing written). */
+int dp_text_encode_words(const char *s, size_t len, int32_t buckets, int L, int32_t *ids_out, int *truncated);
+/* Number of tokens (without [CLS]) that t makes of s. */
+int64_t dp_tokenizer_count(const dp_tokenizer *t, const char *s, size_t len);
+/* Encode with t (NULL: bytes); same contract as dp_text_encode_bytes / dp_text_encode_words. */
+int dp_tokenizer_encode(const dp_tokenizer *t, const char *s, size_t len, int L, int32_t *ids_out, int *truncated);
+/* dp_tokenizer_encode on example i of ds; -1 if i is out of range or L < 1. */
+int dp_text_encode_with(const dp_tokenizer *t, const dp_text_dataset *ds, int64_t i, int L, int32_t *ids_out,
+                        int *truncated);
+/* Number of examples of ds that t truncates at window length L; -1 if L < 1. */
+int64_t dp_text_count_truncated_with(const dp_tokenizer *t, const dp_text_dataset *ds, int L);
+
 #endif

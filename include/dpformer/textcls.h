@@ -1,5 +1,5 @@
 /* dpformer public API: training and evaluating a text classifier (a bidirectional encoder over the
- * byte-level tokens of dpformer/text.h, a pooled representation and a linear head) without privacy,
+ * tokens of dpformer/text.h (bytes or hashed words), a pooled representation and a linear head) without privacy,
  * with DP-SGD (exact per-example clipping of the whole gradient) or with DP-FP (clipping and noise
  * on the pooled representation in the forward pass; docs/dpfp.md).
  *
@@ -19,7 +19,9 @@ typedef enum { DP_TEXT_NONPRIVATE = 0, DP_TEXT_DPSGD = 1, DP_TEXT_DPFP = 2 } dp_
 const char *dp_text_mode_name(dp_text_mode mode);
 
 typedef struct {
-    dp_model_config model;  /* n_items must be DP_TEXT_VOCAB - 1, n_classes the data's K, untied */
+    dp_model_config model;  /* n_items must be dp_tokenizer_vocab(&tokenizer) - 1, n_classes the data's
+                               K, untied; model.tokenizer is set from `tokenizer` */
+    dp_tokenizer tokenizer; /* bytes (default) or hashed words */
     dp_optim_config optim;
     dp_text_mode mode;
     int epochs;
@@ -56,7 +58,12 @@ typedef struct {
  * secure generator in private runs). */
 int dp_text_dpfp_noise(dp_rng *rng, dp_real *noise, int B, int d, double sigma, double clip, dp_error *err);
 
-/* Fraction of ds classified correctly by m (argmax of the logits; ties to the lower class). */
+/* The tokenizer a text classifier reads (its config's tokenizer spec; "" = bytes), checked against the
+ * model's vocabulary. Returns 0, or non-zero with err. */
+int dp_text_model_tokenizer(const dp_model *m, dp_tokenizer *t, dp_error *err);
+
+/* Fraction of ds classified correctly by m (argmax of the logits; ties to the lower class), encoding
+ * the text with the model's tokenizer. */
 double dp_text_accuracy(dp_model *m, const dp_text_dataset *ds, dp_error *err);
 
 /* Train on `train`, choosing the epoch by accuracy on `dev`, and report accuracy on `test` (may be

@@ -56,7 +56,7 @@ int cmd_train_text(int argc, char **argv) {
     const char *cmd = "dpformer train-text";
     dp_text_train_config c = dp_text_train_config_default(2);
     const char *train = NULL, *dev = NULL, *test = NULL, *out = "runs/text", *pool = "first", *label_col = NULL;
-    const char *text_col = NULL, *accountant = "rdp", *clip_mode = "auto";
+    const char *text_col = NULL, *accountant = "rdp", *clip_mode = "auto", *tokenizer = "bytes";
     int max_len = c.model.max_len, d_model = c.model.d_model, n_heads = c.model.n_heads, n_layers = c.model.n_layers;
     int d_ff = 0, classes = 2, dp = 0, dpfp = 0, threads = 0, no_progress = 0, invalid_utf8 = 0;
     double dropout = c.model.dropout, lr = c.optim.lr, wd = 0, sigma = -1;
@@ -69,7 +69,8 @@ int cmd_train_text(int argc, char **argv) {
         ARG_S("text-column", &text_col, "header name of the text column (default sentence, else content)"),
         ARG_IR("classes", &classes, "number of classes K (labels 0..K-1)", 2, 65536),
         ARG_F("accept-invalid-utf8", &invalid_utf8, "take text bytes as they are instead of refusing invalid UTF-8"),
-        ARG_IR("max-len", &max_len, "tokens per sentence ([CLS] + bytes; longer ones are truncated and counted)", 2, 100000),
+        ARG_S("tokenizer", &tokenizer, "bytes, words (hashed words, 16384 buckets) or words:BUCKETS; none is fitted on data"),
+        ARG_IR("max-len", &max_len, "tokens per sentence ([CLS] + tokens; longer ones are truncated and counted)", 2, 100000),
         ARG_IR("d-model", &d_model, "encoder width", 1, 65536),
         ARG_IR("n-heads", &n_heads, "attention heads", 1, 65536),
         ARG_IR("n-layers", &n_layers, "encoder blocks", 0, 64),
@@ -99,8 +100,9 @@ int cmd_train_text(int argc, char **argv) {
         ARG_F("no-progress", &no_progress, "no per-epoch lines on stderr"),
     };
     int n = (int)(sizeof specs / sizeof specs[0]);
-    int rc = args_parse(cmd, "Train a text classifier (bidirectional encoder over bytes) on labelled TSV files:\n"
-                             "non-private, DP-SGD (--dp) or DP-FP (--dpfp); see docs/dpfp.md.",
+    int rc = args_parse(cmd, "Train a text classifier (bidirectional encoder over bytes or hashed words) on labelled\n"
+                             "TSV files: "
+                             "non-private, DP-SGD (--dp) or DP-FP (--dpfp); see docs/dpfp.md and docs/text.md.",
                         specs, n, argc, argv);
     if (rc) return rc == 1 ? 0 : 2;
     if (!train) {
@@ -126,6 +128,12 @@ int cmd_train_text(int argc, char **argv) {
         fprintf(stderr, "%s: --noise-multiplier 0 gives no privacy, so no --target-epsilon can be met\n", cmd);
         return 2;
     }
+    dp_error terr;
+    if (dp_tokenizer_parse(tokenizer, &c.tokenizer, &terr)) {
+        fprintf(stderr, "%s: --tokenizer: %s\n", cmd, terr.msg);
+        return 2;
+    }
+    c.model.n_items = dp_tokenizer_vocab(&c.tokenizer) - 1;
     if (strcmp(pool, "first") == 0) c.model.pool = DP_POOL_FIRST;
     else if (strcmp(pool, "mean") == 0) c.model.pool = DP_POOL_MEAN;
     else {
@@ -172,8 +180,10 @@ int cmd_train_text(int argc, char **argv) {
     if ((rc = load_tsv(cmd, train, &opt, &tr))) return rc;
     if (dev && (rc = load_tsv(cmd, dev, &opt, &dv))) goto done;
     if (test && (rc = load_tsv(cmd, test, &opt, &te))) goto done;
-    fprintf(stderr, "%s: %s training on %s (%lld sentences, %d classes), byte-level tokens, max length %d\n", cmd,
-            dp_text_mode_name(c.mode), train, (long long)tr.n, classes, max_len);
+    char spec[DP_TOKENIZER_SPEC_MAX];
+    dp_tokenizer_spec(&c.tokenizer, spec, sizeof spec);
+    fprintf(stderr, "%s: %s training on %s (%lld sentences, %d classes), tokenizer %s, max length %d\n", cmd,
+            dp_text_mode_name(c.mode), train, (long long)tr.n, classes, spec, max_len);
     dp_model *m = NULL;
     dp_text_train_result res;
     dp_error err;
@@ -221,8 +231,10 @@ int cmd_eval_text(int argc, char **argv) {
         return 2;
     }
     const dp_model_config *mc = dp_model_config_of(m);
-    if (!mc->n_classes || mc->n_items != DP_TEXT_VOCAB - 1) {
-        fprintf(stderr, "%s: %s: not a text classifier (train it with dpformer train-text)\n", cmd, model);
+    dp_tokenizer tok;
+    if (!mc->n_classes || dp_text_model_tokenizer(m, &tok, &err)) {
+        fprintf(stderr, "%s: %s: not a text classifier (train it with dpformer train-text)%s%s\n", cmd, model,
+                mc->n_classes ? ": " : "", mc->n_classes ? err.msg : "");
         dp_model_free(m);
         return 2;
     }
@@ -242,8 +254,10 @@ int cmd_eval_text(int argc, char **argv) {
         fprintf(stderr, "%s: %s\n", cmd, err.msg);
         rc = 1;
     } else {
-        printf("accuracy %.4f  (%lld sentences, %lld truncated at %d tokens)\n", acc, (long long)ds.n,
-               (long long)dp_text_count_truncated(&ds, mc->max_len), mc->max_len);
+        char spec[DP_TOKENIZER_SPEC_MAX];
+        dp_tokenizer_spec(&tok, spec, sizeof spec);
+        printf("accuracy %.4f  (%lld sentences, %lld truncated at %d tokens, tokenizer %s)\n", acc, (long long)ds.n,
+               (long long)dp_text_count_truncated_with(&tok, &ds, mc->max_len), mc->max_len, spec);
     }
     dp_text_dataset_free(&ds);
     dp_model_free(m);

@@ -1,11 +1,11 @@
 /* Text classification data: the TSV loader (GLUE SST-2 layout: a header line naming tab-separated
- * columns, one labelled text per line) and the byte-level tokenizer (API in dpformer/text.h, rules in
- * docs/text.md).
+ * columns, one labelled text per line) and the two tokenizers, byte-level and hashed words (API in
+ * dpformer/text.h, rules in docs/text.md).
  * Parsing works on a buffer, so the same code serves files, pipes and in-memory input; every rejected
  * input is reported as "name:line: field: problem" and the whole input is refused (no partial load,
  * no silent truncation). Fields are not quoted (as GLUE's own reader): a quote is an ordinary byte.
- * The tokenizer is deliberately a fixed function of the bytes: it has no vocabulary fitted on the
- * training text, so it cannot reveal which words occur in it. */
+ * Both tokenizers are deliberately fixed functions of the bytes: neither has a vocabulary fitted on the
+ * training text, so neither can reveal which words occur in it. */
 #define _POSIX_C_SOURCE 200809L
 #include <errno.h>
 #include <limits.h>
@@ -465,4 +465,103 @@ int64_t dp_text_decode(const int32_t *ids, int64_t n, char *out, size_t cap) {
     }
     if (cap) out[(uint64_t)m < cap ? (size_t)m : cap - 1] = 0;
     return m;
+}
+
+/* ---- hashed words and the tokenizer choice ------------------------------------------------------- */
+
+int dp_tokenizer_parse(const char *spec, dp_tokenizer *t, dp_error *err) {
+    t->kind = DP_TOKENIZER_BYTES;
+    t->buckets = 0;
+    if (!spec || !*spec || strcmp(spec, "bytes") == 0) return 0;
+    if (strcmp(spec, "words") == 0) {
+        t->kind = DP_TOKENIZER_WORDS;
+        t->buckets = DP_TEXT_DEFAULT_BUCKETS;
+        return 0;
+    }
+    if (strncmp(spec, "words:", 6) == 0) {
+        const char *p = spec + 6;
+        char *end = NULL;
+        errno = 0;
+        long long h = (*p >= '0' && *p <= '9') ? strtoll(p, &end, 10) : -1;
+        if (h < 1 || h > DP_TEXT_MAX_BUCKETS || errno || !end || *end)
+            return dp_fail(err, "tokenizer '%s': the number of buckets must be an integer in 1..%d", spec,
+                           DP_TEXT_MAX_BUCKETS);
+        t->kind = DP_TOKENIZER_WORDS;
+        t->buckets = (int32_t)h;
+        return 0;
+    }
+    return dp_fail(err, "unknown tokenizer '%s' (bytes, words or words:BUCKETS)", spec);
+}
+
+void dp_tokenizer_spec(const dp_tokenizer *t, char *buf, size_t cap) {
+    if (t && t->kind == DP_TOKENIZER_WORDS) snprintf(buf, cap, "words:%d", (int)t->buckets);
+    else snprintf(buf, cap, "bytes");
+}
+
+int32_t dp_tokenizer_vocab(const dp_tokenizer *t) {
+    return t && t->kind == DP_TOKENIZER_WORDS ? DP_TEXT_WORD0 + t->buckets : DP_TEXT_VOCAB;
+}
+
+static int is_space(unsigned char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f'; }
+
+int32_t dp_text_word_id(const char *w, size_t len, int32_t buckets) {
+    uint64_t h = 0xcbf29ce484222325ULL; /* FNV-1a, 64 bit */
+    for (size_t k = 0; k < len; k++) {
+        unsigned char c = (unsigned char)w[k];
+        if (c >= 'A' && c <= 'Z') c = (unsigned char)(c - 'A' + 'a');
+        h = (h ^ c) * 0x100000001b3ULL;
+    }
+    return DP_TEXT_WORD0 + (int32_t)(h % (uint64_t)buckets);
+}
+
+/* Words of s (maximal runs of non-space bytes), hashed into ids[0..] (if ids is non-NULL). Stops when
+ * a word beyond the first stop_after is found (stop_after < 0: never) and then returns stop_after + 1;
+ * otherwise returns the number of words. */
+static int64_t for_words(const char *s, size_t len, int64_t stop_after, int32_t buckets, int32_t *ids) {
+    int64_t n = 0;
+    size_t k = 0;
+    while (k < len) {
+        while (k < len && is_space((unsigned char)s[k])) k++;
+        if (k == len) break;
+        size_t a = k;
+        while (k < len && !is_space((unsigned char)s[k])) k++;
+        if (n == stop_after) return n + 1; /* one more word exists than fits */
+        if (ids) ids[n] = dp_text_word_id(s + a, k - a, buckets);
+        n++;
+    }
+    return n;
+}
+
+int dp_text_encode_words(const char *s, size_t len, int32_t buckets, int L, int32_t *ids_out, int *truncated) {
+    if (L < 1 || buckets < 1 || buckets > DP_TEXT_MAX_BUCKETS) return -1;
+    ids_out[0] = DP_TEXT_CLS;
+    int64_t seen = for_words(s, len, (int64_t)L - 1, buckets, ids_out + 1);
+    int64_t keep = DP_MIN(seen, (int64_t)L - 1);
+    for (int64_t k = 1 + keep; k < L; k++) ids_out[k] = DP_TEXT_PAD;
+    if (truncated) *truncated = seen > keep;
+    return (int)(1 + keep);
+}
+
+int64_t dp_tokenizer_count(const dp_tokenizer *t, const char *s, size_t len) {
+    if (t && t->kind == DP_TOKENIZER_WORDS) return for_words(s, len, -1, 1, NULL);
+    return (int64_t)len;
+}
+
+int dp_tokenizer_encode(const dp_tokenizer *t, const char *s, size_t len, int L, int32_t *ids_out, int *truncated) {
+    if (t && t->kind == DP_TOKENIZER_WORDS) return dp_text_encode_words(s, len, t->buckets, L, ids_out, truncated);
+    return dp_text_encode_bytes(s, len, L, ids_out, truncated);
+}
+
+int dp_text_encode_with(const dp_tokenizer *t, const dp_text_dataset *ds, int64_t i, int L, int32_t *ids_out,
+                        int *truncated) {
+    if (i < 0 || i >= ds->n || L < 1) return -1;
+    return dp_tokenizer_encode(t, dp_text_ptr(ds, i), (size_t)dp_text_len(ds, i), L, ids_out, truncated);
+}
+
+int64_t dp_text_count_truncated_with(const dp_tokenizer *t, const dp_text_dataset *ds, int L) {
+    if (L < 1) return -1;
+    int64_t n = 0;
+    for (int64_t i = 0; i < ds->n; i++)
+        n += dp_tokenizer_count(t, dp_text_ptr(ds, i), (size_t)dp_text_len(ds, i)) > (int64_t)L - 1;
+    return n;
 }

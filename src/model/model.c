@@ -36,6 +36,15 @@ int dp_model_config_validate(const dp_model_config *c, dp_error *err) {
     if (c->pool != DP_POOL_FIRST && c->pool != DP_POOL_MEAN) return dp_fail(err, "model: unknown pooling %d", c->pool);
     if (!(c->rep_clip >= 0 && c->rep_clip < 1e30)) return dp_fail(err, "model: rep_clip must be >= 0 (got %g)", c->rep_clip);
     if (c->rep_clip > 0 && !c->n_classes) return dp_fail(err, "model: rep_clip applies to classification models only");
+    size_t tl = 0;
+    while (tl < sizeof c->tokenizer && c->tokenizer[tl]) tl++;
+    if (tl == sizeof c->tokenizer) return dp_fail(err, "model: tokenizer spec is not terminated");
+    for (size_t k = 0; k < tl; k++) {
+        char ch = c->tokenizer[k];
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == ':'))
+            return dp_fail(err, "model: tokenizer spec may hold only lower-case letters, digits and ':'");
+    }
+    if (tl && !c->n_classes) return dp_fail(err, "model: a tokenizer applies to classification models only");
     return 0;
 }
 

@@ -11,10 +11,10 @@
 static void config_json(const dp_model_config *c, char *buf, size_t n) {
     snprintf(buf, n,
              "{\"n_items\":%d,\"max_len\":%d,\"d_model\":%d,\"n_heads\":%d,\"n_layers\":%d,\"d_ff\":%d,\"tied\":%s,"
-             "\"causal\":%s,\"dropout\":%.9g,\"n_classes\":%d,\"pool\":\"%s\",\"rep_clip\":%.17g}",
+             "\"causal\":%s,\"dropout\":%.9g,\"n_classes\":%d,\"pool\":\"%s\",\"rep_clip\":%.17g,\"tokenizer\":\"%s\"}",
              c->n_items, c->max_len, c->d_model, c->n_heads, c->n_layers, c->d_ff, c->tied ? "true" : "false",
              c->causal ? "true" : "false", c->dropout, c->n_classes, c->pool == DP_POOL_MEAN ? "mean" : "first",
-             c->rep_clip);
+             c->rep_clip, c->tokenizer);
 }
 
 int dp_model_save(const dp_model *m, const char *path, const char *extra_meta, dp_error *err) {
@@ -85,6 +85,10 @@ static int parse_config(const char *path, const char *cs, dp_model_config *c, dp
         const cJSON *rc = cJSON_GetObjectItemCaseSensitive(j, "rep_clip");
         if (rc && cJSON_IsNumber(rc)) c->rep_clip = rc->valuedouble;
         else if (rc) bad = 1;
+        const cJSON *tk = cJSON_GetObjectItemCaseSensitive(j, "tokenizer"); /* absent before hashed words */
+        if (tk && cJSON_IsString(tk) && strlen(tk->valuestring) < sizeof c->tokenizer)
+            memcpy(c->tokenizer, tk->valuestring, strlen(tk->valuestring) + 1);
+        else if (tk) bad = 1;
     }
     cJSON_Delete(j);
     if (bad) return dp_fail(err, "%s: metadata dpformer.config: malformed or missing field", path);

@@ -46,8 +46,20 @@ dp_text_train_config dp_text_train_config_default(int n_classes) {
 
 #define EVAL_BATCH 256
 
+int dp_text_model_tokenizer(const dp_model *m, dp_tokenizer *t, dp_error *err) {
+    const dp_model_config *c = dp_model_config_of(m);
+    if (!c->n_classes) return dp_fail(err, "model is not a classifier");
+    if (dp_tokenizer_parse(c->tokenizer, t, err)) return -1;
+    if (c->n_items != dp_tokenizer_vocab(t) - 1)
+        return dp_fail(err, "model: %d token ids, but tokenizer %s has %d", (int)c->n_items + 1,
+                       c->tokenizer[0] ? c->tokenizer : "bytes", (int)dp_tokenizer_vocab(t));
+    return 0;
+}
+
 double dp_text_accuracy(dp_model *m, const dp_text_dataset *ds, dp_error *err) {
     const dp_model_config *c = dp_model_config_of(m);
+    dp_tokenizer tok;
+    if (dp_text_model_tokenizer(m, &tok, err)) return NAN;
     const int L = c->max_len, K = c->n_classes, cap = DP_MIN(EVAL_BATCH, dp_model_max_batch(m));
     if (!K) return dp_fail(err, "model is not a classifier"), NAN;
     if (ds->n_classes > K) return dp_fail(err, "data has %d classes, the model %d", ds->n_classes, K), NAN;
@@ -57,7 +69,7 @@ double dp_text_accuracy(dp_model *m, const dp_text_dataset *ds, dp_error *err) {
     int64_t correct = 0;
     for (int64_t s = 0; s < ds->n; s += cap) {
         int B = (int)DP_MIN((int64_t)cap, ds->n - s);
-        for (int b = 0; b < B; b++) dp_text_encode(ds, s + b, L, ids + (size_t)b * L, NULL);
+        for (int b = 0; b < B; b++) dp_text_encode_with(&tok, ds, s + b, L, ids + (size_t)b * L, NULL);
         dp_model_class_logits(m, ids, B, z);
         for (int b = 0; b < B; b++) {
             int best = 0;
@@ -93,7 +105,7 @@ typedef struct {
 
 static void fill_batch(text_run *r, const int64_t *idx, int B) {
     for (int b = 0; b < B; b++) {
-        dp_text_encode(r->tr, idx[b], r->L, r->ids + (size_t)b * r->L, NULL);
+        dp_text_encode_with(&r->cfg->tokenizer, r->tr, idx[b], r->L, r->ids + (size_t)b * r->L, NULL);
         r->labels[b] = r->tr->labels[idx[b]];
     }
 }
@@ -224,6 +236,9 @@ static char *run_meta(const dp_text_train_config *c, const dp_text_train_result 
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "task", "text-classification");
     cJSON_AddStringToObject(o, "mode", dp_text_mode_name(c->mode));
+    char spec[DP_TOKENIZER_SPEC_MAX];
+    dp_tokenizer_spec(&c->tokenizer, spec, sizeof spec);
+    cJSON_AddStringToObject(o, "tokenizer", spec);
     cJSON_AddNumberToObject(o, "epochs", res->epochs_run);
     cJSON_AddNumberToObject(o, "best_epoch", res->best_epoch);
     cJSON_AddNumberToObject(o, "seed", (double)c->seed);
@@ -256,8 +271,12 @@ static char *run_meta(const dp_text_train_config *c, const dp_text_train_result 
 static int check_config(const dp_text_train_config *c, const dp_text_dataset *tr, const dp_text_dataset *dev,
                         dp_error *err) {
     if (!c->model.n_classes) return dp_fail(err, "text classification needs a model with n_classes >= 2");
-    if (c->model.n_items != DP_TEXT_VOCAB - 1)
-        return dp_fail(err, "the model's vocabulary must be the byte-level one (%d tokens)", DP_TEXT_VOCAB - 1);
+    if (c->tokenizer.kind == DP_TOKENIZER_WORDS &&
+        (c->tokenizer.buckets < 1 || c->tokenizer.buckets > DP_TEXT_MAX_BUCKETS))
+        return dp_fail(err, "hashed-word tokenizer: buckets must be in 1..%d", DP_TEXT_MAX_BUCKETS);
+    if (c->model.n_items != dp_tokenizer_vocab(&c->tokenizer) - 1)
+        return dp_fail(err, "the model's vocabulary (%d ids) must be the tokenizer's (%d)", (int)c->model.n_items + 1,
+                       (int)dp_tokenizer_vocab(&c->tokenizer));
     if (tr->n_classes > c->model.n_classes || (dev && dev->n_classes > c->model.n_classes))
         return dp_fail(err, "the data declare %d classes, the model has %d", tr->n_classes, c->model.n_classes);
     if (tr->n < 1) return dp_fail(err, "no training examples");
@@ -301,7 +320,7 @@ int dp_text_train(const dp_text_train_config *cfg, const dp_text_dataset *train,
     r.L = cfg->model.max_len;
     r.cap = priv ? cfg->dp.max_physical_batch : cfg->batch_size;
     res->n_train = N;
-    res->truncated_train = dp_text_count_truncated(train, r.L);
+    res->truncated_train = dp_text_count_truncated_with(&cfg->tokenizer, train, r.L);
     fprintf(log, "data: %lld training sentences (%lld longer than %d tokens are truncated)%s\n", (long long)N,
             (long long)res->truncated_train, r.L, dev ? "" : "; no dev set: the last epoch is kept");
     int rc = 0;
@@ -318,6 +337,7 @@ int dp_text_train(const dp_text_train_config *cfg, const dp_text_dataset *train,
     }
     dp_model_config mc = cfg->model;
     mc.rep_clip = cfg->mode == DP_TEXT_DPFP ? cfg->dpfp_clip : 0;
+    dp_tokenizer_spec(&cfg->tokenizer, mc.tokenizer, sizeof mc.tokenizer);
     if (!(r.m = dp_model_create(&mc, r.cap, cfg->seed, err))) {
         rc = -1;
         goto out;

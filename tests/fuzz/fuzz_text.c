@@ -1,8 +1,10 @@
 /* Fuzz target for the text-classification TSV parser (src/data/text.c) through dp_text_parse, and the
- * byte-level tokenizer on what it accepts. The first input byte picks the options (declared classes,
+ * two tokenizers on what it accepts. The first input byte picks the options (declared classes,
  * line limit, UTF-8 strictness); the rest is the file. An accepted dataset must keep its promises:
  * labels in range, non-empty texts without NUL, offsets increasing within the text buffer, and every
- * text encodes and decodes back to itself when it fits the window. A refusal names the file. */
+ * text encodes and decodes back to itself when it fits the window; the hashed-word encoding keeps
+ * its ids in range, agrees with the word count on truncation and is deterministic. A refusal names
+ * the file. */
 #include "dpformer/text.h"
 
 #include "fuzz.h"
@@ -35,6 +37,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             int64_t n = dp_text_decode(ids, 300, back, sizeof back);
             FUZZ_CHECK(n == len && memcmp(back, dp_text_ptr(&ds, i), (size_t)len) == 0);
         }
+        const dp_tokenizer words = {DP_TOKENIZER_WORDS, 1 + (data[0] >> 5) * 997};
+        int32_t again[32];
+        int used = dp_tokenizer_encode(&words, dp_text_ptr(&ds, i), (size_t)len, 32, ids, &truncated);
+        int64_t count = dp_tokenizer_count(&words, dp_text_ptr(&ds, i), (size_t)len);
+        FUZZ_CHECK(used == 1 + (count < 31 ? count : 31) && truncated == (count > 31) && ids[0] == DP_TEXT_CLS);
+        for (int k = 1; k < 32; k++)
+            FUZZ_CHECK(k < used ? ids[k] >= DP_TEXT_WORD0 && ids[k] < DP_TEXT_WORD0 + words.buckets
+                                : ids[k] == DP_TEXT_PAD);
+        FUZZ_CHECK(dp_text_encode_with(&words, &ds, i, 32, again, NULL) == used && memcmp(ids, again, sizeof again) == 0);
     }
     dp_text_dataset_free(&ds);
     return 0;
