@@ -6,7 +6,8 @@
 # Usage: experiments/reattention.sh [dpformer binary] [data folder] [output folder]
 # Environment (defaults = the full protocol for a bigger machine):
 #   DATASETS ("amazon-games amazon-beauty"), EPS ("5 8 10"), SEEDS ("1 2 3"), LRS ("1e-3 3e-3"),
-#   BATCHES ("512 1024"), EPOCHS (40), MAX_LEN (50), ITEM_FREQ (private).
+#   BATCHES ("512 1024"), EPOCHS (40), MAX_LEN (50), ITEM_FREQ (private), NONPRIVATE (1: also the
+#   non-private reference run, 20 epochs; 0: skip it).
 # Reduced protocol for a 2-core machine in under an hour (docs/experiments/reattention.md):
 #   DATASETS=amazon-beauty EPS="8" SEEDS="1 2" LRS=3e-3 BATCHES=1024 EPOCHS=5
 # Then: python3 experiments/summarize_reattention.py OUTPUT_FOLDER
@@ -35,7 +36,7 @@ for ds in $DATASETS; do
     grep -E "^  test  " "$OUT/$run.log" | sed 's/^/   /'
   done; done; done; done; done
   run="$ds.nonprivate.s1"
-  if ! grep -qs '"final":true' "$OUT/$run/metrics.jsonl"; then
+  if [ "${NONPRIVATE:-1}" = 1 ] && ! grep -qs '"final":true' "$OUT/$run/metrics.jsonl"; then
     echo "== $run"
     "$BIN" train $common --epochs 20 --lr 1e-3 --batch-size 256 --out "$OUT/$run" > "$OUT/$run.log" 2>&1
   fi

@@ -4,8 +4,9 @@
 # for every mode (learning rate x batch size, chosen on dev accuracy, never on test), several seeds.
 # Usage: experiments/sst2.sh [dpformer binary] [data folder] [output folder]
 # Environment: SEEDS ("1 2 3"), LRS ("1e-3 3e-3"), BATCHES ("512"), EPOCHS (3), MAX_LEN (48),
+#              TOKENIZER (words), D_MODEL (64), N_LAYERS (2), POOL (first),
 #              MODES ("np dpsgd-3 dpsgd-8 dpfp-3 dpfp-8"), MICRO_BATCHES (2), DPFP_CLIP (1).
-# The reduced protocol of docs/experiments/dpfp.md is SEEDS=1; the full one SEEDS="1 2 3" EPOCHS=10 MAX_LEN=128.
+# The reduced protocol of docs/experiments/dpfp.md is given there (fewer seeds, epochs and a shorter window).
 # Then: python3 experiments/summarize_sst2.py OUTPUT_FOLDER
 set -euo pipefail
 BIN=${1:-build/dpformer}
@@ -18,8 +19,9 @@ EPOCHS=${EPOCHS:-3}
 MAX_LEN=${MAX_LEN:-48}
 MODES=${MODES:-np dpsgd-3 dpsgd-8 dpfp-3 dpfp-8}
 mkdir -p "$OUT"
-common="--train $DATA/train.tsv --dev $DATA/dev.tsv --test $DATA/test.tsv --max-len $MAX_LEN --d-model 64 --n-heads 2
-        --n-layers 2 --dropout 0.1 --epochs $EPOCHS --no-progress"
+common="--train $DATA/train.tsv --dev $DATA/dev.tsv --test $DATA/test.tsv --tokenizer ${TOKENIZER:-words}
+        --max-len $MAX_LEN --d-model ${D_MODEL:-64} --n-heads 2 --n-layers ${N_LAYERS:-2} --pool ${POOL:-first}
+        --dropout 0.1 --epochs $EPOCHS --no-progress"
 for mode in $MODES; do
   case $mode in
     np) priv="" ;;
