@@ -31,7 +31,8 @@ for mode in $MODES; do
   esac
   for lr in $LRS; do for bs in $BATCHES; do for seed in $SEEDS; do
     run="$mode.lr$lr.bs$bs.s$seed"
-    [ -f "$OUT/$run.log" ] && grep -q "^model:" "$OUT/$run.log" && continue   # done already
+    [ -f "$OUT/$run.log" ] && grep -q "^model:" "$OUT/$run.log" && ! grep -q "stopped in epoch" "$OUT/$run.log" &&
+        continue   # done already
     echo "== $run"
     "$BIN" train-text $common $priv --lr "$lr" --batch-size "$bs" --seed "$seed" --out "$OUT/$run" > "$OUT/$run.log" 2>&1
     grep -E "accuracy|per epoch" "$OUT/$run.log" | sed 's/^/   /'

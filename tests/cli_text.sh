@@ -41,6 +41,21 @@ printf '1 2 3 4 5 1\n2 3 4 5 1 2\n3 1 2 3 4 5\n' > "$TMP/seq.txt"
     fail "train a recommender"
 expect 2 "not a text classifier" -- "$BIN" eval-text --model "$TMP/rec/model.safetensors" --data "$TMP/dev.tsv"
 
+# SIGTERM stops after the current step: the kept model, the metrics (last epoch marked partial) and the
+# privacy history are written, and the exit status is 128 + 15
+"$BIN" train-text --train "$TMP/train.tsv" --dev "$TMP/dev.tsv" ${small/--epochs 2/--epochs 100000} --dp \
+    --noise-multiplier 1 --seeded-noise --out "$TMP/stop" >/dev/null 2>"$TMP/stop.err" &
+pid=$!
+for _ in $(seq 1 200); do [ -s "$TMP/stop/metrics.jsonl" ] && break; sleep 0.05; done
+kill -TERM $pid
+wait $pid
+rc=$?
+[ $rc -eq 143 ] || fail "SIGTERM: exit status $rc, expected 143: $(cat "$TMP/stop.err")"
+grep -q "SIGTERM: stopped in epoch" "$TMP/stop.err" || fail "SIGTERM: no stop message: $(cat "$TMP/stop.err")"
+tail -1 "$TMP/stop/metrics.jsonl" | grep -q '"partial":true,"stopped_by":15' || fail "SIGTERM: last metrics line not partial"
+[ -s "$TMP/stop/privacy.json" ] || fail "SIGTERM: privacy history not written"
+expect 0 "accuracy" -- "$BIN" eval-text --model "$TMP/stop/model.safetensors" --data "$TMP/dev.tsv"
+
 # bad input: file, line and field
 printf 'label\tsentence\n1\tgood\n7\tbad film\n' > "$TMP/badlabel.tsv"
 expect 2 "badlabel.tsv:3: label" -- "$BIN" train-text --train "$TMP/badlabel.tsv" $small

@@ -10,6 +10,7 @@
 #ifndef DPFORMER_TEXTCLS_H
 #define DPFORMER_TEXTCLS_H
 
+#include <signal.h>
 #include <stdio.h>
 #include "dpformer/noise.h"
 #include "dpformer/text.h"
@@ -37,6 +38,10 @@ typedef struct {
     const char *out_dir;    /* if set: metrics.jsonl, model.safetensors, privacy.json */
     FILE *log;              /* progress and summary (NULL: stderr) */
     int progress;           /* 1: a progress line per epoch */
+    volatile sig_atomic_t *stop; /* when non-NULL and set non-zero (e.g. by a SIGINT handler), training
+                               stops after the current step: the partial epoch is evaluated like a
+                               whole one, and the kept model, metrics and privacy history are written
+                               as at the end of a run (ε covers the steps that ran) */
 } dp_text_train_config;
 
 /* Defaults: a 2-layer d-64 2-head encoder with L 128 and first-token pooling, AdamW lr 1e-3,
@@ -52,6 +57,7 @@ typedef struct {
     double epsilon, delta, noise_multiplier, sample_rate;
     int64_t steps, mechanism_events; /* DP-FP: events = M·steps */
     int stopped_at_budget;
+    int stopped_by;                /* the value *cfg->stop held when the run stopped (0: it did not) */
 } dp_text_train_result;
 
 /* DP-FP noise for B pooled representations of width d: noise[B·d] = σ·clip·z, z ~ N(0, I), from rng (the

@@ -85,6 +85,12 @@ double dp_text_accuracy(dp_model *m, const dp_text_dataset *ds, dp_error *err) {
 
 /* ---- training ---- */
 
+/* A stop request (cfg->stop set non-zero) seen at a step boundary is recorded in res. */
+static int stop_requested(const dp_text_train_config *cfg, dp_text_train_result *res) {
+    if (cfg->stop && *cfg->stop && !res->stopped_by) res->stopped_by = (int)*cfg->stop;
+    return res->stopped_by != 0;
+}
+
 typedef struct {
     const dp_text_train_config *cfg;
     const dp_text_dataset *tr;
@@ -241,6 +247,7 @@ static char *run_meta(const dp_text_train_config *c, const dp_text_train_result 
     cJSON_AddStringToObject(o, "tokenizer", spec);
     cJSON_AddNumberToObject(o, "epochs", res->epochs_run);
     cJSON_AddNumberToObject(o, "best_epoch", res->best_epoch);
+    if (res->stopped_by) cJSON_AddNumberToObject(o, "stopped_by_signal", res->stopped_by);
     cJSON_AddNumberToObject(o, "seed", (double)c->seed);
     cJSON_AddNumberToObject(o, "dev_accuracy", res->dev_acc);
     if (isfinite(res->test_acc)) cJSON_AddNumberToObject(o, "test_accuracy", res->test_acc);
@@ -363,18 +370,18 @@ int dp_text_train(const dp_text_train_config *cfg, const dp_text_dataset *train,
     const size_t np = dp_model_num_params(r.m);
     best = dp_malloc(sizeof(dp_real) * np);
     double best_acc = -1, t_start = dp_now();
-    for (int epoch = 1; epoch <= cfg->epochs && !res->stopped_at_budget; epoch++) {
+    for (int epoch = 1; epoch <= cfg->epochs && !res->stopped_at_budget && !res->stopped_by; epoch++) {
         double t0 = dp_now(), loss = 0;
         int64_t seen = 0;
         if (!priv) {
             shuffle(r.order, N, dp_mix64(cfg->seed * 1000003u + (uint64_t)epoch));
-            for (int64_t s = 0; s < N; s += cfg->batch_size) {
+            for (int64_t s = 0; s < N && !stop_requested(cfg, res); s += cfg->batch_size) {
                 int B = (int)DP_MIN((int64_t)cfg->batch_size, N - s);
                 if ((rc = step_nonprivate(&r, r.order + s, B, &loss, err))) goto out;
                 seen += B;
             }
         } else {
-            for (int64_t k = 0; k < steps_per_epoch; k++) {
+            for (int64_t k = 0; k < steps_per_epoch && !stop_requested(cfg, res); k++) {
                 if (r.max_steps >= 0 && r.steps >= r.max_steps) {
                     res->stopped_at_budget = r.max_steps < steps_per_epoch * cfg->epochs;
                     break;
@@ -408,6 +415,7 @@ int dp_text_train(const dp_text_train_config *cfg, const dp_text_dataset *train,
         if (metrics) {
             fprintf(metrics, "{\"epoch\":%d,\"train_loss\":%.6f,\"dev_accuracy\":%.6f,\"seconds\":%.3f,\"examples\":%lld",
                     epoch, seen ? loss / (double)seen : 0.0, dev ? acc : -1.0, secs, (long long)seen);
+            if (res->stopped_by) fprintf(metrics, ",\"partial\":true,\"stopped_by\":%d", res->stopped_by);
             if (priv) {
                 if (isfinite(eps)) fprintf(metrics, ",\"epsilon\":%.6f", eps);
                 else fprintf(metrics, ",\"epsilon\":null");
