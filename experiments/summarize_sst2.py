@@ -2,8 +2,9 @@
 """Summarise experiments/sst2.sh runs as a Markdown table (docs/experiments/dpfp.md).
 
 For each mode (non-private, DP-SGD at each epsilon, DP-FP at each epsilon) the learning rate and
-batch size with the best mean DEV accuracy over seeds are chosen; the table reports that setting's
-dev and test accuracy as mean +- std over seeds, the epsilon the accountant reported, the time per
+batch size with the best mean DEV accuracy are chosen, over the seeds that every setting of the grid
+was run with (so that a setting run with more seeds is not favoured); the table reports the chosen
+setting's dev and test accuracy as mean +- std over all its seeds, the epsilon the accountant reported, the time per
 epoch, and what epsilon covers. Usage: summarize_sst2.py RUNS_FOLDER
 """
 import glob
@@ -46,6 +47,7 @@ def main():
             continue
         r = parse(path)
         if r:
+            r["seed"] = m.group(4)
             runs.setdefault(m.group(1), {}).setdefault((m.group(2), m.group(3)), []).append(r)
     order = ["np", "dpsgd-3", "dpsgd-8", "dpfp-3", "dpfp-8"]
     covers = {"np": "no guarantee", "dpsgd": "the trained weights (example-level DP)",
@@ -54,7 +56,8 @@ def main():
     print("|---|---|---|---|---|---|---|---|---|")
     for mode in sorted(runs, key=lambda k: order.index(k) if k in order else 99):
         grid = runs[mode]
-        best = max(grid, key=lambda k: statistics.mean(r["dev"] for r in grid[k]))
+        common = set.intersection(*({r["seed"] for r in rs} for rs in grid.values()))
+        best = max(grid, key=lambda k: statistics.mean(r["dev"] for r in grid[k] if r["seed"] in common))
         rs = grid[best]
         eps = ms([r["eps"] for r in rs]) if mode != "np" else "∞"
         sig = ms([r["sigma"] for r in rs]) if mode != "np" else ""

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dpformer/privacy.h"
 #include "dpformer/textcls.h"
 #include "model/model_internal.h"
 #include "testutil.h"
@@ -181,6 +182,85 @@ static void clip_and_noise(void) {
     dp_rng_free(r);
 }
 
+/* Length-trimmed windows (model_set_window, used by the training loop's length-sorted chunks) compute
+ * exactly what the full window computes for right-padded sentences that fit: per-example losses,
+ * the parameter gradient (all of it, positional rows past the window included: zero), per-example
+ * clipped-gradient norms, and logits, for both poolings. A window that cut tokens would change them. */
+static void trimmed_windows(void) {
+    enum { B = 6, L = 20, T = 9 };
+    for (int pool = 0; pool <= 1; pool++) {
+        dp_model_config mc = dp_model_config_default(DP_TEXT_VOCAB - 1, L);
+        mc.d_model = 16;
+        mc.n_heads = 2;
+        mc.n_layers = 2;
+        mc.tied = 0;
+        mc.causal = 0;
+        mc.dropout = 0;
+        mc.n_classes = 2;
+        mc.pool = pool;
+        dp_error err;
+        dp_model *m = dp_model_create(&mc, B, 11, &err);
+        CHECK(m != NULL);
+        if (!m) return;
+        dp_real *p = dp_model_params(m);
+        for (size_t i = 0; i < dp_model_num_params(m); i++) p[i] += (dp_real)(0.05 * tu_normal(&rng));
+        int32_t full[B * L], win[B * T], lab[B];
+        for (int b = 0; b < B; b++) {
+            int n = 2 + b % (T - 1); /* tokens incl. [CLS], at most T */
+            for (int t = 0; t < L; t++) full[b * L + t] = t == 0 ? DP_TEXT_CLS : t < n ? 3 + (int)(tu_uniform(&rng) * 250) : 0;
+            for (int t = 0; t < T; t++) win[b * T + t] = full[b * L + t];
+            lab[b] = b % 2;
+        }
+        const size_t np = dp_model_num_params(m);
+        dp_real *g_full = malloc(sizeof(dp_real) * np), w[B];
+        double l_full[B], l_win[B], n_full[B], n_win[B];
+        for (int b = 0; b < B; b++) w[b] = (dp_real)(1.0 / B);
+        dp_batch bf = {B, L, full, NULL, lab}, bw = {B, T, win, NULL, lab};
+        dp_model_zero_grad(m);
+        dp_model_forward_backward(m, &bf, w, 1, 5, l_full);
+        memcpy(g_full, dp_model_grads(m), sizeof(dp_real) * np);
+        model_set_window(m, T);
+        CHECK(dp_model_config_of(m)->max_len == T);
+        dp_model_zero_grad(m);
+        dp_model_forward_backward(m, &bw, w, 1, 5, l_win);
+        double gmax = 0, dmax = 0;
+        for (size_t i = 0; i < np; i++) {
+            gmax = fmax(gmax, fabs((double)g_full[i]));
+            dmax = fmax(dmax, fabs((double)g_full[i] - (double)dp_model_grads(m)[i]));
+        }
+        CHECK(dmax <= 1e-5 * gmax && gmax > 0);
+        for (int b = 0; b < B; b++) CHECK_CLOSE(l_win[b], l_full[b], 1e-5);
+        /* per-example norms of the clipping engine */
+        dp_model_zero_grad(m);
+        CHECK(dp_clipped_grad(m, &bw, DP_CLIP_AUTO, 1e-3, 1, 5, 0, n_win, NULL, &err) == 0);
+        model_set_window(m, 0);
+        CHECK(dp_model_config_of(m)->max_len == L);
+        dp_model_zero_grad(m);
+        CHECK(dp_clipped_grad(m, &bf, DP_CLIP_AUTO, 1e-3, 1, 5, 0, n_full, NULL, &err) == 0);
+        for (int b = 0; b < B; b++) CHECK_CLOSE(n_win[b], n_full[b], 1e-5);
+        /* logits */
+        dp_real z_full[B * 2], z_win[B * 2];
+        dp_model_class_logits(m, full, B, z_full);
+        model_set_window(m, T);
+        dp_model_class_logits(m, win, B, z_win);
+        model_set_window(m, 0);
+        for (int i = 0; i < B * 2; i++) CHECK_CLOSE(z_win[i], z_full[i], 1e-5);
+        /* a window shorter than the longest sentence changes the result (the check can fail) */
+        int32_t cut[B * 4];
+        for (int b = 0; b < B; b++)
+            for (int t = 0; t < 4; t++) cut[b * 4 + t] = full[b * L + t];
+        dp_real z_cut[B * 2];
+        model_set_window(m, 4);
+        dp_model_class_logits(m, cut, B, z_cut);
+        model_set_window(m, 0);
+        double diff = 0;
+        for (int i = 0; i < B * 2; i++) diff = fmax(diff, fabs((double)z_cut[i] - (double)z_full[i]));
+        CHECK(diff > 1e-4);
+        free(g_full);
+        dp_model_free(m);
+    }
+}
+
 /* The hashed-word tokenizer end to end: a classifier learns with it, its model file records it, and a
  * loaded model evaluates with it (same accuracy); a model whose vocabulary does not match its
  * tokenizer is refused. */
@@ -243,6 +323,7 @@ int main(void) {
     synthetic(&tr, 6000);
     synthetic(&dev, 400);
     clip_and_noise();
+    trimmed_windows();
     calibration(&tr);
     learning(&tr, &dev);
     words_tokenizer(&tr, &dev);

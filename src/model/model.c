@@ -203,6 +203,7 @@ dp_model *dp_model_create(const dp_model_config *cfg, int max_batch, uint64_t se
     int NL = cfg->n_layers;
     dp_model *m = dp_calloc(1, sizeof *m);
     m->cfg = *cfg;
+    m->full_len = cfg->max_len;
     if (m->cfg.d_ff == 0) m->cfg.d_ff = 4 * cfg->d_model;
     m->max_batch = max_batch;
     layout(m, NULL, NULL, 1);
@@ -325,7 +326,7 @@ static void add_into(real *out, const real *a, const real *b, size_t n) {
 void model_alloc_keep(dp_model *m) {
     if (m->keep_qkv) return;
     const int NL = m->cfg.n_layers, C = m->cfg.d_model, F = m->cfg.d_ff;
-    const size_t N = (size_t)m->max_batch * m->cfg.max_len;
+    const size_t N = (size_t)m->max_batch * m->full_len;
     real ***keeps[] = {&m->keep_qkv, &m->keep_proj, &m->keep_fc1, &m->keep_fc2};
     const size_t width[] = {(size_t)3 * C, (size_t)C, (size_t)F, (size_t)C};
     for (int k = 0; k < 4; k++) {
@@ -410,6 +411,8 @@ void model_collect_losses(const dp_model *m, const dp_batch *bt, double *per_exa
         per_example_loss[b] = n ? s / n : 0;
     }
 }
+
+void model_set_window(dp_model *m, int T) { m->cfg.max_len = T >= 1 && T <= m->full_len ? T : m->full_len; }
 
 static int check_batch(const dp_model *m, const dp_batch *bt) {
     if (bt->B < 0 || bt->B > m->max_batch || bt->T != m->cfg.max_len) {

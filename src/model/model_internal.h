@@ -87,7 +87,8 @@ typedef struct {
 } dp_reatt_state;
 
 struct dp_model {
-    dp_model_config cfg;
+    dp_model_config cfg;     /* cfg.max_len is the current window (model_set_window), at most full_len */
+    int full_len;            /* the configuration's max_len: positional rows, buffer sizes */
     int max_batch;
     size_t n_params;
     real *params, *grads;
@@ -109,6 +110,15 @@ struct dp_model {
  * sizes it asks for. out has room for DP_MAX_TENSORS entries. Returns their number, or -1 with err
  * when dp_model_create would refuse the configuration. */
 int dp_model_config_tensors(const dp_model_config *cfg, dp_param_tensor *out, dp_error *err);
+
+/* Run the next passes on windows of T positions, 1 <= T <= full_len (the first T positional rows);
+ * T <= 0 restores the full window. For right-padded inputs whose tokens all fit in T (bidirectional
+ * classification), outputs, per-example losses, gradients and per-example gradient norms equal those
+ * at the full window: positions past an example's last token neither influence nor receive anything
+ * (padded keys are masked, padded query rows output zero, pooling skips them). Meanwhile the
+ * configuration reports T as max_len: restore the full window before saving, evaluating at full
+ * length, or handing the model to other code. */
+void model_set_window(dp_model *m, int T);
 
 /* Pieces of the forward/backward pass shared with the privacy engine (model.c). */
 void model_forward_body(dp_model *m, const int32_t *ids, int B, int train, uint64_t seed);

@@ -20,7 +20,7 @@ static real *alloc_real(size_t n) { return dp_alloc_aligned(sizeof(real) * (n ? 
 static void alloc_state(dp_model *m) {
     dp_reatt_state *s = &m->ra;
     if (s->freq) return;
-    const int NL = m->cfg.n_layers, H = m->cfg.n_heads, T = m->cfg.max_len;
+    const int NL = m->cfg.n_layers, H = m->cfg.n_heads, T = m->full_len;
     const size_t V1 = (size_t)m->cfg.n_items + 1, N = (size_t)m->max_batch * T, NH = N * (size_t)H;
     s->freq = dp_calloc(V1, sizeof(double));
     s->r2_item = dp_calloc(V1, sizeof(double));

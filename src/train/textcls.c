@@ -101,6 +101,8 @@ typedef struct {
     dp_real *w, *noise;
     double *el, *norms;
     int64_t *order, *sample;
+    int64_t *sorted;   /* [N] a logical batch sorted by length (for_chunks) */
+    int32_t *ntok;     /* [N] tokens of each training example on the window ([CLS] included) */
     /* private modes */
     dp_rng *rng;
     dp_history hist;
@@ -109,11 +111,52 @@ typedef struct {
     int64_t max_steps, steps;
 } text_run;
 
-static void fill_batch(text_run *r, const int64_t *idx, int B) {
+/* Examples of one physical chunk: their ids on a window of T positions, and their labels. */
+static void fill_batch(text_run *r, const int64_t *idx, int B, int T) {
     for (int b = 0; b < B; b++) {
-        dp_text_encode_with(&r->cfg->tokenizer, r->tr, idx[b], r->L, r->ids + (size_t)b * r->L, NULL);
+        dp_text_encode_with(&r->cfg->tokenizer, r->tr, idx[b], T, r->ids + (size_t)b * T, NULL);
         r->labels[b] = r->tr->labels[idx[b]];
     }
+}
+
+/* Positions per physical chunk (examples x window) that length-sorted chunking aims for. */
+#define CHUNK_POSITIONS 4096
+
+static int cmp_i64(const void *a, const void *b) {
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* One physical chunk: B examples idx[0..B) on a window of T positions, at offset `at` of the logical
+ * batch (for the per-example dropout streams). */
+typedef int (*chunk_fn)(text_run *r, const int64_t *idx, int B, int T, int at, void *ctx, dp_error *err);
+
+/* Runs fn over the logical batch idx[0..n) in physical chunks of examples of similar length: sorted by
+ * token count, each chunk at most cap examples and about CHUNK_POSITIONS positions, on a window as long
+ * as its longest example (model_set_window). Sentences are right-padded and the encoder is
+ * bidirectional, so this computes exactly what full-length windows would, without the padding: SST-2
+ * training phrases average 10 tokens in a 48-token window. Which examples form the batch is unchanged
+ * (the sampling, and so the privacy analysis, does not see the chunking). */
+static int for_chunks(text_run *r, const int64_t *idx, int64_t n, chunk_fn fn, void *ctx, dp_error *err) {
+    for (int64_t k = 0; k < n; k++) r->sorted[k] = ((int64_t)r->ntok[idx[k]] << 40) | idx[k];
+    qsort(r->sorted, (size_t)n, sizeof *r->sorted, cmp_i64);
+    for (int64_t k = 0; k < n; k++) r->sorted[k] &= ((int64_t)1 << 40) - 1;
+    int rc = 0;
+    for (int64_t s = 0; s < n && !rc;) {
+        int B = 0, T = 1;
+        while (s + B < n && B < r->cap) {
+            int t = r->ntok[r->sorted[s + B]];
+            if (B > 0 && (int64_t)(B + 1) * t > CHUNK_POSITIONS) break;
+            T = t;
+            B++;
+        }
+        model_set_window(r->m, T);
+        fill_batch(r, r->sorted + s, B, T);
+        rc = fn(r, r->sorted + s, B, T, (int)s, ctx, err);
+        model_set_window(r->m, 0);
+        s += B;
+    }
+    return rc;
 }
 
 static int check_loss(const double *el, int B, double *sum, dp_error *err) {
@@ -124,16 +167,48 @@ static int check_loss(const double *el, int B, double *sum, dp_error *err) {
     return 0;
 }
 
+typedef struct {
+    double *loss;
+    dp_real weight;   /* loss weight of each example */
+    uint64_t dseed;
+    int noise;        /* DP-FP: draw fresh representation noise for the chunk */
+} chunk_ctx;
+
+/* Forward and backward of a chunk (non-private and DP-FP), gradients accumulated. */
+static int chunk_forward_backward(text_run *r, const int64_t *idx, int B, int T, int at, void *ctx, dp_error *err) {
+    (void)idx;
+    chunk_ctx *x = ctx;
+    const dp_text_train_config *c = r->cfg;
+    for (int b = 0; b < B; b++) r->w[b] = x->weight;
+    if (x->noise) {
+        if (dp_text_dpfp_noise(r->rng, r->noise, B, c->model.d_model, r->sigma, c->dpfp_clip, err)) return -1;
+        dp_model_set_rep_noise(r->m, r->noise);
+    }
+    dp_batch bt = {B, T, r->ids, NULL, r->labels};
+    r->m->ex0 = at;
+    dp_model_forward_backward(r->m, &bt, r->w, 1, x->dseed, r->el);
+    r->m->ex0 = 0;
+    dp_model_set_rep_noise(r->m, NULL);
+    return check_loss(r->el, B, x->loss, err);
+}
+
 static int step_nonprivate(text_run *r, const int64_t *idx, int B, double *loss, dp_error *err) {
-    fill_batch(r, idx, B);
-    for (int b = 0; b < B; b++) r->w[b] = (dp_real)(1.0 / B);
-    dp_batch bt = {B, r->L, r->ids, NULL, r->labels};
+    chunk_ctx x = {loss, (dp_real)(1.0 / B), dp_mix64(r->cfg->seed ^ dp_mix64((uint64_t)r->steps)), 0};
     dp_model_zero_grad(r->m);
-    dp_model_forward_backward(r->m, &bt, r->w, 1, dp_mix64(r->cfg->seed ^ dp_mix64((uint64_t)r->steps)), r->el);
-    if (check_loss(r->el, B, loss, err)) return -1;
+    if (for_chunks(r, idx, B, chunk_forward_backward, &x, err)) return -1;
     dp_optimizer_step(r->opt, r->m);
     r->steps++;
     return 0;
+}
+
+/* Clipped per-example gradients of a chunk (DP-SGD), summed into the model's gradient. */
+static int chunk_clipped(text_run *r, const int64_t *idx, int B, int T, int at, void *ctx, dp_error *err) {
+    (void)idx;
+    chunk_ctx *x = ctx;
+    const dp_privacy_config *p = &r->cfg->dp;
+    dp_batch bt = {B, T, r->ids, NULL, r->labels};
+    if (dp_clipped_grad(r->m, &bt, p->clip_mode, p->max_grad_norm, 1, x->dseed, at, r->norms, r->el, err)) return -1;
+    return check_loss(r->el, B, x->loss, err);
 }
 
 /* DP-SGD: G = (Σ_i clip_C(g_i) + σ C z) / (qN). */
@@ -142,15 +217,8 @@ static int step_dpsgd(text_run *r, int64_t *seen, double *loss, dp_error *err) {
     int64_t nb = dp_poisson_sample(r->rng, r->q, r->tr->n, r->sample, err);
     if (nb < 0) return -1;
     dp_model_zero_grad(r->m);
-    const uint64_t dseed = dp_mix64(r->cfg->seed ^ dp_mix64((uint64_t)r->steps));
-    for (int64_t s = 0; s < nb; s += r->cap) {
-        int B = (int)DP_MIN((int64_t)r->cap, nb - s);
-        fill_batch(r, r->sample + s, B);
-        dp_batch bt = {B, r->L, r->ids, NULL, r->labels};
-        if (dp_clipped_grad(r->m, &bt, p->clip_mode, p->max_grad_norm, 1, dseed, (int)s, r->norms, r->el, err))
-            return -1;
-        if (check_loss(r->el, B, loss, err)) return -1;
-    }
+    chunk_ctx x = {loss, 1, dp_mix64(r->cfg->seed ^ dp_mix64((uint64_t)r->steps)), 0};
+    if (for_chunks(r, r->sample, nb, chunk_clipped, &x, err)) return -1;
     dp_real *g = dp_model_grads(r->m);
     const size_t np = dp_model_num_params(r->m);
     if (r->sigma > 0 && dp_noise_gaussian_add(r->rng, g, np, r->sigma * p->max_grad_norm, err)) return -1;
@@ -172,24 +240,14 @@ int dp_text_dpfp_noise(dp_rng *rng, dp_real *noise, int B, int d, double sigma, 
  * by the expected micro-batch size qN); no per-example gradient clipping, no gradient noise. */
 static int step_dpfp(text_run *r, int64_t *seen, double *loss, dp_error *err) {
     const dp_text_train_config *c = r->cfg;
-    const int M = c->micro_batches, C = c->model.d_model;
+    const int M = c->micro_batches;
     dp_model_zero_grad(r->m);
     for (int j = 0; j < M; j++) {
         int64_t nb = dp_poisson_sample(r->rng, r->q, r->tr->n, r->sample, err);
         if (nb < 0) return -1;
-        const uint64_t dseed = dp_mix64(c->seed ^ dp_mix64((uint64_t)r->steps * 1024 + (uint64_t)j));
-        for (int64_t s = 0; s < nb; s += r->cap) {
-            int B = (int)DP_MIN((int64_t)r->cap, nb - s);
-            fill_batch(r, r->sample + s, B);
-            for (int b = 0; b < B; b++) r->w[b] = (dp_real)(1.0 / (M * r->q * (double)r->tr->n));
-            if (r->sigma > 0 && dp_text_dpfp_noise(r->rng, r->noise, B, C, r->sigma, c->dpfp_clip, err)) return -1;
-            dp_model_set_rep_noise(r->m, r->sigma > 0 ? r->noise : NULL);
-            dp_batch bt = {B, r->L, r->ids, NULL, r->labels};
-            r->m->ex0 = (int)s;
-            dp_model_forward_backward(r->m, &bt, r->w, 1, dseed, r->el);
-            r->m->ex0 = 0;
-            if (check_loss(r->el, B, loss, err)) return -1;
-        }
+        chunk_ctx x = {loss, (dp_real)(1.0 / (M * r->q * (double)r->tr->n)),
+                       dp_mix64(c->seed ^ dp_mix64((uint64_t)r->steps * 1024 + (uint64_t)j)), r->sigma > 0};
+        if (for_chunks(r, r->sample, nb, chunk_forward_backward, &x, err)) return -1;
         *seen += nb;
     }
     dp_optimizer_step(r->opt, r->m);
@@ -287,6 +345,7 @@ static int check_config(const dp_text_train_config *c, const dp_text_dataset *tr
     if (tr->n_classes > c->model.n_classes || (dev && dev->n_classes > c->model.n_classes))
         return dp_fail(err, "the data declare %d classes, the model has %d", tr->n_classes, c->model.n_classes);
     if (tr->n < 1) return dp_fail(err, "no training examples");
+    if (tr->n >= ((int64_t)1 << 40)) return dp_fail(err, "at most 2^40 training examples are supported");
     if (c->epochs < 1 || c->batch_size < 1) return dp_fail(err, "epochs and batch size must be at least 1");
     if (c->mode == DP_TEXT_DPFP && (c->micro_batches < 1 || !(c->dpfp_clip > 0)))
         return dp_fail(err, "DP-FP needs micro_batches >= 1 and a positive representation clip");
@@ -357,6 +416,11 @@ int dp_text_train(const dp_text_train_config *cfg, const dp_text_dataset *train,
     r.norms = dp_malloc(sizeof(double) * (size_t)r.cap);
     r.order = dp_malloc(sizeof(int64_t) * (size_t)N);
     r.sample = dp_malloc(sizeof(int64_t) * (size_t)N);
+    r.sorted = dp_malloc(sizeof(int64_t) * (size_t)N);
+    r.ntok = dp_malloc(sizeof(int32_t) * (size_t)N);
+    for (int64_t i = 0; i < N; i++)
+        r.ntok[i] = (int32_t)DP_MIN((int64_t)r.L, 1 + dp_tokenizer_count(&cfg->tokenizer, dp_text_ptr(train, i),
+                                                                         (size_t)dp_text_len(train, i)));
     for (int64_t i = 0; i < N; i++) r.order[i] = i;
     const int64_t steps_per_epoch = DP_MAX((int64_t)1, N / cfg->batch_size);
     if (priv) {
@@ -476,6 +540,8 @@ out:
     free(r.noise);
     free(r.el);
     free(r.norms);
+    free(r.sorted);
+    free(r.ntok);
     free(r.order);
     free(r.sample);
     return rc;
