@@ -6,7 +6,9 @@
  * with (seeded) DP-SGD, also after a stop request; a secure run resumes with a re-keyed generator;
  * changed DP settings append to the privacy history and a target epsilon holds across resumes; a
  * non-finite gradient keeps the last good checkpoint; a full disk (RLIMIT_FSIZE in a child process)
- * leaves the previous checkpoint intact and resumable. */
+ * leaves the previous checkpoint intact and resumable; a Re-Attention run keeps its item frequencies
+ * in its checkpoints (checksummed), resumes from them bit-identical without releasing them again, and
+ * refuses a change of its Re-Attention settings on resume. */
 #define _POSIX_C_SOURCE 200809L
 #include <cjson/cJSON.h>
 #include <dirent.h>
@@ -20,6 +22,7 @@
 
 #include "dpformer/checkpoint.h"
 #include "dpformer/noise.h"
+#include "dpformer/reattention.h"
 #include "dpformer/safetensors.h"
 #include "testutil.h"
 
@@ -878,6 +881,108 @@ static void test_full_disk(void) {
     dp_dataset_free(&ds);
 }
 
+/* ---- Re-Attention: the frequencies in the checkpoint, the resume, the settings that cannot change ---- */
+
+static int release_events(const dp_history *h) {
+    int n = 0;
+    for (size_t i = 0; i < h->n; i++) n += h->events[i].type == DP_EVENT_GAUSSIAN;
+    return n;
+}
+
+static void test_reattention(void) {
+    dp_dataset ds = data(100, 4);
+    dp_train_config c = base(&ds);
+    private_on(&c);
+    c.dp.reattention = 1;
+    c.dp.reattention_scale = 20;
+    c.dp.item_freq_noise = 3;
+    c.dp.item_freq_cap = 5;
+    c.epochs = 2;
+    c.checkpoint_every = 1;
+    c.keep_checkpoints = 1000;
+    char *ref = new_dir();
+    dp_model *m = NULL;
+    dp_train_result r;
+    CHECK(train_into(&ds, c, ref, NULL, &m, &r) == 0);
+    if (!m) return;
+    dp_reattention_config ra;
+    CHECK(dp_model_get_reattention(m, &ra) == 1 && ra.kappa == 20);
+    const int64_t mid = r.steps / 2 + 1;
+    char *path = ckpt_file(ref, mid);
+    dp_error e;
+    dp_checkpoint *ck = dp_checkpoint_read(path, &e);
+    CHECK(ck != NULL);
+    if (!ck) fprintf(stderr, "%s\n", e.msg);
+    if (ck) {
+        dp_train_config s = dp_checkpoint_train_config(ck);
+        CHECK(s.dp.reattention == 1 && s.dp.reattention_scale == 20 && s.dp.item_freq_noise == 3 &&
+              s.dp.item_freq_cap == 5 && s.dp.item_freq_public == NULL);
+        CHECK(release_events(dp_checkpoint_history(ck)) == 1);
+        CHECK(dp_checkpoint_check_resume(ck, &ds, &s, &e) == 0);
+        /* each Re-Attention setting, changed, is refused by its name */
+        dp_train_config x = s;
+        x.dp.reattention_scale = 2;
+        CHECK(dp_checkpoint_check_resume(ck, &ds, &x, &e) != 0 && strstr(e.msg, "reattention-scale 2"));
+        x = s;
+        x.dp.reattention = 0;
+        CHECK(dp_checkpoint_check_resume(ck, &ds, &x, &e) != 0 && strstr(e.msg, "reattention off"));
+        x = s;
+        x.dp.item_freq_public = "freq.txt";
+        CHECK(dp_checkpoint_check_resume(ck, &ds, &x, &e) != 0 && strstr(e.msg, "item-freq public:freq.txt") &&
+              strstr(e.msg, "the checkpoint has private"));
+        x = s;
+        x.dp.item_freq_noise = 4;
+        CHECK(dp_checkpoint_check_resume(ck, &ds, &x, &e) != 0 && strstr(e.msg, "item-freq-noise 4"));
+        x = s;
+        x.dp.item_freq_cap = 6;
+        CHECK(dp_checkpoint_check_resume(ck, &ds, &x, &e) != 0 && strstr(e.msg, "item-freq-cap 6"));
+        dp_checkpoint_free(ck);
+    }
+    /* the tensor: the model's frequencies, bit for bit, F64 [n_items + 1], first in the file */
+    dp_st_file *f = NULL;
+    CHECK(dp_safetensors_read(path, &f, &e) == 0);
+    const dp_st_tensor *t = f ? dp_st_find(f, "reattention.item_freq") : NULL;
+    CHECK(t && strcmp(t->dtype, "F64") == 0 && t->ndim == 1 && t->shape[0] == ds.n_items + 1 && dp_st_get(f, 0) == t);
+    CHECK(t && memcmp(t->data, ra.item_freq, sizeof(double) * ((size_t)ds.n_items + 1)) == 0);
+    /* a changed frequency is caught by the checksum */
+    size_t n = 0, b0, b1;
+    unsigned char *b = slurp(path, &n);
+    CHECK(b && tensor_span(b, n, "reattention.item_freq", &b0, &b1) == 0 && b1 - b0 == 8 * ((size_t)ds.n_items + 1));
+    if (b) {
+        char bad[600];
+        snprintf(bad, sizeof bad, "%s/bad", ref);
+        CHECK(mkdir(bad, 0700) == 0);
+        char *bp = ckpt_file(bad, mid);
+        b[b0 + 8 * 3 + 1] ^= 0x10;
+        expect_refused(bp, b, n, "tensor reattention.item_freq: checksum mismatch");
+        remove(bp);
+        rmdir(bad);
+        free(bp);
+    }
+    free(b);
+    dp_st_close(f);
+    /* resumed from the middle of the run: the same model, the one release event, the same setting */
+    char *d = dir_with(ref, mid);
+    dp_model *m2 = NULL;
+    dp_train_result r2;
+    int rc = resume_from(&ds, d, NULL, NULL, &m2, &r2, &e);
+    if (rc) fprintf(stderr, "Re-Attention resume: %s\n", e.msg);
+    CHECK(rc == 0 && m2 && same_params(m, m2) && r2.epsilon == r.epsilon && r2.test.ndcg10 == r.test.ndcg10);
+    dp_reattention_config ra2;
+    CHECK(m2 && dp_model_get_reattention(m2, &ra2) == 1 && ra2.kappa == ra.kappa && ra2.sigma == ra.sigma &&
+          ra2.batch_size == ra.batch_size && ra2.n_examples == ra.n_examples &&
+          memcmp(ra2.item_freq, ra.item_freq, sizeof(double) * ((size_t)ds.n_items + 1)) == 0);
+    dp_checkpoint *last = dp_checkpoint_open_latest(d, quiet, &e);
+    CHECK(last && dp_checkpoint_step(last) == r.steps && release_events(dp_checkpoint_history(last)) == 1);
+    dp_checkpoint_free(last);
+    dp_model_free(m2);
+    remove_dir(d);
+    free(path);
+    dp_model_free(m);
+    remove_dir(ref);
+    dp_dataset_free(&ds);
+}
+
 int main(void) {
     quiet = fopen("/dev/null", "w");
     test_round_trip();
@@ -890,6 +995,7 @@ int main(void) {
     test_changed_privacy();
     test_nonfinite();
     test_full_disk();
+    test_reattention();
     fclose(quiet);
     return tu_finish("test_checkpoint");
 }

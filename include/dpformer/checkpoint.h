@@ -5,6 +5,7 @@
  *   tensors   param.<name>, the parameters; optim.exp_avg.<name> and optim.exp_avg_sq.<name> (AdamW)
  *             or optim.momentum_buffer.<name> (SGD); best.<name>, the parameters of the best
  *             validated epoch so far; data.order (I32), the training users in their current order;
+ *             reattention.item_freq (F64), the item frequencies of a run with Re-Attention;
  *   metadata  the run configuration, the position (step, epoch, steps into the epoch, partial epoch
  *             sums), the random generator state (DP-SGD), the privacy accountant's full event
  *             history, the best-epoch state, the metrics.jsonl lines written so far, a fingerprint
@@ -75,7 +76,8 @@ dp_train_config dp_checkpoint_train_config(const dp_checkpoint *c);
 /* Can the run saved in c continue with cfg on ds? Refuses (message naming the file and the setting)
  * a different dataset (sizes or fingerprint), a different model shape, and a change of any setting
  * that cannot change within a run: seed, optimizer, batch size, sample rate, DP on/off, seeded noise,
- * delta, accountant, keep-last, exclude-seen, max-eval-users; and fewer epochs than already run.
+ * delta, accountant, keep-last, exclude-seen, max-eval-users, Re-Attention on/off and its scale, item
+ * frequency source, noise and cap; and fewer epochs than already run.
  * What may change: epochs, learning rate and schedule, weight decay, momentum, eval-every, noise
  * multiplier, target epsilon, max grad norm, max physical batch, clip mode, output and checkpoint
  * settings. dp_train runs this check itself. */

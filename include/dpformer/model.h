@@ -116,11 +116,14 @@ void dp_model_class_logits(dp_model *m, const int32_t *ids, int B, dp_real *logi
 void dp_model_set_rep_noise(dp_model *m, const dp_real *noise);
 
 /* Save parameters (float32) and the configuration to a safetensors file (docs/file-format.md);
- * extra_meta: optional JSON object text stored under the metadata key "dpformer.run". Atomic. */
+ * extra_meta: optional JSON object text stored under the metadata key "dpformer.run". With
+ * Re-Attention on (dpformer/reattention.h), its setting is stored too (metadata dpformer.reattention,
+ * F64 tensor reattention.item_freq). Atomic. */
 int dp_model_save(const dp_model *m, const char *path, const char *extra_meta, dp_error *err);
 /* Load a model saved by dp_model_save, able to run batches of up to max_batch sequences. The file's
  * tensors are checked against its configuration before anything is allocated, and a configuration
- * that needs more memory than the machine has is refused (NULL with err naming the file). */
+ * that needs more memory than the machine has is refused (NULL with err naming the file). A stored
+ * Re-Attention setting is checked (err names the field) and attached to the model. */
 dp_model *dp_model_load(const char *path, int max_batch, dp_error *err);
 /* The same from the contents of a file already in memory; `name` stands for the file in messages. */
 dp_model *dp_model_load_buffer(const char *name, const void *data, size_t len, int max_batch, dp_error *err);

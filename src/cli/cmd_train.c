@@ -1,6 +1,6 @@
 /* `dpformer train` and `dpformer eval`: train a recommender on a dataset file (with checkpoints,
  * resuming from them, and a graceful stop on SIGINT/SIGTERM), and evaluate a saved model with full
- * ranking next to the popularity baseline. */
+ * ranking next to the popularity baseline (with Re-Attention when the model file stores it). */
 #define _POSIX_C_SOURCE 200809L
 #include <cjson/cJSON.h>
 #include <signal.h>
@@ -12,6 +12,7 @@
 #include "cli/train_flags.h"
 #include "core/common.h"
 #include "dpformer/checkpoint.h"
+#include "dpformer/reattention.h"
 
 static void print_summary(FILE *f, const char *what, const dp_rank_metrics *m) {
     fprintf(f, "  %-22s NDCG@10 %.4f  HR@10 %.4f  NDCG@20 %.4f  HR@20 %.4f  (%lld users)\n", what, m->ndcg10, m->hr10,
@@ -102,8 +103,9 @@ static int has_checkpoints(const char *dir) {
     return n > 0;
 }
 
-/* The flags as they were for the saved run, so that a flag not given on resume keeps its value. */
-static void flags_from_config(train_flags *f, const dp_train_config *c) {
+/* The flags as they were for the saved run, so that a flag not given on resume keeps its value.
+ * freq_buf (cap bytes) holds the --item-freq value of a public frequency file. */
+static void flags_from_config(train_flags *f, const dp_train_config *c, char *freq_buf, size_t cap) {
     f->max_len = c->model.max_len;
     f->d_model = c->model.d_model;
     f->n_heads = c->model.n_heads;
@@ -137,6 +139,14 @@ static void flags_from_config(train_flags *f, const dp_train_config *c) {
     f->clip_mode = dp_clip_mode_name(c->dp.clip_mode);
     f->accountant = c->dp.accountant == DP_ACCOUNTANT_PLD ? "pld" : "rdp";
     f->seeded_noise = c->dp.seeded_noise;
+    f->reattention = c->dp.reattention;
+    f->reattention_scale = c->dp.reattention_scale;
+    f->item_freq_noise = c->dp.item_freq_noise;
+    f->item_freq_cap = c->dp.item_freq_cap;
+    if (c->dp.item_freq_public) {
+        snprintf(freq_buf, cap, "public:%s", c->dp.item_freq_public);
+        f->item_freq = freq_buf;
+    }
 }
 
 /* What the command line adds to a checkpoint: the data format and the thread count. */
@@ -161,7 +171,7 @@ int cmd_train(int argc, char **argv) {
     const char *data = NULL, *format = "auto", *out = "runs/train", *resume = NULL, *ckpt_dir = NULL;
     int64_t ckpt_every = 0;
     int keep = 2, no_ckpt = 0, rc;
-    char fmt_buf[64], resume_dir[4096], default_ckpt[4096];
+    char fmt_buf[64], resume_dir[4096], default_ckpt[4096], freq_buf[4200];
     dp_error err;
     dp_checkpoint *ck = NULL;
     const char *resume_arg = find_resume(argc, argv);
@@ -178,7 +188,7 @@ int cmd_train(int argc, char **argv) {
             return 2;
         }
         dp_train_config saved = dp_checkpoint_train_config(ck);
-        flags_from_config(&tf, &saved);
+        flags_from_config(&tf, &saved, freq_buf, sizeof freq_buf);
         data = saved.data_desc;
         if (saved.out_dir) out = saved.out_dir;
         ckpt_dir = resume_dir;
@@ -340,17 +350,22 @@ int cmd_eval(int argc, char **argv) {
         dp_dataset_free(&ds);
         return 2;
     }
+    dp_reattention_config ra;
+    const int with_ra = dp_model_get_reattention(m, &ra);
     dp_rank_metrics mm, pop;
     dp_evaluate(m, &ds, sp, exclude_seen, 0, &mm);
     dp_popularity_eval(&ds, sp, exclude_seen, &pop);
     if (json) {
         printf("{\"split\":\"%s\",\"exclude_seen\":%s,\"users\":%lld,\"ndcg10\":%.6f,\"hr10\":%.6f,\"ndcg20\":%.6f,"
-               "\"hr20\":%.6f,\"popularity_ndcg10\":%.6f,\"popularity_hr10\":%.6f}\n",
+               "\"hr20\":%.6f,\"popularity_ndcg10\":%.6f,\"popularity_hr10\":%.6f,\"reattention\":%s}\n",
                split, exclude_seen ? "true" : "false", (long long)mm.n, mm.ndcg10, mm.hr10, mm.ndcg20, mm.hr20,
-               pop.ndcg10, pop.hr10);
+               pop.ndcg10, pop.hr10, with_ra ? "true" : "false");
     } else {
         printf("%s on %s, split %s, full ranking over %d items, seen items %s\n", model, data, split, ds.n_items,
                exclude_seen ? "excluded" : "included");
+        if (with_ra)
+            printf("Re-Attention on (kappa %g, sigma %.4f, expected batch %.1f, %lld training examples), from the "
+                   "model file\n", ra.kappa, ra.sigma, ra.batch_size, (long long)ra.n_examples);
         print_summary(stdout, "model", &mm);
         print_summary(stdout, "popularity", &pop);
     }

@@ -1,12 +1,18 @@
 /* Saving and loading a model as a safetensors file: every parameter tensor in float32 under its name
- * (dpformer/model.h lists them) and the configuration as JSON in the metadata (docs/file-format.md). */
+ * (dpformer/model.h lists them) and the configuration as JSON in the metadata (docs/file-format.md).
+ * A model with Re-Attention attached also stores that setting (metadata dpformer.reattention and the
+ * F64 tensor reattention.item_freq), and loading such a file attaches it again. */
 #include <cjson/cJSON.h>
+#include <inttypes.h>
 #include <math.h>
 
+#include "dpformer/reattention.h"
 #include "dpformer/safetensors.h"
 #include "model/model_internal.h"
 
 #define FORMAT_VERSION "1"
+#define KEY_REATT "dpformer.reattention"
+#define TENSOR_REATT_FREQ "reattention.item_freq"
 
 static void config_json(const dp_model_config *c, char *buf, size_t n) {
     snprintf(buf, n,
@@ -18,11 +24,21 @@ static void config_json(const dp_model_config *c, char *buf, size_t n) {
 }
 
 int dp_model_save(const dp_model *m, const char *path, const char *extra_meta, dp_error *err) {
-    int n = m->n_tensors;
+    dp_reattention_config ra;
+    const int with_ra = dp_model_get_reattention(m, &ra);
+    /* The F64 frequencies go first, so that every tensor starts at a multiple of its element size. */
+    const int first = with_ra ? 1 : 0, n = m->n_tensors + first;
     dp_st_tensor *t = dp_calloc((size_t)n, sizeof *t);
     float **bufs = dp_calloc((size_t)n, sizeof *bufs);
-    for (int i = 0; i < n; i++) {
-        const dp_param_tensor *pt = &m->tensors[i];
+    if (with_ra) {
+        t[0].name = TENSOR_REATT_FREQ;
+        t[0].dtype = "F64";
+        t[0].ndim = 1;
+        t[0].shape[0] = (int64_t)m->cfg.n_items + 1;
+        t[0].data = ra.item_freq;
+    }
+    for (int i = first; i < n; i++) {
+        const dp_param_tensor *pt = &m->tensors[i - first];
         t[i].name = pt->name;
         t[i].dtype = "F32";
         t[i].ndim = pt->ndim;
@@ -36,11 +52,18 @@ int dp_model_save(const dp_model *m, const char *path, const char *extra_meta, d
         t[i].data = m->params + pt->offset;
 #endif
     }
-    char cfg[640];
+    char cfg[640], rcfg[256];
     config_json(&m->cfg, cfg, sizeof cfg);
-    const char *keys[] = {"format", "dpformer.format_version", "dpformer.config", "dpformer.run"};
-    const char *vals[] = {"pt", FORMAT_VERSION, cfg, extra_meta ? extra_meta : "{}"};
-    int rc = dp_safetensors_write(path, t, n, keys, vals, 4, err);
+    const char *keys[5] = {"format", "dpformer.format_version", "dpformer.config", "dpformer.run"};
+    const char *vals[5] = {"pt", FORMAT_VERSION, cfg, extra_meta ? extra_meta : "{}"};
+    int n_meta = 4;
+    if (with_ra) {
+        snprintf(rcfg, sizeof rcfg, "{\"kappa\":%.17g,\"sigma\":%.17g,\"batch_size\":%.17g,\"n_examples\":%" PRId64 "}",
+                 ra.kappa, ra.sigma, ra.batch_size, ra.n_examples);
+        keys[n_meta] = KEY_REATT;
+        vals[n_meta++] = rcfg;
+    }
+    int rc = dp_safetensors_write(path, t, n, keys, vals, n_meta, err);
     for (int i = 0; i < n; i++) free(bufs[i]);
     free(bufs);
     free(t);
@@ -95,10 +118,11 @@ static int parse_config(const char *path, const char *cs, dp_model_config *c, dp
     return 0;
 }
 
-/* The file's tensors against the ones the configuration defines: same number, and each present as
- * F32 with the expected shape. Done before anything is allocated, so that the parameter memory a
+/* The file's tensors against the ones the configuration defines (plus `extra`: the Re-Attention
+ * frequencies, checked by reattention_from_file): same number, and each present as F32 with the
+ * expected shape. Done before anything is allocated, so that the parameter memory a
  * configuration asks for is memory whose contents the file actually holds. */
-static int check_tensors(const char *path, const dp_st_file *f, const dp_model_config *c, dp_error *err) {
+static int check_tensors(const char *path, const dp_st_file *f, const dp_model_config *c, int extra, dp_error *err) {
     dp_param_tensor *want = dp_calloc(DP_MAX_TENSORS, sizeof *want);
     dp_error e2;
     int n = dp_model_config_tensors(c, want, &e2), rc = -1;
@@ -106,8 +130,9 @@ static int check_tensors(const char *path, const dp_st_file *f, const dp_model_c
         dp_fail(err, "%s: metadata dpformer.config: %s", path, e2.msg);
         goto out;
     }
-    if (dp_st_count(f) != n) {
-        dp_fail(err, "%s: has %d tensors, the configuration needs %d", path, dp_st_count(f), n);
+    if (dp_st_count(f) != n + extra) {
+        dp_fail(err, "%s: has %d tensors, the configuration needs %d%s", path, dp_st_count(f), n + extra,
+                extra ? " (with " TENSOR_REATT_FREQ ")" : "");
         goto out;
     }
     for (int i = 0; i < n; i++) {
@@ -130,6 +155,62 @@ out:
     return rc;
 }
 
+/* The Re-Attention setting stored with a model: the metadata dpformer.reattention (rs, a JSON object
+ * with kappa, sigma, batch_size, n_examples) and the tensor reattention.item_freq (F64 [n_items + 1],
+ * every value finite and in [0, 1]). cfg->item_freq points into the file. */
+static int reattention_from_file(const char *path, const dp_st_file *f, const char *rs, int32_t n_items,
+                                 dp_reattention_config *cfg, dp_error *err) {
+    *cfg = dp_reattention_config_default();
+    const char *end = NULL;
+    cJSON *j = cJSON_ParseWithOpts(rs, &end, 1);
+    if (!cJSON_IsObject(j)) {
+        cJSON_Delete(j);
+        return dp_fail(err, "%s: metadata " KEY_REATT ": not a JSON object (malformed JSON?)", path);
+    }
+    const char *bad = NULL;
+    const char *fields[] = {"kappa", "sigma", "batch_size", "n_examples"};
+    double v[4] = {0};
+    for (int i = 0; i < 4 && !bad; i++) {
+        const cJSON *x = cJSON_GetObjectItemCaseSensitive(j, fields[i]);
+        if (!cJSON_IsNumber(x) || !isfinite(x->valuedouble)) bad = fields[i];
+        else v[i] = x->valuedouble;
+    }
+    cJSON_Delete(j);
+    if (bad)
+        return dp_fail(err, "%s: metadata " KEY_REATT ": field \"%s\" is missing or not a finite number", path, bad);
+    if (!(v[0] >= 0))
+        return dp_fail(err, "%s: metadata " KEY_REATT ": field \"kappa\" must be >= 0 (got %g)", path, v[0]);
+    if (!(v[1] >= 0))
+        return dp_fail(err, "%s: metadata " KEY_REATT ": field \"sigma\" must be >= 0 (got %g)", path, v[1]);
+    if (!(v[2] > 0))
+        return dp_fail(err, "%s: metadata " KEY_REATT ": field \"batch_size\" must be > 0 (got %g)", path, v[2]);
+    if (v[3] != floor(v[3]) || v[3] < 1 || v[3] > 9007199254740992.0)
+        return dp_fail(err, "%s: metadata " KEY_REATT ": field \"n_examples\" must be an integer >= 1 (got %g)", path,
+                       v[3]);
+    const dp_st_tensor *t = dp_st_find(f, TENSOR_REATT_FREQ);
+    if (!t) return dp_fail(err, "%s: tensor " TENSOR_REATT_FREQ " is missing (metadata " KEY_REATT " needs it)", path);
+    const int64_t V1 = (int64_t)n_items + 1;
+    if (strcmp(t->dtype, "F64") != 0 || t->ndim != 1 || t->shape[0] != V1) {
+        char got[64];
+        if (t->ndim == 1) snprintf(got, sizeof got, "%s [%" PRId64 "]", t->dtype, t->shape[0]);
+        else snprintf(got, sizeof got, "%s with %d dimensions", t->dtype, t->ndim);
+        return dp_fail(err, "%s: tensor " TENSOR_REATT_FREQ " must be F64 [%" PRId64 "] (n_items + 1); it is %s", path,
+                       V1, got);
+    }
+    const double *p = t->data;
+    for (int64_t i = 0; i < V1; i++)
+        if (!(p[i] >= 0 && p[i] <= 1))
+            return dp_fail(err, "%s: tensor " TENSOR_REATT_FREQ ": value at index %" PRId64 " is %g, not a frequency in "
+                                "[0, 1]", path, i, p[i]);
+    cfg->enabled = 1;
+    cfg->kappa = v[0];
+    cfg->sigma = v[1];
+    cfg->batch_size = v[2];
+    cfg->n_examples = (int64_t)v[3];
+    cfg->item_freq = p;
+    return 0;
+}
+
 /* A model from a safetensors file already read and validated; path names it in messages. */
 static dp_model *load_from(const char *path, const dp_st_file *f, int max_batch, dp_error *err) {
     const char *ver = dp_st_meta(f, "dpformer.format_version"), *cs = dp_st_meta(f, "dpformer.config");
@@ -142,7 +223,11 @@ static dp_model *load_from(const char *path, const dp_st_file *f, int max_batch,
         return NULL;
     }
     dp_model_config c;
-    if (parse_config(path, cs, &c, err) || check_tensors(path, f, &c, err)) return NULL;
+    const char *rs = dp_st_meta(f, KEY_REATT);
+    dp_reattention_config ra;
+    if (parse_config(path, cs, &c, err) || (rs && reattention_from_file(path, f, rs, c.n_items, &ra, err)) ||
+        check_tensors(path, f, &c, rs != NULL, err))
+        return NULL;
     dp_error e2;
     dp_model *m = dp_model_create(&c, max_batch, 0, &e2);
     if (!m) {
@@ -160,6 +245,11 @@ static dp_model *load_from(const char *path, const dp_st_file *f, int max_batch,
             }
             m->params[pt->offset + k] = (real)src[k];
         }
+    }
+    if (rs && dp_model_set_reattention(m, &ra, &e2)) {
+        dp_fail(err, "%s: metadata " KEY_REATT ": %s", path, e2.msg);
+        dp_model_free(m);
+        return NULL;
     }
     return m;
 }

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "core/common.h"
+#include "dpformer/reattention.h"
 #include "dpformer/safetensors.h"
 #include "train/checkpoint_internal.h"
 
@@ -23,6 +24,7 @@
 #define REAL_DTYPE (sizeof(dp_real) == 4 ? "F32" : "F64")
 #define NAME_CAP 160
 #define KEY_CHECKSUMS "dpformer.checksums"
+#define TENSOR_ITEM_FREQ "reattention.item_freq"
 
 /* The tensor sets of a checkpoint, each with one tensor per model parameter tensor. */
 enum { SET_PARAM = 0, SET_M1, SET_M2, SET_BEST, N_SETS };
@@ -224,6 +226,11 @@ static cJSON *config_to_json(jw *w, const dp_train_config *c) {
     jstr(p, "clip_mode", dp_clip_mode_name(c->dp.clip_mode));
     jbool(p, "seeded_noise", c->dp.seeded_noise);
     jstr(p, "accountant", accountant_name(c->dp.accountant));
+    jbool(p, "reattention", c->dp.reattention);
+    jnum(w, p, "reattention_scale", c->dp.reattention_scale);
+    jstr(p, "item_freq_public", c->dp.item_freq_public);
+    jnum(w, p, "item_freq_noise", c->dp.item_freq_noise);
+    jint(p, "item_freq_cap", c->dp.item_freq_cap);
     jint(o, "checkpoint_every", c->checkpoint_every);
     jint(o, "keep_checkpoints", c->keep_checkpoints);
     return o;
@@ -285,6 +292,16 @@ static void config_from_json(jr *r, const cJSON *o, dp_train_config *c) {
     if (s && strcmp(s, "rdp") == 0) c->dp.accountant = DP_ACCOUNTANT_RDP;
     else if (s && strcmp(s, "pld") == 0) c->dp.accountant = DP_ACCOUNTANT_PLD;
     else if (s) jr_fail(r, "accountant", "is not rdp or pld");
+    /* Re-Attention (absent in checkpoints written before it could be resumed: off) */
+    if (p && cJSON_GetObjectItemCaseSensitive(p, "reattention")) {
+        c->dp.reattention = jr_bool(r, p, "reattention");
+        c->dp.reattention_scale = jr_num(r, p, "reattention_scale");
+        c->dp.item_freq_public = jr_str(r, p, "item_freq_public", 1);
+        c->dp.item_freq_noise = jr_num(r, p, "item_freq_noise");
+        c->dp.item_freq_cap = (int)jr_int(r, p, "item_freq_cap", 0, 2147483647.0);
+        if (!r->bad && c->dp.reattention && !(c->dp.reattention_scale >= 0))
+            jr_fail(r, "reattention_scale", "is negative");
+    }
     c->checkpoint_every = jr_int(r, o, "checkpoint_every", 0, 9007199254740992.0);
     c->keep_checkpoints = (int)jr_int(r, o, "keep_checkpoints", 1, 2147483647.0);
 }
@@ -491,10 +508,23 @@ int dp_ckpt_write(const char *dir, const dp_ckpt_source *s, char *path, size_t p
     const dp_real *arrays[N_SETS] = {dp_model_params(s->m), dp_optimizer_state(s->opt, 0), dp_optimizer_state(s->opt, 1),
                                      s->best};
     int n = 0;
-    dp_st_tensor *t = dp_calloc((size_t)(N_SETS * nt + 1), sizeof *t);
-    char(*names)[NAME_CAP] = dp_calloc((size_t)(N_SETS * nt + 1), NAME_CAP);
+    dp_st_tensor *t = dp_calloc((size_t)(N_SETS * nt + 2), sizeof *t);
+    char(*names)[NAME_CAP] = dp_calloc((size_t)(N_SETS * nt + 2), NAME_CAP);
     int rc = -1;
     char *mtext = NULL, *jcfg = NULL, *jpg = NULL, *jds = NULL, *jhist = NULL, *jsum = NULL;
+    if (cfg->dp.enabled && cfg->dp.reattention) {
+        /* the frequencies the run uses (released once, or read from the public file), first: F64 at
+         * the start of the data section keeps every tensor aligned to its element size */
+        dp_reattention_config ra;
+        if (!dp_model_get_reattention(s->m, &ra)) {
+            dp_fail(err, "%s: refusing to write a checkpoint at step %lld: the run has Re-Attention on but the model "
+                         "has no Re-Attention setting", dir, (long long)s->pg->step);
+            goto out;
+        }
+        t[n] = (dp_st_tensor){.name = TENSOR_ITEM_FREQ, .dtype = "F64", .ndim = 1, .data = ra.item_freq};
+        t[n].shape[0] = (int64_t)cfg->model.n_items + 1;
+        n++;
+    }
     for (int set = 0; set < N_SETS; set++) {
         if (!arrays[set]) continue;
         for (int i = 0; i < nt; i++) {
@@ -605,6 +635,7 @@ struct dp_checkpoint {
     int64_t users, items, interactions, train_users;
     int n_metrics;
     const char **metrics;
+    const double *item_freq; /* Re-Attention's frequencies [n_items + 1] (in f), or NULL */
 };
 
 void dp_checkpoint_free(dp_checkpoint *c) {
@@ -749,6 +780,24 @@ static int verify_tensors(dp_checkpoint *c, dp_error *err) {
     if (!o || strcmp(o->dtype, "I32") != 0 || o->ndim != 1 || o->shape[0] != c->train_users) {
         dp_fail(err, "%s: tensor data.order is missing or is not I32 [%lld]", c->path, (long long)c->train_users);
         goto out;
+    }
+    if (c->cfg.dp.enabled && c->cfg.dp.reattention) {
+        const int64_t V1 = (int64_t)c->cfg.model.n_items + 1;
+        const dp_st_tensor *q = dp_st_find(c->f, TENSOR_ITEM_FREQ);
+        if (!q || strcmp(q->dtype, "F64") != 0 || q->ndim != 1 || q->shape[0] != V1) {
+            dp_fail(err, "%s: tensor " TENSOR_ITEM_FREQ " is missing or is not F64 [%lld] (the run has Re-Attention on)",
+                    c->path, (long long)V1);
+            goto out;
+        }
+        const double *p = q->data;
+        for (int64_t i = 0; i < V1; i++)
+            if (!(p[i] >= 0 && p[i] <= 1)) {
+                dp_fail(err, "%s: tensor " TENSOR_ITEM_FREQ ": value at index %lld is %g, not a frequency in [0, 1]",
+                        c->path, (long long)i, p[i]);
+                goto out;
+            }
+        c->item_freq = p;
+        expected++;
     }
     if (dp_st_count(c->f) != expected) {
         dp_fail(err, "%s: has %d tensors, the saved configuration calls for %d", c->path, dp_st_count(c->f), expected);
@@ -933,6 +982,7 @@ const char *dp_ckpt_rng_hex(const dp_checkpoint *c) { return c->rng_hex; }
 int dp_ckpt_metrics_count(const dp_checkpoint *c) { return c->n_metrics; }
 const char *dp_ckpt_metrics_line(const dp_checkpoint *c, int i) { return c->metrics[i]; }
 const dp_train_config *dp_ckpt_saved_config(const dp_checkpoint *c) { return &c->cfg; }
+const double *dp_ckpt_item_freq(const dp_checkpoint *c) { return c->item_freq; }
 
 dp_train_config dp_checkpoint_train_config(const dp_checkpoint *c) {
     dp_train_config cfg = c->cfg;
@@ -1014,6 +1064,25 @@ int dp_checkpoint_check_resume(const dp_checkpoint *c, const dp_dataset *ds, con
          differs_s(c, "accountant", "the run's epsilon is computed by one accountant", accountant_name(s->dp.accountant),
                    accountant_name(cfg->dp.accountant), err)))
         return -1;
+    if (s->dp.enabled && (s->dp.reattention || cfg->dp.reattention)) {
+        /* the frequencies were released (or read) once, at the start of the run, and are in the
+         * checkpoint: a resume uses them as they are */
+        const char *ra = "Re-Attention's setting cannot change within a run";
+        char src_s[4200], src_n[4200];
+        snprintf(src_s, sizeof src_s, "%s%s", s->dp.item_freq_public ? "public:" : "private",
+                 s->dp.item_freq_public ? s->dp.item_freq_public : "");
+        snprintf(src_n, sizeof src_n, "%s%s", cfg->dp.item_freq_public ? "public:" : "private",
+                 cfg->dp.item_freq_public ? cfg->dp.item_freq_public : "");
+        if (differs_s(c, "reattention", ra, s->dp.reattention ? "on" : "off", cfg->dp.reattention ? "on" : "off", err) ||
+            differs_d(c, "reattention-scale", ra, s->dp.reattention_scale, cfg->dp.reattention_scale, err) ||
+            differs_s(c, "item-freq", "the frequencies of the run are kept in the checkpoint, never released again",
+                      src_s, src_n, err) ||
+            differs_d(c, "item-freq-noise", "the frequencies of the run are kept in the checkpoint, never released again",
+                      s->dp.item_freq_noise, cfg->dp.item_freq_noise, err) ||
+            differs_i(c, "item-freq-cap", "the frequencies of the run are kept in the checkpoint, never released again",
+                      s->dp.item_freq_cap, cfg->dp.item_freq_cap, err))
+            return -1;
+    }
     if (cfg->epochs < c->pg.epochs_run)
         return dp_fail(err, "%s: cannot resume with epochs %d: the run has already completed %d epochs", c->path,
                        cfg->epochs, c->pg.epochs_run);

@@ -50,7 +50,8 @@ typedef struct {
 
 /* Write ckpt-<step>.safetensors into dir (created if needed), atomically, then delete all but the
  * newest cfg->keep_checkpoints files and stale temporary files. The path written goes to path.
- * Refuses (writes nothing) if a parameter or optimiser value is not finite. */
+ * With DP-SGD and Re-Attention on, the model's item frequencies (dp_model_get_reattention) are saved
+ * too. Refuses (writes nothing) if a parameter or optimiser value is not finite. */
 int dp_ckpt_write(const char *dir, const dp_ckpt_source *s, char *path, size_t path_cap, dp_error *err);
 
 /* The saved progress, generator state (hex; NULL for a non-private run) and metrics lines. */
@@ -60,6 +61,9 @@ int dp_ckpt_metrics_count(const dp_checkpoint *c);
 const char *dp_ckpt_metrics_line(const dp_checkpoint *c, int i);
 /* The configuration stored in the checkpoint (before any change on resume). */
 const dp_train_config *dp_ckpt_saved_config(const dp_checkpoint *c);
+/* Re-Attention's item frequencies p_i [n_items + 1] as the run used them (tensor reattention.item_freq,
+ * verified to lie in [0, 1]), or NULL when the saved run has Re-Attention off. */
+const double *dp_ckpt_item_freq(const dp_checkpoint *c);
 
 /* Copy the saved tensors into a model and optimiser created from the same configuration (after
  * dp_checkpoint_check_resume): parameters, optimiser buffers and step count, the training order

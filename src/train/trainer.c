@@ -95,7 +95,6 @@ int dp_train_check(const dp_dataset *ds, const dp_train_config *c, dp_error *err
             if (!p->item_freq_public && !(p->item_freq_noise > 0))
                 return dp_fail(err, "privately released item frequencies need a positive noise multiplier");
             if (p->item_freq_cap < 0) return dp_fail(err, "item frequency cap must be >= 0");
-            if (c->resume) return dp_fail(err, "resuming a Re-Attention run is not supported yet");
         }
     } else if (p->reattention) {
         return dp_fail(err, "Re-Attention corrects the noise of DP-SGD: it needs DP training (--dp)");
@@ -306,6 +305,7 @@ static int resume_privacy(run_state *r, dp_error *err) {
 }
 
 static int item_frequencies(run_state *r, double **out, dp_error *err);
+static int attach_reattention(run_state *r, const double *item_p, dp_error *err);
 
 /* Set up DP-SGD: sampling rate, σ (calibrated for the planned steps when a target ε is given), the
  * step budget, the generator; on resume, the saved history and generator instead. */
@@ -346,7 +346,16 @@ static int setup_private(run_state *r, dp_error *err) {
         else
             fprintf(log, "privacy: secure noise: the generator was re-keyed from getrandom on resume (the noise "
                          "after the resume is fresh, as the analysis assumes)\n");
-        return resume_privacy(r, err);
+        if (resume_privacy(r, err)) return -1;
+        if (!p->reattention) return 0;
+        /* the frequencies the run has used from its start: never released again (the history holds
+         * the one release), only attached with the σ now in force */
+        const double *freq = dp_ckpt_item_freq(c->resume);
+        if (!freq)
+            return dp_fail(err, "%s: holds no Re-Attention item frequencies (tensor reattention.item_freq)",
+                           dp_checkpoint_path(c->resume));
+        fprintf(log, "privacy: Re-Attention item frequencies restored from the checkpoint (not released again)\n");
+        return attach_reattention(r, freq, err);
     }
     if (p->seeded_noise) {
         r->rng = dp_rng_create_seeded(dp_mix64(c->seed ^ 0xD9E8C7B6A5ull));
@@ -366,19 +375,26 @@ static int setup_private(run_state *r, dp_error *err) {
         return -1;
     }
     if (p->reattention) {
-        dp_reattention_config ra = dp_reattention_config_default();
-        ra.enabled = 1;
-        ra.kappa = p->reattention_scale;
-        ra.sigma = g->sigma;
-        ra.batch_size = r->expected_batch;
-        ra.item_freq = item_p;
-        ra.n_examples = r->n_train;
-        int rc = dp_model_set_reattention(r->m, &ra, err);
+        int rc = attach_reattention(r, item_p, err);
         free(item_p);
         if (rc) return -1;
-        fprintf(log, "privacy: Re-Attention on (kappa %g, sigma %.4f, expected batch %.1f)\n", ra.kappa, ra.sigma,
-                ra.batch_size);
     }
+    return 0;
+}
+
+/* Re-Attention on the run's model: frequencies p_i, the σ in force, the expected batch, N = the
+ * training users. */
+static int attach_reattention(run_state *r, const double *item_p, dp_error *err) {
+    dp_reattention_config ra = dp_reattention_config_default();
+    ra.enabled = 1;
+    ra.kappa = r->cfg->dp.reattention_scale;
+    ra.sigma = r->pg.sigma;
+    ra.batch_size = r->expected_batch;
+    ra.item_freq = item_p;
+    ra.n_examples = r->n_train;
+    if (dp_model_set_reattention(r->m, &ra, err)) return -1;
+    fprintf(r->log, "privacy: Re-Attention on (kappa %g, sigma %.4f, expected batch %.1f)\n", ra.kappa, ra.sigma,
+            ra.batch_size);
     return 0;
 }
 

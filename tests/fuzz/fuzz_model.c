@@ -1,12 +1,14 @@
 /* Fuzz target for the model loader (src/model/model_io.c) through dp_model_load_buffer: the input is a
- * model.safetensors file, so this exercises the configuration in the metadata (dpformer.config) and
- * its agreement with the tensors. An accepted model must have a valid configuration and finite
- * parameters, and must be able to score one sequence; a refused file must come with a message naming
- * it. The loader checks the tensors against the configuration before allocating, so the memory used
+ * model.safetensors file, so this exercises the configuration in the metadata (dpformer.config), the
+ * Re-Attention setting (dpformer.reattention, reattention.item_freq) and their agreement with the
+ * tensors. An accepted model must have a valid configuration, finite parameters and a valid
+ * Re-Attention setting if any, and must be able to score one sequence; a refused file must come with
+ * a message naming it. The loader checks the tensors against the configuration before allocating, so the memory used
  * here stays proportional to the input size. */
 #include <math.h>
 
 #include "dpformer/model.h"
+#include "dpformer/reattention.h"
 
 #include "fuzz.h"
 
@@ -22,6 +24,12 @@ static void check_model(dp_model *m) {
         const dp_param_tensor *t = dp_model_tensor(m, i);
         FUZZ_CHECK(t && t->offset + t->size <= dp_model_num_params(m));
         for (size_t k = 0; k < t->size; k++) FUZZ_CHECK(isfinite(p[t->offset + k]));
+    }
+    /* A stored Re-Attention setting is attached only when it is valid. */
+    dp_reattention_config ra;
+    if (dp_model_get_reattention(m, &ra)) {
+        FUZZ_CHECK(ra.kappa >= 0 && ra.sigma >= 0 && ra.batch_size > 0 && ra.n_examples >= 1 && ra.item_freq);
+        for (int i = 1; i <= c->n_items; i++) FUZZ_CHECK(ra.item_freq[i] >= 0 && ra.item_freq[i] <= 1);
     }
     /* One sequence: items 1, 2, ... in the last positions of the window, padding before. */
     int T = c->max_len, V = c->n_items;

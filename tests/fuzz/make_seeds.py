@@ -137,6 +137,36 @@ put(T, "bad_config_trailing.safetensors", safetensors(
     [], {"dpformer.format_version": "1", "dpformer.config": json.dumps(base) + " x"}))
 put(T, "bad_not_a_model.safetensors", safetensors([("w", "F32", [1], f32(1))], {"format": "pt"}))
 
+
+# Re-Attention stored with the model: metadata dpformer.reattention and the F64 tensor
+# reattention.item_freq [n_items + 1], first in the data section (as dp_model_save writes it).
+def with_reattention(cfg, freq=None, meta=None, dtype="F64", shape=None):
+    blob = model(cfg)
+    n = struct.unpack("<Q", blob[:8])[0]
+    hdr, data = json.loads(blob[8:8 + n]), blob[8 + n:]
+    freq = freq if freq is not None else [0.0] + [1.0 / (i + 1) for i in range(cfg["n_items"])]
+    raw = struct.pack("<%d%s" % (len(freq), "d" if dtype == "F64" else "f"), *freq)
+    meta_d = hdr.pop("__metadata__")
+    meta_d["dpformer.reattention"] = meta if meta is not None else json.dumps(
+        {"kappa": 1, "sigma": 1.5, "batch_size": 4, "n_examples": 10}, separators=(",", ":"))
+    ts = [("reattention.item_freq", dtype, shape or [len(freq)], raw)]
+    for name, info in hdr.items():
+        b, e = info["data_offsets"]
+        ts.append((name, info["dtype"], info["shape"], data[b:e]))
+    return safetensors(ts, meta_d)
+
+
+put(T, "valid_reattention.safetensors", with_reattention(base))
+no_tensor = model(base)
+n = struct.unpack("<Q", no_tensor[:8])[0]
+hdr = json.loads(no_tensor[8:8 + n])
+hdr["__metadata__"]["dpformer.reattention"] = '{"kappa":1,"sigma":1,"batch_size":4,"n_examples":10}'
+put(T, "bad_reattention_no_tensor.safetensors",
+    safetensors([], header=json.dumps(hdr, separators=(",", ":")), extra=no_tensor[8 + n:]))
+put(T, "bad_reattention_freq.safetensors", with_reattention(base, freq=[0.0, 0.5, 1.5, 0.25]))
+put(T, "bad_reattention_dtype.safetensors", with_reattention(base, dtype="F32"))
+put(T, "bad_reattention_json.safetensors", with_reattention(base, meta='{"kappa":1,"sigma":'))
+
 # ---- fuzz_rng_state ---------------------------------------------------------------------------
 T = "fuzz_rng_state"
 
