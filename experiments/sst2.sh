@@ -34,7 +34,8 @@ for mode in $MODES; do
     [ -f "$OUT/$run.log" ] && grep -q "^model:" "$OUT/$run.log" && ! grep -q "stopped in epoch" "$OUT/$run.log" &&
         continue   # done already
     echo "== $run"
-    "$BIN" train-text $common $priv --lr "$lr" --batch-size "$bs" --seed "$seed" --out "$OUT/$run" > "$OUT/$run.log" 2>&1
+    "$BIN" train-text $common $priv --lr "$lr" --batch-size "$bs" --seed "$seed" --out "$OUT/$run" > "$OUT/$run.log" 2>&1 ||
+        { echo "   FAILED (exit $?): see $OUT/$run.log"; continue; }
     grep -E "accuracy|per epoch" "$OUT/$run.log" | sed 's/^/   /'
   done; done; done
 done
