@@ -32,7 +32,7 @@ def ms(xs):
     xs = [x for x in xs if x is not None]
     if not xs:
         return "n/a"
-    if len(xs) == 1:
+    if len(xs) == 1 or max(xs) == min(xs):
         return f"{xs[0]:.4f}"
     return f"{statistics.mean(xs):.4f} ± {statistics.stdev(xs):.4f}"
 
@@ -52,7 +52,7 @@ def main():
     order = ["np", "dpsgd-3", "dpsgd-8", "dpfp-3", "dpfp-8"]
     covers = {"np": "no guarantee", "dpsgd": "the trained weights (example-level DP)",
               "dpfp": "the noised representations only: NOT the weights, NOT the labels"}
-    print("| mode | ε (δ 1e-6) | σ | chosen lr, batch (of grid) | seeds | dev accuracy | test accuracy | s/epoch | ε covers |")
+    print("| mode | ε (δ 1e-6) | σ | chosen lr, batch (of grid) | seeds | dev accuracy | test accuracy | s/epoch (run) | ε covers |")
     print("|---|---|---|---|---|---|---|---|---|")
     for mode in sorted(runs, key=lambda k: order.index(k) if k in order else 99):
         grid = runs[mode]
