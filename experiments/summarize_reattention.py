@@ -6,9 +6,11 @@ and batch size with the best mean VALIDATION NDCG@10 over seeds are chosen; the 
 setting's test NDCG@10 and HR@10 as mean +- std over seeds and the relative change of Re-Attention.
 Non-private rows come from the *.nonprivate.* runs; popularity is printed by the runs' logs.
 With --plot FILE.svg it also draws test NDCG@10 against epsilon for both variants (mean and
-min-max over seeds of the chosen setting), one panel per dataset, with popularity and non-private
-training as reference lines (a self-contained SVG; no plotting library needed).
-Usage: summarize_reattention.py RUNS_FOLDER [--plot FILE.svg]"""
+min-max over seeds of the chosen setting), one panel per dataset, with popularity as a reference line
+and non-private training named (it lies far above the private runs) (a self-contained SVG; no plotting library needed).
+--nonprivate DATASET=NDCG draws a non-private reference taken from elsewhere (e.g. docs/results.md)
+when the folder has no finished non-private run of that dataset.
+Usage: summarize_reattention.py RUNS_FOLDER [--plot FILE.svg] [--nonprivate DATASET=NDCG ...]"""
 import json
 import os
 import re
@@ -36,6 +38,12 @@ plot_path = None
 if "--plot" in args:
     i = args.index("--plot")
     plot_path = args[i + 1]
+    del args[i:i + 2]
+external_np = {}
+while "--nonprivate" in args:
+    i = args.index("--nonprivate")
+    ds, val = args[i + 1].split("=")
+    external_np[ds] = float(val)
     del args[i:i + 2]
 root = args[0] if args else "runs/reattention"
 
@@ -81,7 +89,7 @@ for key in sorted(groups, key=lambda k: (k[0], k[1], k[2])):
 
 def svg_plot(path):
     datasets = sorted({k[0] for k in chosen})
-    W, H, pad = 360, 260, 48
+    W, H, pad = 370, 260, 64
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W * len(datasets)}" height="{H + 40}" '
            'font-family="sans-serif" font-size="11">', '<rect width="100%" height="100%" fill="white"/>']
     colors = {"dp": "#1f77b4", "ra": "#d62728"}
@@ -95,8 +103,11 @@ def svg_plot(path):
         npk = (ds, float("inf"), "np")
         if npk in chosen:
             ref["non-private"] = statistics.mean(chosen[npk])
-        ys = [y for v in pts for _, xs in pts[v] for y in xs] + [v for v in ref.values() if v is not None]
-        lo, hi = 0.0, max(ys) * 1.1
+        elif ds in external_np:
+            ref["non-private"] = external_np[ds]
+        # the axis spans the private runs and popularity; a reference far above (non-private) is named
+        ys = [y for v in pts for _, xs in pts[v] for y in xs] + ([ref["popularity"]] if ref["popularity"] else [])
+        lo, hi = min(ys) * 0.85, max(ys) * 1.12
         elo, ehi = min(epss) - 1, max(epss) + 1
         X = lambda e: x0 + pad + (e - elo) / (ehi - elo) * (W - pad - 16)
         Y = lambda y: 20 + (1 - (y - lo) / (hi - lo)) * (H - 40)
@@ -105,14 +116,17 @@ def svg_plot(path):
         out.append(f'<line x1="{x0 + pad}" y1="{Y(lo)}" x2="{x0 + pad}" y2="{Y(hi)}" stroke="black"/>')
         for k in range(6):
             y = lo + (hi - lo) * k / 5
-            out.append(f'<text x="{x0 + pad - 4}" y="{Y(y) + 4}" text-anchor="end">{y:.3f}</text>')
+            out.append(f'<text x="{x0 + pad - 4}" y="{Y(y) + 4}" text-anchor="end">{y:.4f}</text>')
         for e in epss:
             out.append(f'<text x="{X(e)}" y="{Y(lo) + 14}" text-anchor="middle">{e:g}</text>')
         out.append(f'<text x="{x0 + W / 2}" y="{H + 10}" text-anchor="middle">ε (δ = 1e-6)</text>')
         out.append(f'<text x="{x0 + 12}" y="{H / 2}" transform="rotate(-90 {x0 + 12} {H / 2})" '
                    'text-anchor="middle">test NDCG@10</text>')
         for name, v in ref.items():
-            if v is not None:
+            if v is not None and v > hi:
+                out.append(f'<text x="{x0 + W - 18}" y="{Y(hi) + 10}" text-anchor="end" fill="gray">'
+                           f'{name}: {v:.4f} (above the axis)</text>')
+            elif v is not None:
                 out.append(f'<line x1="{x0 + pad}" y1="{Y(v)}" x2="{x0 + W - 16}" y2="{Y(v)}" stroke="gray" '
                            'stroke-dasharray="4 3"/>')
                 out.append(f'<text x="{x0 + W - 18}" y="{Y(v) - 3}" text-anchor="end" fill="gray">{name}</text>')
