@@ -26,4 +26,4 @@ for r in $(seq 1 "$ROUNDS"); do
   done
 done | tee "$OUT/times"
 awk '{ t[$3] += $4; n[$3]++ } END { for (m in t) printf "%-10s  mean %6.1f s/epoch  ratio to non-private %.2f\n", m,
-     t[m] / n[m], t[m] / t["nonprivate"] }' "$OUT/times" | sort -k7 -n
+     t[m] / n[m], t[m] / t["nonprivate"] }' "$OUT/times" | sort -k8 -n
