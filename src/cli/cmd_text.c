@@ -1,7 +1,5 @@
 /* `dpformer train-text` and `dpformer eval-text`: train a text classifier (non-private, DP-SGD or
  * DP-FP) on labelled TSV files and evaluate a saved one (docs/dpfp.md). */
-#define _POSIX_C_SOURCE 200809L
-#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -20,11 +18,6 @@ static int load_tsv(const char *cmd, const char *path, const dp_text_options *op
     }
     return 0;
 }
-
-/* SIGINT / SIGTERM stop training after the current step; what ran is evaluated and saved. A second
- * signal terminates at once (SA_RESETHAND). */
-static volatile sig_atomic_t text_stop = 0;
-static void on_text_stop(int sig) { text_stop = sig; }
 
 static void print_privacy(FILE *f, const dp_text_train_config *c, const dp_text_train_result *r) {
     if (c->mode == DP_TEXT_NONPRIVATE) {
@@ -194,17 +187,9 @@ int cmd_train_text(int argc, char **argv) {
     dp_model *m = NULL;
     dp_text_train_result res;
     dp_error err;
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_text_stop;
-    sa.sa_flags = SA_RESETHAND;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-    c.stop = &text_stop;
+    c.stop = cli_stop_install();
     int failed = dp_text_train(&c, &tr, dev ? &dv : NULL, test ? &te : NULL, &m, &res, &err);
-    signal(SIGINT, SIG_DFL);
-    signal(SIGTERM, SIG_DFL);
+    cli_stop_restore();
     if (failed) {
         fprintf(stderr, "%s: %s\n", cmd, err.msg);
         rc = 1;
@@ -212,7 +197,7 @@ int cmd_train_text(int argc, char **argv) {
     }
     if (res.stopped_by) {
         fprintf(stderr, "%s: %s: stopped in epoch %d; the model kept so far, its metrics and the privacy history of the "
-                        "steps that ran are saved in %s\n", cmd, res.stopped_by == SIGINT ? "SIGINT" : "SIGTERM",
+                        "steps that ran are saved in %s\n", cmd, cli_signal_name(res.stopped_by),
                 res.epochs_run, out);
         rc = 128 + res.stopped_by;
     }

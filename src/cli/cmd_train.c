@@ -3,7 +3,6 @@
  * ranking next to the popularity baseline (with Re-Attention when the model file stores it). */
 #define _POSIX_C_SOURCE 200809L
 #include <cjson/cJSON.h>
-#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -66,23 +65,6 @@ static int load_data(const char *cmd, const char *path, const char *format, dp_d
         return 2;
     }
     return 0;
-}
-
-/* SIGINT / SIGTERM: the training loop sees the signal number at its next step boundary, writes a
- * checkpoint and stops. SA_RESETHAND: a second signal terminates at once (the checkpoints on disk
- * stay valid, every one being written atomically). SA_RESTART: nothing else sees EINTR. */
-static volatile sig_atomic_t stop_signal = 0;
-
-static void on_stop_signal(int sig) { stop_signal = sig; }
-
-static void install_stop_handlers(void) {
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_stop_signal;
-    sigemptyset(&sa.sa_mask);
-    sa.sa_flags = SA_RESETHAND | SA_RESTART;
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
 }
 
 /* --resume's value, looked up before the flags are parsed: the checkpoint supplies their defaults. */
@@ -267,15 +249,11 @@ int cmd_train(int argc, char **argv) {
         else fprintf(stderr, "after epoch %d of %d)%s\n", done_epochs, cfg.epochs,
                      done_epochs >= cfg.epochs ? "; training is complete, only the final evaluation is redone" : "");
     }
-    install_stop_handlers();
-    cfg.stop = &stop_signal;
+    cfg.stop = cli_stop_install();
     rc = dp_train(&ds, &cfg, &m, &res, &err);
-    signal(SIGINT, SIG_DFL);
-    signal(SIGTERM, SIG_DFL);
+    cli_stop_restore();
     if (rc == DP_TRAIN_STOPPED) {
-        fprintf(stderr, "%s: %s: %s\n", cmd, res.stopped_by == SIGINT ? "SIGINT" : res.stopped_by == SIGTERM ? "SIGTERM"
-                                                                                                              : "signal",
-                err.msg);
+        fprintf(stderr, "%s: %s: %s\n", cmd, cli_signal_name(res.stopped_by), err.msg);
         if (cfg.checkpoint_dir) fprintf(stderr, "resume with: dpformer train --resume %s\n", cfg.checkpoint_dir);
         rc = 128 + res.stopped_by;
         goto done;
