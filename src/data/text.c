@@ -440,16 +440,10 @@ int dp_text_encode_bytes(const char *s, size_t len, int L, int32_t *ids_out, int
 }
 
 int dp_text_encode(const dp_text_dataset *ds, int64_t i, int L, int32_t *ids_out, int *truncated) {
-    if (i < 0 || i >= ds->n || L < 1) return -1;
-    return dp_text_encode_bytes(dp_text_ptr(ds, i), (size_t)dp_text_len(ds, i), L, ids_out, truncated);
+    return dp_text_encode_with(NULL, ds, i, L, ids_out, truncated);
 }
 
-int64_t dp_text_count_truncated(const dp_text_dataset *ds, int L) {
-    if (L < 1) return -1;
-    int64_t n = 0;
-    for (int64_t i = 0; i < ds->n; i++) n += dp_text_len(ds, i) > (int64_t)L - 1;
-    return n;
-}
+int64_t dp_text_count_truncated(const dp_text_dataset *ds, int L) { return dp_text_count_truncated_with(NULL, ds, L); }
 
 int64_t dp_text_decode(const int32_t *ids, int64_t n, char *out, size_t cap) {
     int64_t m = 0;

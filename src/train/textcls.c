@@ -386,7 +386,13 @@ int dp_text_train(const dp_text_train_config *cfg, const dp_text_dataset *train,
     r.L = cfg->model.max_len;
     r.cap = priv ? cfg->dp.max_physical_batch : cfg->batch_size;
     res->n_train = N;
-    res->truncated_train = dp_text_count_truncated_with(&cfg->tokenizer, train, r.L);
+    /* each sentence's tokens on the window ([CLS] included): the chunking's lengths and the truncation count */
+    r.ntok = dp_malloc(sizeof(int32_t) * (size_t)N);
+    for (int64_t i = 0; i < N; i++) {
+        int64_t n = 1 + dp_tokenizer_count(&cfg->tokenizer, dp_text_ptr(train, i), (size_t)dp_text_len(train, i));
+        r.ntok[i] = (int32_t)DP_MIN((int64_t)r.L, n);
+        res->truncated_train += n > r.L;
+    }
     fprintf(log, "data: %lld training sentences (%lld longer than %d tokens are truncated)%s\n", (long long)N,
             (long long)res->truncated_train, r.L, dev ? "" : "; no dev set: the last epoch is kept");
     int rc = 0;
@@ -417,10 +423,6 @@ int dp_text_train(const dp_text_train_config *cfg, const dp_text_dataset *train,
     r.order = dp_malloc(sizeof(int64_t) * (size_t)N);
     r.sample = dp_malloc(sizeof(int64_t) * (size_t)N);
     r.sorted = dp_malloc(sizeof(int64_t) * (size_t)N);
-    r.ntok = dp_malloc(sizeof(int32_t) * (size_t)N);
-    for (int64_t i = 0; i < N; i++)
-        r.ntok[i] = (int32_t)DP_MIN((int64_t)r.L, 1 + dp_tokenizer_count(&cfg->tokenizer, dp_text_ptr(train, i),
-                                                                         (size_t)dp_text_len(train, i)));
     for (int64_t i = 0; i < N; i++) r.order[i] = i;
     const int64_t steps_per_epoch = DP_MAX((int64_t)1, N / cfg->batch_size);
     if (priv) {
