@@ -18,6 +18,7 @@
 #ifndef DPFORMER_MODEL_H
 #define DPFORMER_MODEL_H
 
+#include "dpformer/backend.h"
 #include "dpformer/common.h"
 
 typedef struct {
@@ -57,14 +58,32 @@ typedef struct dp_model dp_model;
  * (normal std 0.02 for matrices and embeddings, residual projections scaled by 1/√(2·n_layers),
  * LayerNorm weights 1, biases 0, padding row 0). Returns NULL (with err) on an invalid config. */
 dp_model *dp_model_create(const dp_model_config *cfg, int max_batch, uint64_t seed, dp_error *err);
+/* The same on a device (dpformer/backend.h): every buffer lives there and every op runs there. The
+ * initial parameters are identical on every device. NULL with err if the device is not available or
+ * its memory is too small. */
+dp_model *dp_model_create_on(const dp_model_config *cfg, int max_batch, uint64_t seed, dp_device device,
+                             dp_error *err);
+/* Move a model to another device (parameters and gradients carried over; the handle stays valid).
+ * On failure the model is unchanged. */
+int dp_model_set_device(dp_model *m, dp_device device, dp_error *err);
+dp_device dp_model_device(const dp_model *m);
 void dp_model_free(dp_model *m);
 const dp_model_config *dp_model_config_of(const dp_model *m);
 int dp_model_max_batch(const dp_model *m);
 
-/* Flat parameter and gradient arrays (same layout) and their named tensors. */
+/* Flat parameter and gradient arrays (same layout) and their named tensors. dp_model_params and
+ * dp_model_grads return the model's own arrays, which are host memory only on the cpu device; the
+ * read/write functions copy to and from host arrays of dp_model_num_params values on any device. */
 size_t dp_model_num_params(const dp_model *m);
 dp_real *dp_model_params(dp_model *m);
 dp_real *dp_model_grads(dp_model *m);
+void dp_model_read_params(const dp_model *m, dp_real *dst);
+void dp_model_write_params(dp_model *m, const dp_real *src);
+void dp_model_read_grads(const dp_model *m, dp_real *dst);
+/* grads *= a (on the model's device). */
+void dp_model_scale_grads(dp_model *m, double a);
+/* Whether every gradient value is finite. */
+int dp_model_grads_finite(const dp_model *m);
 typedef struct {
     char name[64];
     size_t offset; /* into the flat arrays */

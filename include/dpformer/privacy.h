@@ -13,6 +13,7 @@
 
 #include "dpformer/common.h"
 #include "dpformer/model.h"
+#include "dpformer/noise.h"
 
 typedef enum { DP_CLIP_AUTO = 0, DP_CLIP_NAIVE, DP_CLIP_GHOST, DP_CLIP_PHANTOM } dp_clip_mode;
 int dp_clip_mode_parse(const char *s, dp_clip_mode *mode);
@@ -25,5 +26,10 @@ const char *dp_clip_mode_name(dp_clip_mode mode);
  * cannot handle the model (ghost with a tied output layer). */
 int dp_clipped_grad(dp_model *m, const dp_batch *bt, dp_clip_mode mode, double max_grad_norm, int train,
                     uint64_t dropout_seed, int ex0, double *norms, double *per_example_loss, dp_error *err);
+
+/* grads += σ·z over every parameter, on the model's device, from the generator's ChaCha20 stream
+ * (dpformer/noise.h): the same values as dp_noise_gaussian_add on the host array would give, on any
+ * device. */
+int dp_add_grad_noise(dp_model *m, dp_rng *rng, double sigma, dp_error *err);
 
 #endif

@@ -40,6 +40,10 @@ int64_t dp_optimizer_step_count(const dp_optimizer *o);
  * values in the layout of the parameters. dp_optimizer_set_step_count restores the step count (which
  * drives the schedule and AdamW's bias correction). */
 dp_real *dp_optimizer_state(dp_optimizer *o, int which);
+/* The same state as host arrays on any device (the model's): copies out and in; return -1 where
+ * dp_optimizer_state would return NULL. */
+int dp_optimizer_read_state(const dp_optimizer *o, int which, dp_real *dst);
+int dp_optimizer_write_state(dp_optimizer *o, int which, const dp_real *src);
 void dp_optimizer_set_step_count(dp_optimizer *o, int64_t t);
 /* One update of the model's parameters from its gradient array. The padding row of the item
  * embedding (and of an untied output layer) stays zero. */
@@ -111,6 +115,8 @@ typedef struct {
     const char *checkpoint_extra; /* optional JSON object text stored in every checkpoint (the caller's
                                      own settings, e.g. the data format); NULL: none */
     const dp_checkpoint *resume;  /* continue the run saved in this checkpoint (NULL: a fresh run) */
+    dp_device device;             /* where the model runs (cpu by default); checkpoints and the saved model
+                                     are device-independent, so a run may resume on another device */
     volatile sig_atomic_t *stop;  /* when non-NULL and set non-zero (e.g. to a signal number by a
                                      handler), the run stops at the next step boundary after writing a
                                      checkpoint, and dp_train returns DP_TRAIN_STOPPED */

@@ -1,10 +1,10 @@
 /* The Transformer: parameter layout, initialisation, forward and backward passes composed from the
- * kernels in src/ops. The backward visibly mirrors the forward in reverse. */
+ * ops of the model's backend (src/backend: the CPU kernels of src/ops, or CUDA). Written once for
+ * every device; the backward visibly mirrors the forward in reverse. */
 #include <math.h>
 #include <stdio.h>
 
 #include "model/model_internal.h"
-#include "ops/ops.h"
 
 dp_model_config dp_model_config_default(int32_t n_items, int max_len) {
     dp_model_config c = {0};
@@ -118,17 +118,30 @@ static void layout(dp_model *m, real *base, dp_param_view *v, int reg) {
     }
 }
 
-static real *alloc_real(size_t n) { return dp_alloc_aligned(sizeof(real) * (n ? n : 1)); }
+/* Buffers come from the model's backend. A failed allocation (device memory is finite) is recorded
+ * in m's allocation error and yields NULL; dp_model_create checks once at the end. */
+static dp_error alloc_err;
+static int alloc_failed;
+static void *balloc(const dp_model *m, size_t bytes) {
+    if (alloc_failed) return NULL;
+    void *p = m->be->alloc(bytes ? bytes : 1, &alloc_err);
+    if (!p) alloc_failed = 1;
+    return p;
+}
+static real *alloc_real(const dp_model *m, size_t n) { return balloc(m, sizeof(real) * (n ? n : 1)); }
+static void bfree(const dp_model *m, void *p) {
+    if (p) m->be->free(p);
+}
 
-static real **alloc_per_layer(int n_layers, size_t n) {
+static real **alloc_per_layer(const dp_model *m, int n_layers, size_t n) {
     real **a = dp_calloc((size_t)n_layers + 1, sizeof(real *));
-    for (int l = 0; l < n_layers; l++) a[l] = alloc_real(n);
+    for (int l = 0; l < n_layers; l++) a[l] = alloc_real(m, n);
     return a;
 }
 
-static void free_per_layer(real **a, int n_layers) {
+static void free_per_layer(const dp_model *m, real **a, int n_layers) {
     if (!a) return;
-    for (int l = 0; l < n_layers; l++) free(a[l]);
+    for (int l = 0; l < n_layers; l++) bfree(m, a[l]);
     free(a);
 }
 
@@ -140,11 +153,12 @@ static double normal01(uint64_t *s) {
 }
 
 static void init_params(dp_model *m, uint64_t seed) {
+    real *host = model_on_host(m) ? m->params : dp_alloc_aligned(sizeof(real) * m->n_params);
     uint64_t s = seed ^ 0x5DEECE66DULL;
     double resid_scale = 1.0 / sqrt(2.0 * (m->cfg.n_layers > 0 ? m->cfg.n_layers : 1));
     for (int i = 0; i < m->n_tensors; i++) {
         dp_param_tensor *t = &m->tensors[i];
-        real *x = m->params + t->offset;
+        real *x = host + t->offset;
         const char *n = t->name;
         size_t len = strlen(n);
         int is_bias = len >= 4 && strcmp(n + len - 4, "bias") == 0;
@@ -159,8 +173,12 @@ static void init_params(dp_model *m, uint64_t seed) {
         for (size_t k = 0; k < t->size; k++) x[k] = (real)(std * normal01(&s));
     }
     /* The padding row carries no information. */
-    memset(m->p.E, 0, sizeof(real) * (size_t)m->cfg.d_model);
-    if (m->p.out_w && !m->cfg.tied) memset(m->p.out_w, 0, sizeof(real) * (size_t)m->cfg.d_model);
+    memset(host + (m->p.E - m->params), 0, sizeof(real) * (size_t)m->cfg.d_model);
+    if (m->p.out_w && !m->cfg.tied) memset(host + (m->p.out_w - m->params), 0, sizeof(real) * (size_t)m->cfg.d_model);
+    if (host != m->params) {
+        m->be->upload(m->params, host, sizeof(real) * m->n_params);
+        free(host);
+    }
 }
 
 /* Bytes dp_model_create allocates for the parameters, the gradients and the activations of batches
@@ -198,29 +216,36 @@ int dp_model_config_tensors(const dp_model_config *cfg, dp_param_tensor *out, dp
     return n;
 }
 
-dp_model *dp_model_create(const dp_model_config *cfg, int max_batch, uint64_t seed, dp_error *err) {
+dp_model *dp_model_create_on(const dp_model_config *cfg, int max_batch, uint64_t seed, dp_device device,
+                             dp_error *err) {
     if (check_create(cfg, max_batch, err)) return NULL;
+    const dp_backend *be = dp_backend_of(device, err);
+    if (!be) return NULL;
     int NL = cfg->n_layers;
     dp_model *m = dp_calloc(1, sizeof *m);
+    m->be = be;
     m->cfg = *cfg;
     m->full_len = cfg->max_len;
     if (m->cfg.d_ff == 0) m->cfg.d_ff = 4 * cfg->d_model;
     m->max_batch = max_batch;
     layout(m, NULL, NULL, 1);
     /* Refuse what cannot fit rather than fail (or be killed) half-way through the allocations: a
-     * configuration read from a file can ask for anything. */
+     * configuration read from a file can ask for anything. (Device memory is checked by the
+     * allocations themselves, which fail cleanly.) */
     double need = model_bytes(&m->cfg, m->n_params, max_batch), have = (double)dp_physical_memory();
-    if (have > 0 && need > have) {
+    if (model_on_host(m) && have > 0 && need > have) {
         dp_fail(err, "model: this configuration needs %.1f GiB for batches of %d sequences (parameters, gradients "
                 "and activations), more than the %.1f GiB of memory of this machine", need / 1073741824.0, max_batch,
                 have / 1073741824.0);
         free(m);
         return NULL;
     }
+    alloc_failed = 0;
     m->p.layer = dp_calloc((size_t)(NL > 0 ? NL : 1), sizeof(dp_layer_view));
     m->g.layer = dp_calloc((size_t)(NL > 0 ? NL : 1), sizeof(dp_layer_view));
-    m->params = alloc_real(m->n_params);
-    m->grads = alloc_real(m->n_params);
+    m->params = alloc_real(m, m->n_params);
+    m->grads = alloc_real(m, m->n_params);
+    if (alloc_failed) goto fail;
     layout(m, m->params, &m->p, 0);
     layout(m, m->grads, &m->g, 0);
     init_params(m, seed);
@@ -229,75 +254,107 @@ dp_model *dp_model_create(const dp_model_config *cfg, int max_batch, uint64_t se
     const size_t N = (size_t)max_batch * T;
     dp_activations *a = &m->a;
     a->res = dp_calloc((size_t)NL + 1, sizeof(real *));
-    for (int l = 0; l <= NL; l++) a->res[l] = alloc_real(N * C);
-    a->ln1 = alloc_per_layer(NL, N * C);
-    a->ln1_mean = alloc_per_layer(NL, N);
-    a->ln1_rstd = alloc_per_layer(NL, N);
-    a->qkv = alloc_per_layer(NL, N * 3 * C);
-    a->att = alloc_per_layer(NL, (size_t)max_batch * H * T * T);
-    a->atty = alloc_per_layer(NL, N * C);
-    a->res_mid = alloc_per_layer(NL, N * C);
-    a->ln2 = alloc_per_layer(NL, N * C);
-    a->ln2_mean = alloc_per_layer(NL, N);
-    a->ln2_rstd = alloc_per_layer(NL, N);
-    a->fc1 = alloc_per_layer(NL, N * F);
-    a->gelu = alloc_per_layer(NL, N * F);
-    a->lnf = alloc_real(N * C);
-    a->lnf_mean = alloc_real(N);
-    a->lnf_rstd = alloc_real(N);
-    a->row_loss = alloc_real(N);
-    a->row_weight = alloc_real(N);
-    a->tmp = alloc_real(N * C);
-    a->dres = alloc_real(N * C);
-    a->dtmp = alloc_real(N * C);
-    a->dln = alloc_real(N * C);
-    a->datty = alloc_real(N * C);
-    a->dh = alloc_real(N * C);
-    a->dqkv = alloc_real(N * 3 * C);
-    a->dbig = alloc_real(NL > 0 ? N * F : 0); /* d_ff is unused without layers */
-    /* one buffer serves both the plain output layer and the privacy engine's example-aligned chunks */
-    a->cls_scratch = alloc_real(DP_MAX(classifier_scratch_size((long)N, C, V), classifier_dp_scratch_size(max_batch, T, C, V)));
-    a->last = alloc_real((size_t)max_batch * C);
+    for (int l = 0; l <= NL; l++) a->res[l] = alloc_real(m, N * C);
+    a->ln1 = alloc_per_layer(m, NL, N * C);
+    a->ln1_mean = alloc_per_layer(m, NL, N);
+    a->ln1_rstd = alloc_per_layer(m, NL, N);
+    a->qkv = alloc_per_layer(m, NL, N * 3 * C);
+    a->att = alloc_per_layer(m, NL, (size_t)max_batch * H * T * T);
+    a->atty = alloc_per_layer(m, NL, N * C);
+    a->res_mid = alloc_per_layer(m, NL, N * C);
+    a->ln2 = alloc_per_layer(m, NL, N * C);
+    a->ln2_mean = alloc_per_layer(m, NL, N);
+    a->ln2_rstd = alloc_per_layer(m, NL, N);
+    a->fc1 = alloc_per_layer(m, NL, N * F);
+    a->gelu = alloc_per_layer(m, NL, N * F);
+    a->lnf = alloc_real(m, N * C);
+    a->lnf_mean = alloc_real(m, N);
+    a->lnf_rstd = alloc_real(m, N);
+    a->row_loss = alloc_real(m, N);
+    a->row_weight = alloc_real(m, N);
+    a->tmp = alloc_real(m, N * C);
+    a->dres = alloc_real(m, N * C);
+    a->dtmp = alloc_real(m, N * C);
+    a->dln = alloc_real(m, N * C);
+    a->datty = alloc_real(m, N * C);
+    a->dh = alloc_real(m, N * C);
+    a->dqkv = alloc_real(m, N * 3 * C);
+    a->dbig = alloc_real(m, NL > 0 ? N * F : 0); /* d_ff is unused without layers */
+    /* the plain output layer's chunks; the privacy engine grows it to its own size on first use
+     * (model_dp_scratch), so that non-private runs do not hold the larger buffer */
+    m->cls_scratch_reals = be->classifier_scratch_size((long)N, C, V);
+    a->cls_scratch = alloc_real(m, m->cls_scratch_reals);
+    a->last = alloc_real(m, (size_t)max_batch * C);
     const int K = m->cfg.n_classes > 0 ? m->cfg.n_classes : 1;
-    a->pooled = alloc_real((size_t)max_batch * C);
-    a->rep = alloc_real((size_t)max_batch * C);
-    a->rep_scale = alloc_real((size_t)max_batch);
-    a->head_z = alloc_real((size_t)max_batch * K);
-    a->head_dz = alloc_real((size_t)max_batch * K);
+    a->pooled = alloc_real(m, (size_t)max_batch * C);
+    a->rep = alloc_real(m, (size_t)max_batch * C);
+    a->rep_scale = alloc_real(m, (size_t)max_batch);
+    a->head_z = alloc_real(m, (size_t)max_batch * K);
+    a->head_dz = alloc_real(m, (size_t)max_batch * K);
+    if (model_on_host(m)) {
+        m->host_row_weight = a->row_weight;
+        m->host_row_loss = a->row_loss;
+    } else {
+        m->dev_ids = balloc(m, sizeof(int32_t) * N);
+        m->dev_targets = balloc(m, sizeof(int32_t) * N);
+        m->dev_labels = balloc(m, sizeof(int32_t) * (size_t)max_batch);
+        m->dev_example_weight = alloc_real(m, (size_t)max_batch);
+        m->dev_rep_noise = alloc_real(m, (size_t)max_batch * C);
+        m->host_row_weight = dp_alloc_aligned(sizeof(real) * N);
+        m->host_row_loss = dp_alloc_aligned(sizeof(real) * N);
+    }
+    if (alloc_failed) goto fail;
     return m;
+fail:
+    dp_fail(err, "model on %s: %s", be->name, alloc_err.msg);
+    dp_model_free(m);
+    return NULL;
+}
+
+dp_model *dp_model_create(const dp_model_config *cfg, int max_batch, uint64_t seed, dp_error *err) {
+    return dp_model_create_on(cfg, max_batch, seed, DP_DEVICE_CPU, err);
 }
 
 void dp_model_free(dp_model *m) {
     if (!m) return;
     int NL = m->cfg.n_layers;
     dp_activations *a = &m->a;
-    for (int l = 0; l <= NL; l++) free(a->res[l]);
+    if (a->res)
+        for (int l = 0; l <= NL; l++) bfree(m, a->res[l]);
     free(a->res);
-    free_per_layer(a->ln1, NL);
-    free_per_layer(a->ln1_mean, NL);
-    free_per_layer(a->ln1_rstd, NL);
-    free_per_layer(a->qkv, NL);
-    free_per_layer(a->att, NL);
-    free_per_layer(a->atty, NL);
-    free_per_layer(a->res_mid, NL);
-    free_per_layer(a->ln2, NL);
-    free_per_layer(a->ln2_mean, NL);
-    free_per_layer(a->ln2_rstd, NL);
-    free_per_layer(a->fc1, NL);
-    free_per_layer(a->gelu, NL);
+    free_per_layer(m, a->ln1, NL);
+    free_per_layer(m, a->ln1_mean, NL);
+    free_per_layer(m, a->ln1_rstd, NL);
+    free_per_layer(m, a->qkv, NL);
+    free_per_layer(m, a->att, NL);
+    free_per_layer(m, a->atty, NL);
+    free_per_layer(m, a->res_mid, NL);
+    free_per_layer(m, a->ln2, NL);
+    free_per_layer(m, a->ln2_mean, NL);
+    free_per_layer(m, a->ln2_rstd, NL);
+    free_per_layer(m, a->fc1, NL);
+    free_per_layer(m, a->gelu, NL);
     real *singles[] = {a->lnf, a->lnf_mean, a->lnf_rstd, a->row_loss, a->row_weight, a->tmp, a->dres, a->dtmp,
                        a->dln, a->datty, a->dh, a->dqkv, a->dbig, a->cls_scratch, a->last,
-                       a->pooled, a->rep, a->rep_scale, a->head_z, a->head_dz};
-    for (size_t i = 0; i < sizeof singles / sizeof singles[0]; i++) free(singles[i]);
+                       a->pooled, a->rep, a->rep_scale, a->head_z, a->head_dz,
+                       m->dev_example_weight, m->dev_rep_noise, m->dev_scores};
+    for (size_t i = 0; i < sizeof singles / sizeof singles[0]; i++) bfree(m, singles[i]);
+    bfree(m, m->dev_ids);
+    bfree(m, m->dev_targets);
+    bfree(m, m->dev_labels);
+    if (!model_on_host(m)) {
+        free(m->host_row_weight);
+        free(m->host_row_loss);
+    }
     real **keeps[] = {m->keep_qkv, m->keep_proj, m->keep_fc1, m->keep_fc2};
     for (int k = 0; k < 4; k++) {
         if (!keeps[k]) continue;
-        for (int l = 1; l < NL; l++) free(keeps[k][l]); /* layer 0's are aliases of scratch buffers */
+        for (int l = 1; l < NL; l++) bfree(m, keeps[k][l]); /* layer 0's are aliases of scratch buffers */
         free(keeps[k]);
     }
     reatt_free(m);
-    free(m->params);
-    free(m->grads);
+    bfree(m, m->params);
+    bfree(m, m->grads);
     free(m->p.layer);
     free(m->g.layer);
     free(m);
@@ -310,7 +367,38 @@ dp_real *dp_model_params(dp_model *m) { return m->params; }
 dp_real *dp_model_grads(dp_model *m) { return m->grads; }
 int dp_model_num_tensors(const dp_model *m) { return m->n_tensors; }
 const dp_param_tensor *dp_model_tensor(const dp_model *m, int i) { return i >= 0 && i < m->n_tensors ? &m->tensors[i] : NULL; }
-void dp_model_zero_grad(dp_model *m) { memset(m->grads, 0, sizeof(real) * m->n_params); }
+void dp_model_zero_grad(dp_model *m) { m->be->zero(m->grads, sizeof(real) * m->n_params); }
+dp_device dp_model_device(const dp_model *m) { return m->be->device; }
+void dp_model_scale_grads(dp_model *m, double a) { m->be->vec_scale(m->grads, m->n_params, a); }
+int dp_model_grads_finite(const dp_model *m) { return m->be->count_nonfinite(m->grads, m->n_params) == 0; }
+
+void dp_model_read_params(const dp_model *m, dp_real *dst) {
+    m->be->download(dst, m->params, sizeof(real) * m->n_params);
+}
+void dp_model_write_params(dp_model *m, const dp_real *src) { m->be->upload(m->params, src, sizeof(real) * m->n_params); }
+void dp_model_read_grads(const dp_model *m, dp_real *dst) { m->be->download(dst, m->grads, sizeof(real) * m->n_params); }
+
+int dp_model_set_device(dp_model *m, dp_device device, dp_error *err) {
+    if (m->be->device == device) return 0;
+    if (m->ra.enabled)
+        return dp_fail(err, "model: Re-Attention is not available on device %s yet; run it on the cpu",
+                       dp_device_name(device));
+    model_set_window(m, 0);
+    dp_model *n = dp_model_create_on(&m->cfg, m->max_batch, 0, device, err);
+    if (!n) return -1;
+    real *host = dp_alloc_aligned(sizeof(real) * m->n_params);
+    dp_model_read_params(m, host);
+    dp_model_write_params(n, host);
+    dp_model_read_grads(m, host);
+    n->be->upload(n->grads, host, sizeof(real) * m->n_params);
+    free(host);
+    /* swap the contents, so that the caller's handle now owns the new buffers */
+    dp_model tmp = *m;
+    *m = *n;
+    *n = tmp;
+    dp_model_free(n);
+    return 0;
+}
 
 /* Independent dropout streams per (layer, site) from one per-step seed. */
 static uint64_t site_seed(uint64_t seed, int layer, int site) {
@@ -318,20 +406,54 @@ static uint64_t site_seed(uint64_t seed, int layer, int site) {
     return dp_splitmix64(&s);
 }
 
-static void add_into(real *out, const real *a, const real *b, size_t n) {
-#pragma omp parallel for schedule(static)
-    for (size_t i = 0; i < n; i++) out[i] = a[i] + b[i];
+const real *model_upload_reals(const dp_model *m, real *dev, const real *host, size_t n) {
+    if (!host || model_on_host(m)) return host;
+    m->be->upload(dev, host, sizeof(real) * n);
+    return dev;
 }
 
-void model_alloc_keep(dp_model *m) {
-    if (m->keep_qkv) return;
+static const int32_t *upload_ints(const dp_model *m, int32_t *dev, const int32_t *host, size_t n) {
+    if (!host || model_on_host(m)) return host;
+    m->be->upload(dev, host, sizeof(int32_t) * n);
+    return dev;
+}
+
+void model_use_targets(dp_model *m, const dp_batch *bt) {
+    m->cur_targets = upload_ints(m, m->dev_targets, bt->targets, (size_t)bt->B * bt->T);
+    m->cur_labels = upload_ints(m, m->dev_labels, bt->labels, (size_t)bt->B);
+}
+
+real *model_dp_scratch(dp_model *m, dp_error *err) {
+    size_t need = m->be->classifier_dp_scratch_size(m->max_batch, m->full_len, m->cfg.d_model, m->cfg.n_items);
+    if (need > m->cls_scratch_reals) {
+        real *p = m->be->alloc(sizeof(real) * need, err);
+        if (!p) return NULL;
+        m->be->free(m->a.cls_scratch);
+        m->a.cls_scratch = p;
+        m->cls_scratch_reals = need;
+    }
+    return m->a.cls_scratch;
+}
+
+int model_alloc_keep(dp_model *m, dp_error *err) {
+    if (m->keep_qkv) return 0;
     const int NL = m->cfg.n_layers, C = m->cfg.d_model, F = m->cfg.d_ff;
     const size_t N = (size_t)m->max_batch * m->full_len;
     real ***keeps[] = {&m->keep_qkv, &m->keep_proj, &m->keep_fc1, &m->keep_fc2};
     const size_t width[] = {(size_t)3 * C, (size_t)C, (size_t)F, (size_t)C};
+    alloc_failed = 0;
     for (int k = 0; k < 4; k++) {
         *keeps[k] = dp_calloc((size_t)NL + 1, sizeof(real *));
-        for (int l = 1; l < NL; l++) (*keeps[k])[l] = alloc_real(N * width[k]);
+        for (int l = 1; l < NL; l++) (*keeps[k])[l] = alloc_real(m, N * width[k]);
+    }
+    if (alloc_failed) {
+        dp_fail(err, "%s", alloc_err.msg);
+        for (int k = 0; k < 4; k++) {
+            for (int l = 1; l < NL; l++) bfree(m, (*keeps[k])[l]);
+            free(*keeps[k]);
+            *keeps[k] = NULL;
+        }
+        return -1;
     }
     /* Layer 0 is the last one the backward pass visits, so its kept gradients can live in scratch
      * buffers that a book-keeping backward pass does not otherwise use after it: dqkv and dtmp are
@@ -343,11 +465,13 @@ void model_alloc_keep(dp_model *m) {
         m->keep_fc1[0] = m->a.dbig;
         m->keep_fc2[0] = m->a.tmp;
     }
+    return 0;
 }
 
 /* Runs the blocks and the final LayerNorm: fills every saved activation and a->lnf. */
-void model_forward_body(dp_model *m, const int32_t *ids, int B, int train, uint64_t seed) {
+void model_forward_body(dp_model *m, const int32_t *host_ids, int B, int train, uint64_t seed) {
     const dp_model_config *c = &m->cfg;
+    const dp_backend *be = m->be;
     const int C = c->d_model, F = c->d_ff, T = c->max_len, H = c->n_heads;
     const long N = (long)B * T;
     const float p = train ? c->dropout : 0.0f;
@@ -357,31 +481,32 @@ void model_forward_body(dp_model *m, const int32_t *ids, int B, int train, uint6
     /* Re-Attention: its variance track runs alongside (frozen: the last pass's correction is reused) */
     const int ra = m->ra.enabled, track = ra && !m->ra.frozen;
     attention_reatt ra_args;
-    embedding_forward(a->res[0], ids, m->p.E, m->p.P, B, T, C);
-    dropout_forward(a->res[0], a->res[0], N * C, p, site_seed(seed, -1, 0), base);
+    const int32_t *ids = m->cur_ids = upload_ints(m, m->dev_ids, host_ids, (size_t)N);
+    be->embedding_forward(a->res[0], ids, m->p.E, m->p.P, B, T, C);
+    be->dropout_forward(a->res[0], a->res[0], N * C, p, site_seed(seed, -1, 0), base);
     if (track) reatt_track_input(m, ids, B, p, site_seed(seed, -1, 0), base);
     for (int l = 0; l < c->n_layers; l++) {
         const dp_layer_view *L = &m->p.layer[l];
-        layernorm_forward(a->ln1[l], a->ln1_mean[l], a->ln1_rstd[l], a->res[l], L->ln1_w, L->ln1_b, N, C);
-        linear_forward(a->qkv[l], a->ln1[l], L->qkv_w, L->qkv_b, N, C, 3 * C);
+        be->layernorm_forward(a->ln1[l], a->ln1_mean[l], a->ln1_rstd[l], a->res[l], L->ln1_w, L->ln1_b, N, C);
+        be->linear_forward(a->qkv[l], a->ln1[l], L->qkv_w, L->qkv_b, N, C, 3 * C);
         if (ra) {
             if (track) reatt_track_keys(m, l, B);
             reatt_attention_args(m, l, &ra_args);
         }
-        attention_forward_ra(a->atty[l], a->att[l], a->qkv[l], ids, c->causal, p, site_seed(seed, l, 1), m->ex0, B, T, C,
+        be->attention_forward_ra(a->atty[l], a->att[l], a->qkv[l], ids, c->causal, p, site_seed(seed, l, 1), m->ex0, B, T, C,
                              H, ra ? &ra_args : NULL);
-        linear_forward(a->tmp, a->atty[l], L->proj_w, L->proj_b, N, C, C);
-        dropout_forward(a->tmp, a->tmp, N * C, p, site_seed(seed, l, 2), base);
-        add_into(a->res_mid[l], a->res[l], a->tmp, (size_t)N * C);
-        layernorm_forward(a->ln2[l], a->ln2_mean[l], a->ln2_rstd[l], a->res_mid[l], L->ln2_w, L->ln2_b, N, C);
-        linear_forward(a->fc1[l], a->ln2[l], L->fc1_w, L->fc1_b, N, C, F);
-        gelu_forward(a->gelu[l], a->fc1[l], N * F);
-        linear_forward(a->tmp, a->gelu[l], L->fc2_w, L->fc2_b, N, F, C);
-        dropout_forward(a->tmp, a->tmp, N * C, p, site_seed(seed, l, 3), base);
-        add_into(a->res[l + 1], a->res_mid[l], a->tmp, (size_t)N * C);
+        be->linear_forward(a->tmp, a->atty[l], L->proj_w, L->proj_b, N, C, C);
+        be->dropout_forward(a->tmp, a->tmp, N * C, p, site_seed(seed, l, 2), base);
+        be->add(a->res_mid[l], a->res[l], a->tmp, N * C);
+        be->layernorm_forward(a->ln2[l], a->ln2_mean[l], a->ln2_rstd[l], a->res_mid[l], L->ln2_w, L->ln2_b, N, C);
+        be->linear_forward(a->fc1[l], a->ln2[l], L->fc1_w, L->fc1_b, N, C, F);
+        be->gelu_forward(a->gelu[l], a->fc1[l], N * F);
+        be->linear_forward(a->tmp, a->gelu[l], L->fc2_w, L->fc2_b, N, F, C);
+        be->dropout_forward(a->tmp, a->tmp, N * C, p, site_seed(seed, l, 3), base);
+        be->add(a->res[l + 1], a->res_mid[l], a->tmp, N * C);
         if (track && l < c->n_layers - 1) reatt_track_block(m, l, B, p, site_seed(seed, l, 2), site_seed(seed, l, 3), base);
     }
-    layernorm_forward(a->lnf, a->lnf_mean, a->lnf_rstd, a->res[c->n_layers], m->p.lnf_w, m->p.lnf_b, N, C);
+    be->layernorm_forward(a->lnf, a->lnf_mean, a->lnf_rstd, a->res[c->n_layers], m->p.lnf_w, m->p.lnf_b, N, C);
 }
 
 /* Row weights w_b / n_b for the loss positions of each example (n_b = its number of targets). */
@@ -391,20 +516,22 @@ void model_set_row_weights(dp_model *m, const dp_batch *bt, const real *example_
         int n = 0;
         for (int t = 0; t < T; t++) n += bt->targets[(size_t)b * T + t] != 0;
         real w = n ? (example_weight ? example_weight[b] : 1) / (real)n : 0;
-        for (int t = 0; t < T; t++) m->a.row_weight[(size_t)b * T + t] = bt->targets[(size_t)b * T + t] ? w : 0;
+        for (int t = 0; t < T; t++) m->host_row_weight[(size_t)b * T + t] = bt->targets[(size_t)b * T + t] ? w : 0;
     }
+    model_upload_reals(m, m->a.row_weight, m->host_row_weight, (size_t)bt->B * T);
 }
 
 void model_collect_losses(const dp_model *m, const dp_batch *bt, double *per_example_loss) {
     if (!per_example_loss) return;
     const int T = bt->T;
+    if (!model_on_host(m)) m->be->download(m->host_row_loss, m->a.row_loss, sizeof(real) * (size_t)bt->B * T);
     for (int b = 0; b < bt->B; b++) {
         double s = 0;
         int n = 0;
         for (int t = 0; t < T; t++) {
             size_t r = (size_t)b * T + t;
             if (bt->targets[r]) {
-                s += m->a.row_loss[r];
+                s += m->host_row_loss[r];
                 n++;
             }
         }
@@ -429,32 +556,47 @@ void dp_model_set_rep_noise(dp_model *m, const dp_real *noise) { m->rep_noise = 
 
 void model_head_forward(dp_model *m, const dp_batch *bt, int train, const real *example_weight) {
     const dp_model_config *c = &m->cfg;
+    const dp_backend *be = m->be;
     const int B = bt->B, C = c->d_model, K = c->n_classes;
     dp_activations *a = &m->a;
-    pool_forward(a->pooled, a->lnf, bt->ids, c->pool, B, c->max_len, C);
-    rep_clip_forward(a->rep, a->rep_scale, a->pooled, train ? m->rep_noise : NULL, m->cfg.rep_clip, B, C);
-    linear_forward(a->head_z, a->rep, m->p.head_w, m->p.head_b, B, C, K);
-    softmax_xent(a->row_loss, a->head_dz, a->head_z, bt->labels, example_weight, B, K);
+    model_use_targets(m, bt);
+    const real *noise = train ? model_upload_reals(m, m->dev_rep_noise, m->rep_noise, (size_t)B * C) : NULL;
+    const real *w = model_upload_reals(m, m->dev_example_weight, example_weight, (size_t)B);
+    be->pool_forward(a->pooled, a->lnf, m->cur_ids, c->pool, B, c->max_len, C);
+    be->rep_clip_forward(a->rep, a->rep_scale, a->pooled, noise, m->cfg.rep_clip, B, C);
+    be->linear_forward(a->head_z, a->rep, m->p.head_w, m->p.head_b, B, C, K);
+    be->softmax_xent(a->row_loss, a->head_dz, a->head_z, m->cur_labels, w, B, K);
 }
 
 void model_head_backward_input(dp_model *m, const dp_batch *bt) {
     const dp_model_config *c = &m->cfg;
+    const dp_backend *be = m->be;
     const int B = bt->B, C = c->d_model, K = c->n_classes;
     dp_activations *a = &m->a;
     /* pooled and rep are free again once the head's input gradient is formed: reuse them */
     real *drep = a->tmp, *dpooled = a->last;
-    linear_backward_input(drep, a->head_dz, m->p.head_w, B, C, K, 0);
-    rep_clip_backward(dpooled, drep, a->pooled, a->rep_scale, B, C);
-    pool_backward(a->dh, dpooled, bt->ids, c->pool, B, c->max_len, C);
+    be->linear_backward_input(drep, a->head_dz, m->p.head_w, B, C, K, 0);
+    be->rep_clip_backward(dpooled, drep, a->pooled, a->rep_scale, B, C);
+    be->pool_backward(a->dh, dpooled, m->cur_ids, c->pool, B, c->max_len, C);
 }
 
 void dp_model_class_logits(dp_model *m, const int32_t *ids, int B, dp_real *logits) {
     if (B <= 0 || !m->cfg.n_classes) return;
+    const dp_backend *be = m->be;
     const int C = m->cfg.d_model, K = m->cfg.n_classes;
     model_forward_body(m, ids, B, 0, 0);
-    pool_forward(m->a.pooled, m->a.lnf, ids, m->cfg.pool, B, m->cfg.max_len, C);
-    rep_clip_forward(m->a.rep, m->a.rep_scale, m->a.pooled, NULL, m->cfg.rep_clip, B, C);
-    linear_forward(logits, m->a.rep, m->p.head_w, m->p.head_b, B, C, K);
+    be->pool_forward(m->a.pooled, m->a.lnf, m->cur_ids, m->cfg.pool, B, m->cfg.max_len, C);
+    be->rep_clip_forward(m->a.rep, m->a.rep_scale, m->a.pooled, NULL, m->cfg.rep_clip, B, C);
+    real *z = model_on_host(m) ? logits : m->a.head_z;
+    be->linear_forward(z, m->a.rep, m->p.head_w, m->p.head_b, B, C, K);
+    if (z != logits) be->download(logits, z, sizeof(real) * (size_t)B * K);
+}
+
+/* Per-example losses of a classification batch: row_loss[b] (host). */
+static void head_losses(dp_model *m, int B, double *per_example_loss) {
+    if (!per_example_loss) return;
+    if (!model_on_host(m)) m->be->download(m->host_row_loss, m->a.row_loss, sizeof(real) * (size_t)B);
+    for (int b = 0; b < B; b++) per_example_loss[b] = m->host_row_loss[b];
 }
 
 void dp_model_forward(dp_model *m, const dp_batch *bt, int train, uint64_t seed, double *per_example_loss) {
@@ -463,41 +605,43 @@ void dp_model_forward(dp_model *m, const dp_batch *bt, int train, uint64_t seed,
     model_forward_body(m, bt->ids, bt->B, train, seed);
     if (m->cfg.n_classes) {
         model_head_forward(m, bt, train, NULL);
-        if (per_example_loss)
-            for (int b = 0; b < bt->B; b++) per_example_loss[b] = m->a.row_loss[b];
+        head_losses(m, bt->B, per_example_loss);
         return;
     }
     /* Unit weights: only whether a row counts matters when no gradient is taken. */
     model_set_row_weights(m, bt, NULL);
-    classifier_forward_backward(m->a.row_loss, NULL, NULL, m->a.lnf, m->p.out_w, bt->targets, m->a.row_weight, N,
-                                m->cfg.d_model, m->cfg.n_items, m->a.cls_scratch);
+    model_use_targets(m, bt);
+    m->be->classifier_forward_backward(m->a.row_loss, NULL, NULL, m->a.lnf, m->p.out_w, m->cur_targets, m->a.row_weight,
+                                       N, m->cfg.d_model, m->cfg.n_items, m->a.cls_scratch);
     model_collect_losses(m, bt, per_example_loss);
 }
 
 /* Parameter-gradient steps of the backward pass: immediate, or handed to the installed sink. */
 static void grad_linear(dp_model *m, real *dW, real *db, real *G, const real *A, long N, int Cin, int Cout) {
     if (m->sink) m->sink->linear(m->sink->ctx, dW, db, G, A, Cin, Cout);
-    else linear_backward_params(dW, db, G, A, N, Cin, Cout);
+    else m->be->linear_backward_params(dW, db, G, A, N, Cin, Cout);
 }
 
 static void backward_layernorm(dp_model *m, real *dinp, real *dw, real *db, const real *dout, const real *inp,
                                const real *w, const real *mean, const real *rstd, long N, int C) {
     if (m->sink) {
         m->sink->layernorm(m->sink->ctx, dw, db, dout, inp, mean, rstd);
-        layernorm_backward(dinp, NULL, NULL, dout, inp, w, mean, rstd, N, C);
+        m->be->layernorm_backward(dinp, NULL, NULL, dout, inp, w, mean, rstd, N, C);
     } else {
-        layernorm_backward(dinp, dw, db, dout, inp, w, mean, rstd, N, C);
+        m->be->layernorm_backward(dinp, dw, db, dout, inp, w, mean, rstd, N, C);
     }
 }
 
 void model_backward_body(dp_model *m, const dp_batch *bt, int train, uint64_t seed) {
     const dp_model_config *c = &m->cfg;
+    const dp_backend *be = m->be;
     const int B = bt->B, C = c->d_model, F = c->d_ff, T = c->max_len, H = c->n_heads;
     const long N = (long)B * T;
     const float p = train ? c->dropout : 0.0f;
     const uint64_t base = (uint64_t)m->ex0 * T * C;
+    const int32_t *ids = m->cur_ids; /* the forward pass's */
     dp_activations *a = &m->a;
-    memset(a->dres, 0, sizeof(real) * (size_t)N * C);
+    be->zero(a->dres, sizeof(real) * (size_t)N * C);
     backward_layernorm(m, a->dres, m->g.lnf_w, m->g.lnf_b, a->dh, a->res[c->n_layers], m->p.lnf_w, a->lnf_mean,
                        a->lnf_rstd, N, C);
     for (int l = c->n_layers - 1; l >= 0; l--) {
@@ -507,31 +651,31 @@ void model_backward_body(dp_model *m, const dp_batch *bt, int train, uint64_t se
         real *g_fc2 = m->sink ? m->keep_fc2[l] : a->dtmp, *g_fc1 = m->sink ? m->keep_fc1[l] : a->dbig;
         real *g_proj = m->sink ? m->keep_proj[l] : a->dtmp, *g_qkv = m->sink ? m->keep_qkv[l] : a->dqkv;
         /* res[l+1] = res_mid + drop(fc2(gelu(fc1(ln2(res_mid))))) */
-        dropout_backward(g_fc2, a->dres, N * C, p, site_seed(seed, l, 3), base);
-        linear_backward_input(a->dbig, g_fc2, L->fc2_w, N, F, C, 0);
+        be->dropout_backward(g_fc2, a->dres, N * C, p, site_seed(seed, l, 3), base);
+        be->linear_backward_input(a->dbig, g_fc2, L->fc2_w, N, F, C, 0);
         grad_linear(m, G->fc2_w, G->fc2_b, g_fc2, a->gelu[l], N, F, C);
-        gelu_backward(g_fc1, a->dbig, a->fc1[l], N * F);
-        linear_backward_input(a->dln, g_fc1, L->fc1_w, N, C, F, 0);
+        be->gelu_backward(g_fc1, a->dbig, a->fc1[l], N * F);
+        be->linear_backward_input(a->dln, g_fc1, L->fc1_w, N, C, F, 0);
         grad_linear(m, G->fc1_w, G->fc1_b, g_fc1, a->ln2[l], N, C, F);
         backward_layernorm(m, a->dres, G->ln2_w, G->ln2_b, a->dln, a->res_mid[l], L->ln2_w, a->ln2_mean[l],
                            a->ln2_rstd[l], N, C);
         /* res_mid = res[l] + drop(proj(attn(qkv(ln1(res[l]))))) */
-        dropout_backward(g_proj, a->dres, N * C, p, site_seed(seed, l, 2), base);
-        linear_backward_input(a->datty, g_proj, L->proj_w, N, C, C, 0);
+        be->dropout_backward(g_proj, a->dres, N * C, p, site_seed(seed, l, 2), base);
+        be->linear_backward_input(a->datty, g_proj, L->proj_w, N, C, C, 0);
         grad_linear(m, G->proj_w, G->proj_b, g_proj, a->atty[l], N, C, C);
-        attention_backward(g_qkv, a->datty, a->qkv[l], a->att[l], bt->ids, c->causal, p, site_seed(seed, l, 1), m->ex0,
-                           B, T, C, H);
-        linear_backward_input(a->dln, g_qkv, L->qkv_w, N, C, 3 * C, 0);
+        be->attention_backward(g_qkv, a->datty, a->qkv[l], a->att[l], ids, c->causal, p, site_seed(seed, l, 1), m->ex0,
+                               B, T, C, H);
+        be->linear_backward_input(a->dln, g_qkv, L->qkv_w, N, C, 3 * C, 0);
         grad_linear(m, G->qkv_w, G->qkv_b, g_qkv, a->ln1[l], N, C, 3 * C);
         backward_layernorm(m, a->dres, G->ln1_w, G->ln1_b, a->dln, a->res[l], L->ln1_w, a->ln1_mean[l], a->ln1_rstd[l],
                            N, C);
     }
-    dropout_backward(a->dres, a->dres, N * C, p, site_seed(seed, -1, 0), base);
+    be->dropout_backward(a->dres, a->dres, N * C, p, site_seed(seed, -1, 0), base);
     if (m->sink) m->sink->embedding(m->sink->ctx, m->g.E, m->g.P, a->dres);
-    else embedding_backward(m->g.E, m->g.P, a->dres, bt->ids, B, T, C);
+    else be->embedding_backward(m->g.E, m->g.P, a->dres, ids, B, T, C);
     /* The padding rows are not parameters of the model in any meaningful sense. */
-    memset(m->g.E, 0, sizeof(real) * (size_t)C);
-    if (m->g.out_w && !c->tied) memset(m->g.out_w, 0, sizeof(real) * (size_t)C);
+    be->zero(m->g.E, sizeof(real) * (size_t)C);
+    if (m->g.out_w && !c->tied) be->zero(m->g.out_w, sizeof(real) * (size_t)C);
 }
 
 void dp_model_forward_backward(dp_model *m, const dp_batch *bt, const dp_real *example_weight, int train, uint64_t seed,
@@ -543,16 +687,16 @@ void dp_model_forward_backward(dp_model *m, const dp_batch *bt, const dp_real *e
     model_forward_body(m, bt->ids, bt->B, train, seed);
     if (c->n_classes) {
         model_head_forward(m, bt, train, example_weight);
-        if (per_example_loss)
-            for (int b = 0; b < bt->B; b++) per_example_loss[b] = a->row_loss[b];
-        linear_backward_params(m->g.head_w, m->g.head_b, a->head_dz, a->rep, bt->B, c->d_model, c->n_classes);
+        head_losses(m, bt->B, per_example_loss);
+        m->be->linear_backward_params(m->g.head_w, m->g.head_b, a->head_dz, a->rep, bt->B, c->d_model, c->n_classes);
         model_head_backward_input(m, bt);
         model_backward_body(m, bt, train, seed);
         return;
     }
     model_set_row_weights(m, bt, example_weight);
-    classifier_forward_backward(a->row_loss, a->dh, m->g.out_w, a->lnf, m->p.out_w, bt->targets, a->row_weight, N,
-                                c->d_model, c->n_items, a->cls_scratch);
+    model_use_targets(m, bt);
+    m->be->classifier_forward_backward(a->row_loss, a->dh, m->g.out_w, a->lnf, m->p.out_w, m->cur_targets,
+                                       a->row_weight, N, c->d_model, c->n_items, a->cls_scratch);
     model_collect_losses(m, bt, per_example_loss);
     model_backward_body(m, bt, train, seed);
 }
@@ -563,10 +707,25 @@ void dp_model_score_last(dp_model *m, const int32_t *ids, int B, dp_real *scores
         fprintf(stderr, "dpformer: internal error: item scores asked of a classification model\n");
         abort();
     }
-    const int C = m->cfg.d_model, T = m->cfg.max_len;
+    const dp_backend *be = m->be;
+    const int C = m->cfg.d_model, T = m->cfg.max_len, V1 = m->cfg.n_items + 1;
     model_forward_body(m, ids, B, 0, 0);
-    for (int b = 0; b < B; b++) memcpy(m->a.last + (size_t)b * C, m->a.lnf + ((size_t)b * T + T - 1) * C, sizeof(real) * C);
-    linear_forward(scores, m->a.last, m->p.out_w, NULL, B, C, m->cfg.n_items + 1);
+    be->copy_rows(m->a.last, sizeof(real) * C, m->a.lnf + (size_t)(T - 1) * C, sizeof(real) * (size_t)T * C,
+                  sizeof(real) * C, (size_t)B);
+    real *out = scores;
+    if (!model_on_host(m)) {
+        if (!m->dev_scores) {
+            dp_error err;
+            m->dev_scores = be->alloc(sizeof(real) * (size_t)m->max_batch * V1, &err);
+            if (!m->dev_scores) {
+                fprintf(stderr, "dpformer: %s (item scores on %s)\n", err.msg, be->name);
+                exit(1);
+            }
+        }
+        out = m->dev_scores;
+    }
+    be->linear_forward(out, m->a.last, m->p.out_w, NULL, B, C, V1);
+    if (out != scores) be->download(scores, out, sizeof(real) * (size_t)B * V1);
 }
 
 double dp_model_step_flops(const dp_model_config *c, int B) {

@@ -4,6 +4,7 @@
 #ifndef DP_MODEL_INTERNAL_H
 #define DP_MODEL_INTERNAL_H
 
+#include "backend/backend.h"
 #include "core/common.h"
 #include "dpformer/model.h"
 
@@ -87,6 +88,7 @@ typedef struct {
 } dp_reatt_state;
 
 struct dp_model {
+    const dp_backend *be;    /* where every buffer below lives and every op runs (backend.h) */
     dp_model_config cfg;     /* cfg.max_len is the current window (model_set_window), at most full_len */
     int full_len;            /* the configuration's max_len: positional rows, buffer sizes */
     int max_batch;
@@ -101,9 +103,27 @@ struct dp_model {
     const dp_grad_sink *sink; /* NULL: parameter gradients are formed during the backward pass */
     /* Per-layer output gradients kept for a sink (allocated on first use): [n_layers][N, 3C|C|F|C]. */
     real **keep_qkv, **keep_proj, **keep_fc1, **keep_fc2;
+    size_t cls_scratch_reals; /* size of a.cls_scratch */
     const real *rep_noise;   /* DP-FP noise [max_batch, C] for training passes, or NULL */
     dp_reatt_state ra;
+    /* The current batch's integer inputs as the backend sees them (the batch's own arrays on the CPU;
+     * uploaded copies [max_batch·L] on a device), set by model_forward_body / model_use_batch. */
+    const int32_t *cur_ids, *cur_targets, *cur_labels;
+    int32_t *dev_ids, *dev_targets, *dev_labels; /* device copies (NULL on the CPU) */
+    /* Host staging for values computed or read on the host ([max_batch·L] reals; on the CPU they are
+     * the activation buffers themselves): row weights going in, row losses coming out. */
+    real *host_row_weight, *host_row_loss;
+    real *dev_example_weight, *dev_rep_noise; /* [max_batch], [max_batch, C] (device only) */
+    real *dev_scores;                         /* [max_batch, V+1] item scores (device only, on first use) */
 };
+
+/* Whether the model's buffers are host memory (the CPU backend). */
+static inline int model_on_host(const dp_model *m) { return m->be->device == DP_DEVICE_CPU; }
+/* Make a batch's targets / labels (host arrays, either may be NULL) visible to the backend as
+ * m->cur_targets / m->cur_labels (model_forward_body does the same for the ids). */
+void model_use_targets(dp_model *m, const dp_batch *bt);
+/* Backend copy of n host reals into dev (on the CPU: the host array itself; NULL stays NULL). */
+const real *model_upload_reals(const dp_model *m, real *dev, const real *host, size_t n);
 
 /* The parameter tensors of a configuration (names, shapes, offsets as dp_model_create lays them out)
  * without allocating a model, e.g. to check a file against its configuration before trusting the
@@ -121,6 +141,7 @@ int dp_model_config_tensors(const dp_model_config *cfg, dp_param_tensor *out, dp
 void model_set_window(dp_model *m, int T);
 
 /* Pieces of the forward/backward pass shared with the privacy engine (model.c). */
+/* ids: host array [B, L]; the backend's copy becomes m->cur_ids for this pass and the backward. */
 void model_forward_body(dp_model *m, const int32_t *ids, int B, int train, uint64_t seed);
 /* Row loss weights w_b / n_b from example weights (NULL = 1). */
 void model_set_row_weights(dp_model *m, const dp_batch *bt, const real *example_weight);
@@ -132,8 +153,11 @@ void model_backward_body(dp_model *m, const dp_batch *bt, int train, uint64_t se
 void model_head_forward(dp_model *m, const dp_batch *bt, int train, const real *example_weight);
 /* From head_dz: a->dh (the gradient w.r.t. the final hidden states) through head, clip and pooling. */
 void model_head_backward_input(dp_model *m, const dp_batch *bt);
+/* The output layer's scratch at the privacy engine's size (grown on first use); NULL with err if the
+ * backend's memory cannot hold it. */
+real *model_dp_scratch(dp_model *m, dp_error *err);
 /* Allocate the per-layer kept gradients used when a sink is installed. */
-void model_alloc_keep(dp_model *m);
+int model_alloc_keep(dp_model *m, dp_error *err);
 
 /* Re-Attention's variance track inside model_forward_body (reattention.c); called only when enabled
  * and not frozen. seed arguments are the dropout seeds of the sites they follow; base is the mask

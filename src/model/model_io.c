@@ -30,6 +30,12 @@ int dp_model_save(const dp_model *m, const char *path, const char *extra_meta, d
     const int first = with_ra ? 1 : 0, n = m->n_tensors + first;
     dp_st_tensor *t = dp_calloc((size_t)n, sizeof *t);
     float **bufs = dp_calloc((size_t)n, sizeof *bufs);
+    /* the parameters as host memory (a copy from a device) */
+    real *host = (real *)m->params;
+    if (!model_on_host(m)) {
+        host = dp_alloc_aligned(sizeof(real) * m->n_params);
+        dp_model_read_params(m, host);
+    }
     if (with_ra) {
         t[0].name = TENSOR_REATT_FREQ;
         t[0].dtype = "F64";
@@ -46,10 +52,10 @@ int dp_model_save(const dp_model *m, const char *path, const char *extra_meta, d
         t[i].shape[1] = pt->shape[1];
 #ifdef DP_REAL_DOUBLE
         bufs[i] = dp_malloc(sizeof(float) * (pt->size ? pt->size : 1));
-        for (size_t k = 0; k < pt->size; k++) bufs[i][k] = (float)m->params[pt->offset + k];
+        for (size_t k = 0; k < pt->size; k++) bufs[i][k] = (float)host[pt->offset + k];
         t[i].data = bufs[i];
 #else
-        t[i].data = m->params + pt->offset;
+        t[i].data = host + pt->offset;
 #endif
     }
     char cfg[640], rcfg[256];
@@ -67,6 +73,7 @@ int dp_model_save(const dp_model *m, const char *path, const char *extra_meta, d
     for (int i = 0; i < n; i++) free(bufs[i]);
     free(bufs);
     free(t);
+    if (host != m->params) free(host);
     return rc;
 }
 

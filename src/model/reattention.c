@@ -59,6 +59,9 @@ int dp_model_set_reattention(dp_model *m, const dp_reattention_config *c, dp_err
         m->ra.enabled = 0;
         return 0;
     }
+    if (!model_on_host(m))
+        return dp_fail(err, "reattention: not available on device %s yet (its variance track runs on the cpu only)",
+                       m->be->name);
     if (!(c->kappa >= 0 && isfinite(c->kappa))) return dp_fail(err, "reattention: kappa must be finite and >= 0 (got %g)", c->kappa);
     if (!(c->sigma >= 0 && isfinite(c->sigma)))
         return dp_fail(err, "reattention: noise multiplier must be finite and >= 0 (got %g)", c->sigma);

@@ -7,6 +7,11 @@
 #define INV_SQRT2 0.70710678118654752440
 #define INV_SQRT2PI 0.39894228040143267794
 
+void add_into(real *out, const real *a, const real *b, long n) {
+#pragma omp parallel for schedule(static)
+    for (long i = 0; i < n; i++) out[i] = a[i] + b[i];
+}
+
 void dropout_forward(real *out, const real *inp, long n, float p, uint64_t seed, uint64_t idx0) {
     if (p <= 0) {
         if (out != inp) memcpy(out, inp, sizeof(real) * (size_t)n);

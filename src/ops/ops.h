@@ -46,6 +46,9 @@ void dropout_forward(real *out, const real *inp, long n, float p, uint64_t seed,
 /* dinp[n] = dout · keep / (1 − p)  (overwrites; in place allowed). */
 void dropout_backward(real *dinp, const real *dout, long n, float p, uint64_t seed, uint64_t idx0);
 
+/* out[n] = a[n] + b[n] (out may alias a or b): the residual connection. */
+void add_into(real *out, const real *a, const real *b, long n);
+
 /* ---- embedding: out[B,T,C] = E[ids[b,t]] + P[t] ---- */
 void embedding_forward(real *out, const int32_t *ids, const real *E, const real *P, int B, int T, int C);
 /* dE[V+1,C] += at rows ids (row 0, padding, gets nothing); dP[T,C] += over non-padding positions.
@@ -117,6 +120,14 @@ void layernorm_per_example_grads(real *gw, real *gb, const real *dout, const rea
  * sq_pos[b] += Σ_t ‖G_t‖² over non-padding positions (the position embedding). Either may be NULL. */
 void embedding_per_example_sqnorm(double *sq_emb, double *sq_pos, const real *G, const int32_t *ids, int B, int T,
                                   int C);
+
+/* Small reductions of the clipping engine (per_example.c), each example's values in double:
+ * sq[b] += ‖x[b, 0..W)‖² for x[B, W]; */
+void per_example_sqnorm_add(double *sq, const real *x, int B, int W);
+/* sq[b] += scale · Σ_{t = lo[b]}^{T−1} ⟨X[b·T + t, :], Y[b·T + t, :]⟩ for X, Y [B·T, C]; */
+void per_example_dot_add(double *sq, const real *X, const real *Y, const int *lo, int B, int T, int C, double scale);
+/* dw[i] += Σ_b c[b] · x[b, i] for x[B, C] (the clipped sum of per-example vectors). */
+void weighted_rows_sum(real *dw, const real *x, const double *c, int B, int C);
 
 /* Output layer for the privacy engine, for a group of examples whose non-padding rows fit in one chunk
  * (at most classifier_dp_chunk_rows(T, V) rows; the caller groups examples so, and more is an internal
@@ -212,6 +223,17 @@ void var_dropout(real *v, long N, int C, float p, uint64_t seed, uint64_t idx0);
 void var_heads_mean(real *vout, const real *vh, int B, int T, int H);
 /* qsq[b,h,t] = ‖q_{b,t,h}‖² from the query columns of qkv[B,T,3C]. */
 void attention_query_sqnorm(real *qsq, const real *qkv, int B, int T, int C, int H);
+
+/* ---- optimiser updates over the flat parameter array (optimizer.c); decay[i] = 1 where weight decay
+ * applies; bc1, bc2 = the bias corrections 1 − β^t ---- */
+/* Number of non-finite values (NaN, ±inf) in x[n]. */
+long count_nonfinite(const real *x, size_t n);
+/* x[n] *= a (in double, rounded once). */
+void vec_scale(real *x, size_t n, double a);
+void adamw_update(real *p, real *m1, real *m2, const real *g, const unsigned char *decay, size_t n, double lr,
+                  double b1, double b2, double bc1, double bc2, double eps, double wd);
+void sgd_update(real *p, real *m1, const real *g, const unsigned char *decay, size_t n, double lr, double mu,
+                double wd);
 
 /* Switch the library's BLAS/OpenMP threads (0 = leave the default). */
 void ops_set_threads(int n);

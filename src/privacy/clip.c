@@ -5,7 +5,7 @@
 
 #include "dpformer/privacy.h"
 #include "model/model_internal.h"
-#include "ops/ops.h"
+#include "privacy/noise_internal.h"
 
 int dp_clip_mode_parse(const char *s, dp_clip_mode *mode) {
     if (strcmp(s, "auto") == 0) *mode = DP_CLIP_AUTO;
@@ -55,6 +55,8 @@ static void clipped_grad_naive(dp_model *m, const dp_batch *bt, double C, int tr
 }
 
 /* ---------------- book-keeping: one backward pass ---------------- */
+/* Written once for every backend: all per-example work goes through the model's backend (m->be);
+ * only the B clip factors are formed on the host. */
 
 #define MAX_RECORDS 1024
 
@@ -66,26 +68,40 @@ typedef struct {
 
 typedef struct {
     real *dw, *db;
-    real *gw, *gb; /* [B, C] per-example gradients */
+    real *gw, *gb; /* [B, C] per-example gradients (backend memory) */
 } ln_record;
 
 typedef struct {
     dp_model *m;
+    const dp_backend *be;
     const dp_batch *bt;
     dp_norm_method method;
     int B, T, C;
-    int *lo;       /* [B] first non-padding position */
-    double *sq;    /* [B] squared norms */
+    int *lo;       /* [B] first non-padding position (backend memory) */
+    double *sq;    /* [B] squared norms (backend memory) */
     linear_record lin[MAX_RECORDS];
     int n_lin;
     ln_record ln[MAX_RECORDS];
     int n_ln;
     real *G_in;    /* embedding input gradient [N, C] (model-owned) */
+    int failed;    /* a backend allocation failed (err holds why) */
+    dp_error err;
 } bk_state;
+
+static void *bk_alloc(bk_state *s, size_t bytes) {
+    if (s->failed) return NULL;
+    void *p = s->be->alloc(bytes, &s->err);
+    if (!p) s->failed = 1;
+    return p;
+}
+
+static void bk_free(bk_state *s, void *p) {
+    if (p) s->be->free(p);
+}
 
 static void sink_linear(void *ctx, real *dW, real *db, real *G, const real *A, int Cin, int Cout) {
     bk_state *s = ctx;
-    linear_per_example_sqnorm(s->sq, G, A, s->lo, s->B, s->T, Cin, Cout, db != NULL, s->method);
+    s->be->linear_per_example_sqnorm(s->sq, G, A, s->lo, s->B, s->T, Cin, Cout, db != NULL, s->method);
     s->lin[s->n_lin++] = (linear_record){dW, db, G, A, Cin, Cout};
 }
 
@@ -96,15 +112,12 @@ static void sink_layernorm(void *ctx, real *dw, real *db, const real *dout, cons
     ln_record *r = &s->ln[s->n_ln++];
     r->dw = dw;
     r->db = db;
-    r->gw = dp_malloc(sizeof(real) * (size_t)B * C);
-    r->gb = dp_malloc(sizeof(real) * (size_t)B * C);
-    layernorm_per_example_grads(r->gw, r->gb, dout, inp, mean, rstd, s->lo, B, s->T, C);
-    for (int b = 0; b < B; b++) {
-        double q = 0;
-        for (int i = 0; i < C; i++) q += (double)r->gw[(size_t)b * C + i] * r->gw[(size_t)b * C + i] +
-                                         (double)r->gb[(size_t)b * C + i] * r->gb[(size_t)b * C + i];
-        s->sq[b] += q;
-    }
+    r->gw = bk_alloc(s, sizeof(real) * (size_t)B * C);
+    r->gb = bk_alloc(s, sizeof(real) * (size_t)B * C);
+    if (s->failed) return;
+    s->be->layernorm_per_example_grads(r->gw, r->gb, dout, inp, mean, rstd, s->lo, B, s->T, C);
+    s->be->per_example_sqnorm_add(s->sq, r->gw, B, C);
+    s->be->per_example_sqnorm_add(s->sq, r->gb, B, C);
 }
 
 static void sink_embedding(void *ctx, real *dE, real *dP, real *G_in) {
@@ -113,13 +126,14 @@ static void sink_embedding(void *ctx, real *dE, real *dP, real *G_in) {
     (void)dP;
     /* The input-side norm of E is added here; for a tied E the output side and the cross term are
      * added by the caller, which knows the classifier's contribution. */
-    embedding_per_example_sqnorm(s->sq, s->sq, G_in, s->bt->ids, s->B, s->T, s->C);
+    s->be->embedding_per_example_sqnorm(s->sq, s->sq, G_in, s->m->cur_ids, s->B, s->T, s->C);
     s->G_in = G_in;
 }
 
 static int clipped_grad_bookkeeping(dp_model *m, const dp_batch *bt, dp_clip_mode mode, double Cmax, int train,
                                     uint64_t seed, int ex0, double *norms, double *losses, dp_error *err) {
     const dp_model_config *cfg = &m->cfg;
+    const dp_backend *be = m->be;
     if (mode == DP_CLIP_GHOST && cfg->tied)
         return dp_fail(err, "clip mode ghost cannot clip a tied item embedding exactly (its input and output uses "
                             "share rows, and the cross term is not a ghost norm); use --clip-mode phantom or auto, or "
@@ -127,45 +141,57 @@ static int clipped_grad_bookkeeping(dp_model *m, const dp_batch *bt, dp_clip_mod
     const int B = bt->B, T = bt->T, C = cfg->d_model, V = cfg->n_items;
     const long N = (long)B * T;
     dp_activations *a = &m->a;
-    model_alloc_keep(m);
+    dp_error e2;
+    if (model_alloc_keep(m, &e2)) return dp_fail(err, "per-example clipping on %s: %s", be->name, e2.msg);
     bk_state *s = dp_calloc(1, sizeof *s);
     s->m = m;
+    s->be = be;
     s->bt = bt;
     s->method = mode == DP_CLIP_AUTO ? DP_NORM_AUTO : DP_NORM_GRAM;
     s->B = B;
     s->T = T;
     s->C = C;
-    s->lo = dp_malloc(sizeof(int) * (size_t)B);
-    s->sq = dp_calloc((size_t)B, sizeof(double));
+    int *lo_host = dp_malloc(sizeof(int) * (size_t)B);
     for (int b = 0; b < B; b++) {
         int t = 0;
         while (t < T && bt->ids[(size_t)b * T + t] == 0) t++;
-        s->lo[b] = t;
+        lo_host[b] = t;
     }
+    double *sq_host = dp_calloc((size_t)B, sizeof(double)), *c = dp_malloc(sizeof(double) * (size_t)B);
+    s->lo = bk_alloc(s, sizeof(int) * (size_t)B);
+    s->sq = bk_alloc(s, sizeof(double) * (size_t)B); /* zeroed */
+    double *c_dev = bk_alloc(s, sizeof(double) * (size_t)B);
+    const int K = cfg->n_classes;
+    int *zeros = K ? bk_alloc(s, sizeof(int) * (size_t)B) : NULL; /* the head's one row per example: lo = 0 */
+    real *row_a = !K ? bk_alloc(s, sizeof(real) * (size_t)N) : NULL;
+    real *Q = !K && cfg->tied ? bk_alloc(s, sizeof(real) * (size_t)N * C) : NULL;
+    real *inst = NULL;
+    int rc = 0;
+    real *cls_scratch = !K && !s->failed ? model_dp_scratch(m, &s->err) : NULL;
+    if (!K && !cls_scratch) s->failed = 1;
+    if (s->failed) goto done;
+    be->upload(s->lo, lo_host, sizeof(int) * (size_t)B);
 
     /* forward, then pass 1 of the output layer: loss, dh, the output-side norm (and for a tied
      * embedding the vectors of the cross term) */
     m->ex0 = ex0;
     model_forward_body(m, bt->ids, B, train, seed);
-    real *row_a = NULL, *Q = NULL, *inst = NULL;
-    const int K = cfg->n_classes;
     if (K) {
         /* classification head: one row per example, so its norm is ‖dz_b‖²·(‖rep_b‖² + 1) */
         model_head_forward(m, bt, train, NULL);
-        for (int b = 0; b < B; b++) {
-            double gz = 0, hr = 1;
-            for (int k = 0; k < K; k++) gz += (double)a->head_dz[(size_t)b * K + k] * a->head_dz[(size_t)b * K + k];
-            for (int i = 0; i < C; i++) hr += (double)a->rep[(size_t)b * C + i] * a->rep[(size_t)b * C + i];
-            s->sq[b] += gz * hr;
-            if (losses) losses[b] = a->row_loss[b];
+        be->linear_per_example_sqnorm(s->sq, a->head_dz, a->rep, zeros, B, 1, C, K, 1, s->method);
+        if (losses) {
+            real *l = dp_malloc(sizeof(real) * (size_t)B);
+            be->download(l, a->row_loss, sizeof(real) * (size_t)B);
+            for (int b = 0; b < B; b++) losses[b] = l[b];
+            free(l);
         }
         model_head_backward_input(m, bt);
     } else {
         model_set_row_weights(m, bt, NULL);
-        row_a = dp_malloc(sizeof(real) * (size_t)N);
-        Q = cfg->tied ? dp_alloc_aligned(sizeof(real) * (size_t)N * C) : NULL;
-        classifier_dp_pass1(a->row_loss, a->dh, row_a, s->sq, Q, &inst, a->lnf, m->p.out_w, bt->targets,
-                            a->row_weight, cfg->tied ? bt->ids : NULL, B, T, C, V, s->method, a->cls_scratch);
+        model_use_targets(m, bt);
+        be->classifier_dp_pass1(a->row_loss, a->dh, row_a, s->sq, Q, &inst, a->lnf, m->p.out_w, m->cur_targets,
+                                a->row_weight, cfg->tied ? m->cur_ids : NULL, B, T, C, V, s->method, cls_scratch);
         model_collect_losses(m, bt, losses);
     }
 
@@ -175,78 +201,75 @@ static int clipped_grad_bookkeeping(dp_model *m, const dp_batch *bt, dp_clip_mod
     model_backward_body(m, bt, train, seed);
     m->sink = NULL;
     m->ex0 = 0;
+    if (s->failed) goto done;
 
     /* cross term of the shared embedding: 2 Σ_t ⟨G_in,t, Q_t⟩ (it can be negative) */
-    if (Q) {
-#pragma omp parallel for schedule(static)
-        for (int b = 0; b < B; b++) {
-            double x = 0;
-            for (int t = s->lo[b]; t < T; t++)
-                for (int i = 0; i < C; i++) {
-                    size_t k = ((size_t)b * T + t) * C + i;
-                    x += (double)s->G_in[k] * Q[k];
-                }
-            s->sq[b] += 2 * x;
-        }
-    }
+    if (Q) be->per_example_dot_add(s->sq, s->G_in, Q, s->lo, B, T, C, 2.0);
 
     /* clip factors, then every weight gradient as one GEMM with rows scaled by c_b */
-    double *c = dp_malloc(sizeof(double) * (size_t)B);
+    be->download(sq_host, s->sq, sizeof(double) * (size_t)B);
     for (int b = 0; b < B; b++) {
-        double norm = sqrt(DP_MAX(s->sq[b], 0.0)); /* rounding can leave a tiny negative total */
+        double norm = sqrt(DP_MAX(sq_host[b], 0.0)); /* rounding can leave a tiny negative total */
         c[b] = clip_factor(norm, Cmax);
         if (norms) norms[b] = norm;
     }
+    be->upload(c_dev, c, sizeof(double) * (size_t)B);
     for (int i = 0; i < s->n_lin; i++) {
         linear_record *r = &s->lin[i];
-        rows_scale_by_example(r->G, c, B, T, r->Cout);
-        linear_backward_params(r->dW, r->db, r->G, r->A, N, r->Cin, r->Cout);
+        be->rows_scale_by_example(r->G, c_dev, B, T, r->Cout);
+        be->linear_backward_params(r->dW, r->db, r->G, r->A, N, r->Cin, r->Cout);
     }
     for (int i = 0; i < s->n_ln; i++) {
         ln_record *r = &s->ln[i];
-        for (int b = 0; b < B; b++)
-            for (int k = 0; k < C; k++) {
-                r->dw[k] += (real)(c[b] * r->gw[(size_t)b * C + k]);
-                r->db[k] += (real)(c[b] * r->gb[(size_t)b * C + k]);
-            }
-        free(r->gw);
-        free(r->gb);
+        be->weighted_rows_sum(r->dw, r->gw, c_dev, B, C);
+        be->weighted_rows_sum(r->db, r->gb, c_dev, B, C);
     }
-    rows_scale_by_example(s->G_in, c, B, T, C);
-    embedding_backward(m->g.E, m->g.P, s->G_in, bt->ids, B, T, C);
+    be->rows_scale_by_example(s->G_in, c_dev, B, T, C);
+    be->embedding_backward(m->g.E, m->g.P, s->G_in, m->cur_ids, B, T, C);
     if (K) {
-        rows_scale_by_example(a->head_dz, c, B, 1, K);
-        linear_backward_params(m->g.head_w, m->g.head_b, a->head_dz, a->rep, B, C, K);
+        be->rows_scale_by_example(a->head_dz, c_dev, B, 1, K);
+        be->linear_backward_params(m->g.head_w, m->g.head_b, a->head_dz, a->rep, B, C, K);
     } else {
         /* pass 2 of the output layer: its weight gradient with row weights c_b·w_r, from the logits
          * still in the chunk buffer */
-        for (long r = 0; r < N; r++) {
-            a->row_weight[r] *= (real)c[r / T];
-            row_a[r] *= (real)c[r / T];
-        }
-        classifier_dp_pass2(m->g.out_w, inst, m->p.out_w, bt->targets, a->row_weight, row_a, c, B, T, C, V, s->method,
-                            a->cls_scratch);
+        be->rows_scale_by_example(a->row_weight, c_dev, B, T, 1);
+        be->rows_scale_by_example(row_a, c_dev, B, T, 1);
+        be->classifier_dp_pass2(m->g.out_w, inst, m->p.out_w, m->cur_targets, a->row_weight, row_a, c_dev, B, T, C, V,
+                                s->method, cls_scratch);
     }
-    memset(m->g.E, 0, sizeof(real) * (size_t)C);
-    if (m->g.out_w && !cfg->tied) memset(m->g.out_w, 0, sizeof(real) * (size_t)C);
+    be->zero(m->g.E, sizeof(real) * (size_t)C);
+    if (m->g.out_w && !cfg->tied) be->zero(m->g.out_w, sizeof(real) * (size_t)C);
 
+done:
+    if (s->failed) rc = dp_fail(err, "per-example clipping on %s: %s", be->name, s->err.msg);
+    for (int i = 0; i < s->n_ln; i++) {
+        bk_free(s, s->ln[i].gw);
+        bk_free(s, s->ln[i].gb);
+    }
+    free(inst); /* host memory of the CPU's instantiated gradients (NULL elsewhere) */
+    bk_free(s, Q);
+    bk_free(s, row_a);
+    bk_free(s, zeros);
+    bk_free(s, c_dev);
+    bk_free(s, s->sq);
+    bk_free(s, s->lo);
     free(c);
-    free(row_a);
-    free(inst);
-    free(Q);
-    free(s->lo);
-    free(s->sq);
+    free(sq_host);
+    free(lo_host);
     free(s);
-    return 0;
+    return rc;
 }
 
 int dp_clipped_grad(dp_model *m, const dp_batch *bt, dp_clip_mode mode, double max_grad_norm, int train,
                     uint64_t dropout_seed, int ex0, double *norms, double *per_example_loss, dp_error *err) {
     if (!(max_grad_norm > 0)) return dp_fail(err, "max grad norm must be positive (got %g)", max_grad_norm);
+
     if (bt->B <= 0) return 0;
     if (bt->B > m->max_batch || bt->T != m->cfg.max_len)
         return dp_fail(err, "batch %dx%d does not fit the model (max %dx%d)", bt->B, bt->T, m->max_batch, m->cfg.max_len);
     if (mode == DP_CLIP_NAIVE) {
+        if (!model_on_host(m))
+            return dp_fail(err, "clip mode naive (the one-example-at-a-time reference) runs on the cpu only");
         clipped_grad_naive(m, bt, max_grad_norm, train, dropout_seed, ex0, norms, per_example_loss);
         return 0;
     }
@@ -258,7 +281,7 @@ int dp_clipped_grad(dp_model *m, const dp_batch *bt, dp_clip_mode mode, double m
         return clipped_grad_bookkeeping(m, bt, mode, max_grad_norm, train, dropout_seed, ex0, norms, per_example_loss,
                                         err);
     const int T = bt->T;
-    const long cap = classifier_dp_chunk_rows(T, m->cfg.n_items);
+    const long cap = m->be->classifier_dp_chunk_rows(T, m->cfg.n_items);
     for (int b0 = 0; b0 < bt->B;) {
         long rows = 0;
         int b1 = b0;
@@ -275,4 +298,8 @@ int dp_clipped_grad(dp_model *m, const dp_batch *bt, dp_clip_mode mode, double m
         b0 = b1;
     }
     return 0;
+}
+
+int dp_add_grad_noise(dp_model *m, dp_rng *rng, double sigma, dp_error *err) {
+    return dp_noise_gaussian_add_backend(rng, m->be, m->grads, m->n_params, sigma, err);
 }

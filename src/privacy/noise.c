@@ -7,12 +7,18 @@
  * Reproducibility across builds: every operation is an IEEE double operation with one defined
  * rounding (explicit fma(), division, sqrt; in ISO C mode, -std=c11, GCC does not contract a*b+c
  * into an fma on its own), so a seeded run gives the same bits in Debug and Release, vectorised or
- * not; tests/test_noise.c pins them with golden values. */
+ * not; tests/test_noise.c pins them with golden values.
+ *
+ * The block loop (noise_blocks, noise_internal.h) is the CPU's entry of the backend op of that name;
+ * src/backend/cuda/noise.cu computes the same blocks on a GPU with the same operations, bit for bit,
+ * from the key drawn here (dp_noise_gaussian_add_backend). */
 #include <math.h>
 #include <string.h>
 
+#include "backend/backend.h"
 #include "core/common.h"
 #include "dpformer/noise.h"
+#include "privacy/noise_internal.h"
 #include "privacy/rng_internal.h"
 
 /* GCC on x86 prefers 256-bit vectors even where AVX-512 is enabled (-march=native); the ChaCha20
@@ -120,24 +126,25 @@ void dp_noise_box_muller(const uint64_t *ur, const uint64_t *ua, int n, double *
  * ------------------------------------------------------------------------------------------- */
 
 typedef struct {
-    uint32_t key[8]; /* this call's key (four words of the generator's stream) */
-    double scale;    /* σ for plain, σ/2 for hardened (the sum of four unit normals has variance 4) */
-    dp_noise_method method;
-    int add;            /* 1: x += noise; 0: x = noise */
-    dp_real *xr;        /* (n) the array, when it is dp_real */
-    double *xd;         /* (n) the array, when it is double */
+    const uint32_t *key; /* (8) this call's key (four words of the generator's stream) */
+    double scale;        /* σ for plain, σ/2 for hardened (the sum of four unit normals has variance 4) */
+    int hardened;        /* DP_NOISE_HARDENED: each value the scaled sum of four normals */
+    int add;             /* 1: x += noise; 0: x = noise */
+    dp_real *xr;         /* (n) the array, when it is dp_real */
+    double *xd;          /* (n) the array, when it is double */
 } noise_job;
 
 /* Values per batch: 128 normals make 128 plain values or 32 hardened ones. */
-static int batch_values(dp_noise_method m) { return m == DP_NOISE_HARDENED ? BATCH_PAIRS / 2 : BATCH_WORDS; }
+static int batch_values(int hardened) { return hardened ? BATCH_PAIRS / 2 : BATCH_WORDS; }
 
 /* Noise for values [start, start + count) of the array: block `block` of the call, drawing from
- * ChaCha20 under the call's key with nonce = block and counters 0, 16, 32, ... */
+ * ChaCha20 under the call's key with nonce = block and counters 0, 16, 32, ... (src/backend/cuda/noise.cu
+ * computes the same values on a GPU: a change here must be made there too). */
 static void noise_block(const noise_job *job, uint64_t block, size_t start, size_t count) {
     uint32_t w[16][DP_CHACHA_LANES];
     uint64_t u[BATCH_WORDS];
     double zc[BATCH_PAIRS], zs[BATCH_PAIRS], v[BATCH_WORDS];
-    const int per = batch_values(job->method);
+    const int per = batch_values(job->hardened);
     uint64_t counter = 0;
     for (size_t done = 0; done < count; done += (size_t)per, counter += DP_CHACHA_LANES) {
         dp_chacha20_x16(job->key, counter, block, w);
@@ -145,7 +152,7 @@ static void noise_block(const noise_job *job, uint64_t block, size_t start, size
             for (int l = 0; l < DP_CHACHA_LANES; l++)
                 u[m * DP_CHACHA_LANES + l] = (uint64_t)w[2 * m][l] | (uint64_t)w[2 * m + 1][l] << 32;
         dp_noise_box_muller(u, u + BATCH_PAIRS, BATCH_PAIRS, zc, zs);
-        if (job->method == DP_NOISE_HARDENED) {
+        if (job->hardened) {
             /* Four independent standard normals per value: both outputs of pairs j and j + 32. */
             for (int j = 0; j < BATCH_PAIRS / 2; j++)
                 v[j] = ((zc[j] + zs[j]) + (zc[j + 32] + zs[j + 32])) * job->scale;
@@ -178,28 +185,66 @@ static void noise_block(const noise_job *job, uint64_t block, size_t start, size
     dp_secure_wipe(v, sizeof v);
 }
 
-static int noise_run(dp_rng *rng, dp_real *xr, double *xd, size_t n, double sigma, int add, dp_error *err) {
-    if (!rng) return dp_fail(err, "gaussian noise: no random generator");
-    if (!(sigma >= 0) || !isfinite(sigma))
-        return dp_fail(err, "gaussian noise: sigma must be a finite number >= 0, got %g", sigma);
-    if (n == 0) return 0;
-    if (!xr && !xd) return dp_fail(err, "gaussian noise: NULL array of %zu values", n);
-    noise_job job = {.method = dp_rng_get_noise_method(rng), .add = add, .xr = xr, .xd = xd};
-    job.scale = job.method == DP_NOISE_HARDENED ? 0.5 * sigma : sigma;
-    for (int j = 0; j < 4; j++) {
-        uint64_t k = dp_rng_u64(rng);
-        job.key[2 * j] = (uint32_t)k;
-        job.key[2 * j + 1] = (uint32_t)(k >> 32);
-    }
+/* All blocks of a call over values [0, n). */
+static void noise_job_run(const noise_job *job, size_t n) {
     const int64_t nblocks = (int64_t)((n + DP_NOISE_BLOCK - 1) / DP_NOISE_BLOCK);
     /* Block b's values depend only on (key, b), so any schedule over any number of threads gives the
      * same array; static scheduling because blocks cost the same. */
 #pragma omp parallel for schedule(static) if (nblocks > 1)
     for (int64_t b = 0; b < nblocks; b++) {
         size_t start = (size_t)b * DP_NOISE_BLOCK;
-        noise_block(&job, (uint64_t)b, start, DP_MIN((size_t)DP_NOISE_BLOCK, n - start));
+        noise_block(job, (uint64_t)b, start, DP_MIN((size_t)DP_NOISE_BLOCK, n - start));
     }
-    dp_secure_wipe(job.key, sizeof job.key);
+}
+
+void noise_blocks(dp_real *x, size_t n, const uint32_t key[8], double scale, int hardened, int add) {
+    if (n == 0) return;
+    noise_job job = {.key = key, .scale = scale, .hardened = hardened != 0, .add = add, .xr = x, .xd = NULL};
+    noise_job_run(&job, n);
+}
+
+/* The validation and key of a call: -1 with err on bad input; 0 when n = 0 (nothing to do, nothing
+ * drawn); 1 with the call's key (four words of the stream, each split low half first), scale and
+ * method. The caller wipes the key. */
+static int noise_key(dp_rng *rng, const void *x, size_t n, double sigma, uint32_t key[8], double *scale,
+                     int *hardened, dp_error *err) {
+    if (!rng) return dp_fail(err, "gaussian noise: no random generator");
+    if (!(sigma >= 0) || !isfinite(sigma))
+        return dp_fail(err, "gaussian noise: sigma must be a finite number >= 0, got %g", sigma);
+    if (n == 0) return 0;
+    if (!x) return dp_fail(err, "gaussian noise: NULL array of %zu values", n);
+    *hardened = dp_rng_get_noise_method(rng) == DP_NOISE_HARDENED;
+    *scale = *hardened ? 0.5 * sigma : sigma;
+    for (int j = 0; j < 4; j++) {
+        uint64_t k = dp_rng_u64(rng);
+        key[2 * j] = (uint32_t)k;
+        key[2 * j + 1] = (uint32_t)(k >> 32);
+    }
+    return 1;
+}
+
+static int noise_run(dp_rng *rng, dp_real *xr, double *xd, size_t n, double sigma, int add, dp_error *err) {
+    uint32_t key[8];
+    double scale = 0;
+    int hardened = 0;
+    int r = noise_key(rng, xr ? (const void *)xr : (const void *)xd, n, sigma, key, &scale, &hardened, err);
+    if (r <= 0) return r;
+    noise_job job = {.key = key, .scale = scale, .hardened = hardened, .add = add, .xr = xr, .xd = xd};
+    noise_job_run(&job, n);
+    dp_secure_wipe(key, sizeof key);
+    return 0;
+}
+
+int dp_noise_gaussian_add_backend(dp_rng *rng, const struct dp_backend *be, dp_real *x, size_t n, double sigma,
+                                  dp_error *err) {
+    if (!be || !be->noise_blocks) return dp_fail(err, "gaussian noise: no backend to compute it");
+    uint32_t key[8];
+    double scale = 0;
+    int hardened = 0;
+    int r = noise_key(rng, x, n, sigma, key, &scale, &hardened, err);
+    if (r <= 0) return r;
+    be->noise_blocks(x, n, key, scale, hardened, 1);
+    dp_secure_wipe(key, sizeof key);
     return 0;
 }
 

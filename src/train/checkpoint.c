@@ -507,6 +507,19 @@ int dp_ckpt_write(const char *dir, const dp_ckpt_source *s, char *path, size_t p
     const int nt = dp_model_num_tensors(s->m);
     const dp_real *arrays[N_SETS] = {dp_model_params(s->m), dp_optimizer_state(s->opt, 0), dp_optimizer_state(s->opt, 1),
                                      s->best};
+    /* a model on a device: host copies of its parameters and optimiser state (checkpoints are
+     * device-independent) */
+    dp_real *host[3] = {NULL, NULL, NULL};
+    if (dp_model_device(s->m) != DP_DEVICE_CPU) {
+        const size_t np = dp_model_num_params(s->m);
+        for (int k = 0; k < 3; k++) {
+            if (!arrays[k]) continue;
+            host[k] = dp_alloc_aligned(sizeof(dp_real) * np);
+            if (k == 0) dp_model_read_params(s->m, host[k]);
+            else dp_optimizer_read_state(s->opt, k - 1, host[k]);
+            arrays[k] = host[k];
+        }
+    }
     int n = 0;
     dp_st_tensor *t = dp_calloc((size_t)(N_SETS * nt + 2), sizeof *t);
     char(*names)[NAME_CAP] = dp_calloc((size_t)(N_SETS * nt + 2), NAME_CAP);
@@ -616,6 +629,7 @@ out:
     cJSON_free(jsum);
     free(names);
     free(t);
+    for (int k = 0; k < 3; k++) free(host[k]);
     return rc;
 }
 
@@ -1092,9 +1106,30 @@ int dp_checkpoint_check_resume(const dp_checkpoint *c, const dp_dataset *ds, con
     return 0;
 }
 
+static int restore_arrays(const dp_checkpoint *c, dp_model *m, dp_real **arrays, int *has_best, dp_error *err);
+static int restore_order(const dp_checkpoint *c, dp_optimizer *opt, int32_t *order, int32_t n_train, dp_error *err);
+
 int dp_ckpt_restore(const dp_checkpoint *c, dp_model *m, dp_optimizer *opt, int32_t *order, int32_t n_train,
                     dp_real *best, int *has_best, dp_error *err) {
     dp_real *arrays[N_SETS] = {dp_model_params(m), dp_optimizer_state(opt, 0), dp_optimizer_state(opt, 1), best};
+    /* a model on a device: restore into host copies, then move them there */
+    const int on_device = dp_model_device(m) != DP_DEVICE_CPU;
+    const size_t np = dp_model_num_params(m);
+    dp_real *host[3] = {NULL, NULL, NULL};
+    for (int k = 0; on_device && k < 3; k++)
+        if (arrays[k]) arrays[k] = host[k] = dp_alloc_aligned(sizeof(dp_real) * np);
+    int rc = restore_arrays(c, m, arrays, has_best, err);
+    if (!rc && on_device) {
+        dp_model_write_params(m, host[0]);
+        for (int k = 1; k < 3; k++)
+            if (host[k]) dp_optimizer_write_state(opt, k - 1, host[k]);
+    }
+    for (int k = 0; k < 3; k++) free(host[k]);
+    if (rc) return rc;
+    return restore_order(c, opt, order, n_train, err);
+}
+
+static int restore_arrays(const dp_checkpoint *c, dp_model *m, dp_real **arrays, int *has_best, dp_error *err) {
     const int nt = dp_model_num_tensors(m);
     *has_best = c->pg.best_epoch > 0;
     for (int set = 0; set < N_SETS; set++) {
@@ -1108,6 +1143,10 @@ int dp_ckpt_restore(const dp_checkpoint *c, dp_model *m, dp_optimizer *opt, int3
             memcpy(arrays[set] + pt->offset, t->data, sizeof(dp_real) * pt->size);
         }
     }
+    return 0;
+}
+
+static int restore_order(const dp_checkpoint *c, dp_optimizer *opt, int32_t *order, int32_t n_train, dp_error *err) {
     dp_optimizer_set_step_count(opt, c->pg.step);
     /* the order must be a permutation of the training users (given in increasing order in `order`) */
     const dp_st_tensor *t = dp_st_find(c->f, "data.order");

@@ -8,6 +8,7 @@
 #include "model/model_internal.h"
 
 struct dp_optimizer {
+    const dp_backend *be; /* the model's: the state lives and the update runs where the parameters are */
     dp_optim_config cfg;
     size_t n;
     real *m1, *m2;        /* Adam moments or SGD momentum buffer (m1) */
@@ -47,20 +48,43 @@ int dp_schedule_kind_parse(const char *s, dp_schedule_kind *k) {
 dp_optimizer *dp_optimizer_create(const dp_optim_config *cfg, const dp_model *m) {
     dp_optimizer *o = dp_calloc(1, sizeof *o);
     o->cfg = *cfg;
+    o->be = m->be;
     o->n = m->n_params;
-    o->m1 = dp_alloc_aligned(sizeof(real) * o->n);
-    o->m2 = dp_alloc_aligned(sizeof(real) * o->n);
-    o->decay = dp_calloc(o->n, 1);
+    unsigned char *decay = dp_calloc(o->n, 1);
     for (int i = 0; i < m->n_tensors; i++)
-        if (m->tensors[i].decay) memset(o->decay + m->tensors[i].offset, 1, m->tensors[i].size);
+        if (m->tensors[i].decay) memset(decay + m->tensors[i].offset, 1, m->tensors[i].size);
+    if (model_on_host(m)) {
+        o->m1 = dp_alloc_aligned(sizeof(real) * o->n);
+        o->m2 = dp_alloc_aligned(sizeof(real) * o->n);
+        o->decay = decay;
+        return o;
+    }
+    dp_error err;
+    o->m1 = o->be->alloc(sizeof(real) * o->n, &err);
+    o->m2 = o->m1 ? o->be->alloc(sizeof(real) * o->n, &err) : NULL;
+    o->decay = o->m2 ? o->be->alloc(o->n, &err) : NULL;
+    if (!o->decay) {
+        /* no error channel in this interface: device memory for the optimiser state is part of what a
+         * run needs before it starts, so this happens at start-up, before anything is written */
+        fprintf(stderr, "dpformer: optimiser state on %s: %s\n", o->be->name, err.msg);
+        exit(1);
+    }
+    o->be->upload(o->decay, decay, o->n);
+    free(decay);
     return o;
 }
 
 void dp_optimizer_free(dp_optimizer *o) {
     if (!o) return;
-    free(o->m1);
-    free(o->m2);
-    free(o->decay);
+    if (o->be->device == DP_DEVICE_CPU) {
+        free(o->m1);
+        free(o->m2);
+        free(o->decay);
+    } else {
+        o->be->free(o->m1);
+        o->be->free(o->m2);
+        o->be->free(o->decay);
+    }
     free(o);
 }
 
@@ -72,6 +96,20 @@ dp_real *dp_optimizer_state(dp_optimizer *o, int which) {
 }
 
 void dp_optimizer_set_step_count(dp_optimizer *o, int64_t t) { o->t = t; }
+
+int dp_optimizer_read_state(const dp_optimizer *o, int which, dp_real *dst) {
+    const real *s = dp_optimizer_state((dp_optimizer *)o, which);
+    if (!s) return -1;
+    o->be->download(dst, s, sizeof(real) * o->n);
+    return 0;
+}
+
+int dp_optimizer_write_state(dp_optimizer *o, int which, const dp_real *src) {
+    real *s = dp_optimizer_state(o, which);
+    if (!s) return -1;
+    o->be->upload(s, src, sizeof(real) * o->n);
+    return 0;
+}
 
 double dp_optimizer_lr(const dp_optimizer *o) {
     const dp_optim_config *c = &o->cfg;
@@ -90,36 +128,16 @@ void dp_optimizer_step(dp_optimizer *o, dp_model *m) {
     const dp_optim_config *c = &o->cfg;
     const double lr = dp_optimizer_lr(o);
     o->t++;
-    real *p = m->params;
-    const real *g = m->grads;
     const size_t n = o->n;
     if (c->kind == DP_OPT_ADAMW) {
         const double b1 = c->beta1, b2 = c->beta2;
-        const double bc1 = 1 - pow(b1, (double)o->t), bc2 = 1 - pow(b2, (double)o->t);
-        const double wd = c->weight_decay, eps = c->eps;
-#pragma omp parallel for schedule(static)
-        for (size_t i = 0; i < n; i++) {
-            double gi = g[i];
-            double m1 = b1 * o->m1[i] + (1 - b1) * gi;
-            double m2 = b2 * o->m2[i] + (1 - b2) * gi * gi;
-            o->m1[i] = (real)m1;
-            o->m2[i] = (real)m2;
-            double upd = (m1 / bc1) / (sqrt(m2 / bc2) + eps);
-            if (o->decay[i]) upd += wd * p[i];
-            p[i] -= (real)(lr * upd);
-        }
+        o->be->adamw_update(m->params, o->m1, o->m2, m->grads, o->decay, n, lr, b1, b2, 1 - pow(b1, (double)o->t),
+                            1 - pow(b2, (double)o->t), c->eps, c->weight_decay);
     } else {
-        const double mu = c->momentum, wd = c->weight_decay;
-#pragma omp parallel for schedule(static)
-        for (size_t i = 0; i < n; i++) {
-            double gi = g[i] + (o->decay[i] ? wd * p[i] : 0);
-            double v = mu * o->m1[i] + gi;
-            o->m1[i] = (real)v;
-            p[i] -= (real)(lr * v);
-        }
+        o->be->sgd_update(m->params, o->m1, m->grads, o->decay, n, lr, c->momentum, c->weight_decay);
     }
     /* The padding rows never move (their gradients are zero, but weight decay or momentum must not
      * move them either). */
-    memset(m->p.E, 0, sizeof(real) * (size_t)m->cfg.d_model);
-    if (m->p.out_w && !m->cfg.tied) memset(m->p.out_w, 0, sizeof(real) * (size_t)m->cfg.d_model);
+    m->be->zero(m->p.E, sizeof(real) * (size_t)m->cfg.d_model);
+    if (m->p.out_w && !m->cfg.tied) m->be->zero(m->p.out_w, sizeof(real) * (size_t)m->cfg.d_model);
 }

@@ -173,11 +173,7 @@ static int check_finite(const double *el, int B, double *sum, int64_t step, dp_e
 
 /* Before the update: a non-finite gradient would make every parameter it touches non-finite. */
 static int check_grads(run_state *r, dp_error *err) {
-    const dp_real *g = dp_model_grads(r->m);
-    const size_t n = dp_model_num_params(r->m);
-    int bad = 0;
-    for (size_t i = 0; i < n; i++) bad |= !isfinite(g[i]);
-    if (bad)
+    if (!dp_model_grads_finite(r->m))
         return dp_fail(err, "non-finite gradient at step %lld (learning rate too high?); stopped",
                        (long long)r->pg.step + 1);
     return 0;
@@ -223,11 +219,9 @@ static int step_private(run_state *r, int64_t *n_examples, double *loss_sum, dp_
                 return dp_fail(err, "non-finite gradient norm at step %lld; stopped", (long long)g->step + 1);
         }
     }
-    dp_real *grad = dp_model_grads(r->m);
-    size_t np = dp_model_num_params(r->m);
-    if (g->sigma > 0 && dp_noise_gaussian_add(r->rng, grad, np, g->sigma * p->max_grad_norm, err)) return -1;
-    const dp_real inv = (dp_real)(1.0 / r->expected_batch);
-    for (size_t i = 0; i < np; i++) grad[i] *= inv;
+    /* noise and scaling where the gradients are (the same noise values on every device) */
+    if (g->sigma > 0 && dp_add_grad_noise(r->m, r->rng, g->sigma * p->max_grad_norm, err)) return -1;
+    dp_model_scale_grads(r->m, 1.0 / r->expected_batch);
     if (check_grads(r, err)) return -1;
     dp_optimizer_step(r->opt, r->m);
     /* σ = 0 is no mechanism at all: nothing to account (and no guarantee, as the run says) */
@@ -541,7 +535,7 @@ static int end_epoch(run_state *r, dp_error *err) {
         if (cfg->keep_last || vm.ndcg10 > g->best_ndcg) {
             g->best_ndcg = vm.ndcg10;
             g->best_epoch = epoch;
-            memcpy(r->best, dp_model_params(r->m), sizeof(dp_real) * dp_model_num_params(r->m));
+            dp_model_read_params(r->m, r->best);
             r->has_best = 1;
         }
     }
@@ -720,7 +714,7 @@ int dp_train(const dp_dataset *ds, const dp_train_config *cfg, dp_model **out_mo
         goto out;
     }
     if ((rc = open_metrics(&r, err))) goto out;
-    if (!(r.m = dp_model_create(&cfg->model, r.cap, cfg->seed, err))) {
+    if (!(r.m = dp_model_create_on(&cfg->model, r.cap, cfg->seed, cfg->device, err))) {
         rc = -1;
         goto out;
     }
@@ -762,14 +756,14 @@ int dp_train(const dp_dataset *ds, const dp_train_config *cfg, dp_model **out_mo
         }
     }
     if (!r.has_best) { /* never validated (a resumed run with nothing left to do): keep the last parameters */
-        memcpy(r.best, dp_model_params(r.m), sizeof(dp_real) * np);
+        dp_model_read_params(r.m, r.best);
         r.pg.best_epoch = r.pg.epochs_run;
         r.has_best = 1;
     }
     r.pg.complete = 1;
     if ((rc = write_checkpoint(&r, err))) goto out;
 
-    memcpy(dp_model_params(r.m), r.best, sizeof(dp_real) * np);
+    dp_model_write_params(r.m, r.best);
     res->epochs_run = r.pg.epochs_run;
     res->best_epoch = r.pg.best_epoch;
     res->first_train_loss = r.pg.first_train_loss;
