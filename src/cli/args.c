@@ -126,3 +126,16 @@ int args_parse(const char *cmd, const char *summary, arg_spec *specs, int nspecs
     }
     return 0;
 }
+
+int args_device(const char *cmd, const char *s, dp_device *d) {
+    if (dp_device_parse(s, d)) {
+        fprintf(stderr, "%s: --device: expected cpu or cuda, got '%s'\n", cmd, s);
+        return 2;
+    }
+    dp_error err;
+    if (dp_device_check(*d, &err)) {
+        fprintf(stderr, "%s: --device %s: %s\n", cmd, s, err.msg);
+        return 2;
+    }
+    return 0;
+}

@@ -37,4 +37,9 @@ void args_usage(FILE *f, const char *cmd, const char *summary, const arg_spec *s
 /* Was flag `name` given on the command line? */
 int args_seen(const arg_spec *specs, int nspecs, const char *name);
 
+/* The value of a --device flag: "cpu" or "cuda", and available now. Returns 0, or 2 after printing
+ * "cmd: --device X: why" (an unknown name; a build without CUDA; no GPU). */
+#include "dpformer/backend.h"
+int args_device(const char *cmd, const char *s, dp_device *d);
+
 #endif

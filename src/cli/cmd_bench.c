@@ -57,6 +57,7 @@ typedef struct {
     const char *name;
     int32_t V;
     int L;
+    int d, layers, heads, batch; /* 0: the command's flags */
 } shape;
 
 typedef struct {
@@ -77,12 +78,14 @@ static double cpu_now(void) {
 /* Medians of one timed run: wall and CPU seconds per step, Re-Attention off and on. */
 typedef struct {
     double wall, wall_ra, cpu, cpu_ra;
+    double device_mb; /* device memory the run added (cuda), MB */
 } step_times;
 
 /* Settings of one timed run. */
 typedef struct {
     int batch, d, layers, heads, steps, warmup, reattention;
     double dropout;
+    dp_device device;
 } step_opts;
 
 /* Re-Attention for the benchmark: σ = 1, B = the batch, long-tailed frequencies p_i = 1/(i+1), N = 100,000
@@ -100,15 +103,25 @@ static int bench_set_reattention(dp_model *m, int on, int batch, double *freq, d
 /* Time `steps` training steps (after `warmup`) of one variant; variant "nonprivate" or a clip mode. With
  * o->reattention, 2·steps steps alternate between Re-Attention off and on (the order flipping every pair).
  * Returns the median wall time of the steps with it off (−1 on failure); *st gets every median. */
-static double time_variant(const shape *sh, const char *variant, const step_opts *o, step_times *st) {
-    const int batch = o->batch, steps = o->steps, warmup = o->warmup;
+static dp_model_config shape_config(const shape *sh, const step_opts *o) {
     dp_model_config mc = dp_model_config_default(sh->V, sh->L);
-    mc.d_model = o->d;
-    mc.n_layers = o->layers;
-    mc.n_heads = o->heads;
+    mc.d_model = sh->d ? sh->d : o->d;
+    mc.n_layers = sh->layers ? sh->layers : o->layers;
+    mc.n_heads = sh->heads ? sh->heads : o->heads;
     mc.dropout = (float)o->dropout;
+    return mc;
+}
+
+static double time_variant(const shape *sh, const char *variant, const step_opts *o, step_times *st) {
+    const int batch = sh->batch ? sh->batch : o->batch, steps = o->steps, warmup = o->warmup;
+    dp_model_config mc = shape_config(sh, o);
     dp_error err;
-    dp_model *m = dp_model_create(&mc, batch, 1, &err);
+    if (dp_device_check(o->device, &err)) {
+        fprintf(stderr, "dpformer bench step: --device %s: %s\n", dp_device_name(o->device), err.msg);
+        return -1;
+    }
+    const double mem0 = (double)dp_device_memory_used(o->device);
+    dp_model *m = dp_model_create_on(&mc, batch, 1, o->device, &err);
     if (!m) {
         fprintf(stderr, "dpformer bench step: %s\n", err.msg);
         return -1;
@@ -137,7 +150,6 @@ static double time_variant(const shape *sh, const char *variant, const step_opts
     double *times = dp_malloc(sizeof(double) * 4 * (size_t)steps), *times_ra = times + steps, *cpu = times + 2 * steps,
            *cpu_ra = times + 3 * steps;
     int n_off = 0, n_on = 0;
-    size_t np = dp_model_num_params(m);
     for (int k = 0; k < warmup + timed; k++) {
         /* off, on | on, off | off, on ...; the warm-up steps run with it on when it is measured */
         int j = k - warmup, on = o->reattention && (j < 0 || ((j / 2) % 2 == 0 ? j % 2 == 1 : j % 2 == 0));
@@ -154,13 +166,16 @@ static double time_variant(const shape *sh, const char *variant, const step_opts
                 return -1;
             }
             dp_rng_set_noise_method(rng, DP_NOISE_HARDENED, NULL);
-            dp_noise_gaussian_add(rng, dp_model_grads(m), np, 1.0, NULL);
-            dp_real *g = dp_model_grads(m);
-            for (size_t i = 0; i < np; i++) g[i] *= (dp_real)(1.0 / batch);
+            if (dp_add_grad_noise(m, rng, 1.0, &err)) {
+                fprintf(stderr, "dpformer bench step: %s\n", err.msg);
+                return -1;
+            }
+            dp_model_scale_grads(m, 1.0 / batch);
         } else {
             dp_model_forward_backward(m, &bt, w, 1, (uint64_t)k, NULL);
         }
         dp_optimizer_step(opt, m);
+        dp_device_synchronize(o->device);
         if (k >= warmup) {
             double t = dp_now() - t0, c = cpu_now() - c0;
             if (on) {
@@ -172,6 +187,7 @@ static double time_variant(const shape *sh, const char *variant, const step_opts
             }
         }
     }
+    st->device_mb = ((double)dp_device_memory_used(o->device) - mem0) / 1048576.0;
     double t = median(times, steps);
     st->wall = t;
     st->cpu = median(cpu, steps);
@@ -199,14 +215,22 @@ static variant_result run_isolated(const shape *sh, const char *variant, const s
     if (pid == 0) {
         close(fd[0]);
         variant_result c = {0, 0, 0, 0, 0, 0};
-        step_times st = {0, 0, 0, 0};
-        double t = sh ? time_variant(sh, variant, o, &st) : 1e-3 * sgemm_gflops(2048, 3);
+        step_times st = {0, 0, 0, 0, 0};
+        dp_error err;
+        double t = -1;
+        if (sh) t = time_variant(sh, variant, o, &st);
+        else if (dp_device_check(o->device, &err))
+            fprintf(stderr, "dpformer bench step: --device %s: %s\n", dp_device_name(o->device), err.msg);
+        else
+            t = 1e-3 * (o->device == DP_DEVICE_CUDA ? dp_device_sgemm_gflops(DP_DEVICE_CUDA, 8192, 5)
+                                                     : sgemm_gflops(2048, 3));
         if (t >= 0) {
             c.ms = 1e3 * t;
             c.ms_ra = 1e3 * st.wall_ra;
             c.cpu_ms = 1e3 * st.cpu;
             c.cpu_ms_ra = 1e3 * st.cpu_ra;
-            c.rss_mb = (double)dp_peak_rss() / 1048576.0;
+            /* memory: the process's peak resident set on the cpu, the device memory the run added on a GPU */
+            c.rss_mb = o->device == DP_DEVICE_CPU ? (double)dp_peak_rss() / 1048576.0 : st.device_mb;
             c.ok = 1;
         }
         ssize_t wr = write(fd[1], &c, sizeof c);
@@ -226,10 +250,13 @@ static variant_result run_isolated(const shape *sh, const char *variant, const s
 static int bench_step(int argc, char **argv) {
     const char *cmd = "dpformer bench step";
     const char *which = "both", *variants = "nonprivate,auto";
+    const char *device_s = "cpu";
     int steps = 3, warmup = 1, batch = 256, d = 64, layers = 2, heads = 1, threads = 0, json = 0, rounds = 3, ra = 0;
     double dropout = 0;
     arg_spec specs[] = {
-        ARG_S("shape", &which, "games (V 23716, L 50), ml1m (V 3417, L 200) or both"),
+        ARG_S("shape", &which, "games (V 23716, L 50), ml1m (V 3417, L 200), both, or gpt2 (GPT-2 small: V 50257, "
+                               "L 128, d 768, 12 layers, 12 heads, batch 16, tied)"),
+        ARG_S("device", &device_s, "cpu or cuda"),
         ARG_S("variants", &variants, "comma-separated: nonprivate, auto, phantom, ghost, naive (DP clip modes)"),
         ARG_IR("steps", &steps, "timed steps per round (their median is the round's time)", 1, 100000),
         ARG_IR("rounds", &rounds, "rounds in which the variants take turns (the median is reported)", 1, 16),
@@ -248,12 +275,19 @@ static int bench_step(int argc, char **argv) {
                         "with random item ids, each variant in its own process, side by side.",
                         specs, (int)(sizeof specs / sizeof specs[0]), argc, argv);
     if (rc) return rc == 1 ? 0 : 2;
-    shape all[] = {{"games", 23716, 50}, {"ml1m", 3417, 200}};
+    shape all[] = {{"games", 23716, 50, 0, 0, 0, 0}, {"ml1m", 3417, 200, 0, 0, 0, 0},
+                   {"gpt2", 50257, 128, 768, 12, 12, 16}};
     int first = 0, last = 1;
     if (strcmp(which, "games") == 0) last = 0;
     else if (strcmp(which, "ml1m") == 0) first = 1;
+    else if (strcmp(which, "gpt2") == 0) first = last = 2;
     else if (strcmp(which, "both") != 0) {
-        fprintf(stderr, "%s: --shape: expected games, ml1m or both, got '%s'\n", cmd, which);
+        fprintf(stderr, "%s: --shape: expected games, ml1m, both or gpt2, got '%s'\n", cmd, which);
+        return 2;
+    }
+    dp_device device;
+    if (dp_device_parse(device_s, &device)) {
+        fprintf(stderr, "%s: --device: expected cpu or cuda, got '%s'\n", cmd, device_s);
         return 2;
     }
     char vbuf[256];
@@ -269,17 +303,22 @@ static int bench_step(int argc, char **argv) {
         vlist[nv++] = tok;
     }
     ops_set_threads(threads);
-    const step_opts opts = {batch, d, layers, heads, steps, warmup, ra, dropout};
+    const step_opts opts = {batch, d, layers, heads, steps, warmup, ra, dropout, device};
     variant_result pk = run_isolated(NULL, NULL, &opts);
     double peak = pk.ms;
-    if (!json) printf("machine SGEMM rate (2048^3, best of 3): %.1f GFLOP/s\n", peak);
+    if (!pk.ok || !(peak > 0)) {
+        fprintf(stderr, "%s: --device %s is not available here (see the message above)\n", cmd, device_s);
+        return 1;
+    }
+    if (!json)
+        printf("%s SGEMM rate (float32, %s, best of %d): %.1f GFLOP/s\n",
+               device == DP_DEVICE_CUDA ? dp_device_name(device) : "machine",
+               device == DP_DEVICE_CUDA ? "8192^3" : "2048^3", device == DP_DEVICE_CUDA ? 5 : 3, peak);
     for (int si = first; si <= last; si++) {
         shape sh = all[si];
-        dp_model_config mc = dp_model_config_default(sh.V, sh.L);
-        mc.d_model = d;
-        mc.n_layers = layers;
-        mc.n_heads = heads;
-        double flops = dp_model_step_flops(&mc, batch);
+        dp_model_config mc = shape_config(&sh, &opts);
+        const int sb = sh.batch ? sh.batch : batch;
+        double flops = dp_model_step_flops(&mc, sb);
         /* Variants take turns, round after round, so that slow drifts of a shared machine hit them alike;
          * each variant's time is the median over rounds of its per-round median step time. */
         variant_result res[8][16];
@@ -322,15 +361,16 @@ static int bench_step(int argc, char **argv) {
                          ra_ratio, ra_cpu_ratio);
             }
             if (json)
-                printf("{\"bench\":\"step\",\"shape\":\"%s\",\"V\":%d,\"L\":%d,\"batch\":%d,\"d_model\":%d,\"n_layers\":%d,"
+                printf("{\"bench\":\"step\",\"device\":\"%s\",\"shape\":\"%s\",\"V\":%d,\"L\":%d,\"batch\":%d,\"d_model\":%d,\"n_layers\":%d,"
                        "\"variant\":\"%s\",\"ms_per_step\":%.2f,\"ratio_to_first\":%.3f,\"model_gflop\":%.2f,"
                        "\"gflops\":%.1f,\"sgemm_gflops\":%.1f,\"fraction_of_sgemm\":%.3f,\"peak_rss_mb\":%.1f,"
                        "\"rss_ratio_to_first\":%.3f,\"rounds\":%d,\"steps_per_round\":%d%s}\n",
-                       sh.name, sh.V, sh.L, batch, d, layers, vlist[v], r.ms, r.ms / base_ms, flops / 1e9, gf, peak,
+                       device_s, sh.name, sh.V, sh.L, sb, mc.d_model, mc.n_layers, vlist[v], r.ms, r.ms / base_ms, flops / 1e9, gf, peak,
                        gf / peak, r.rss_mb, r.rss_mb / base_rss, rounds, steps, ra_json);
             else
-                printf("%-6s %-10s %8.1f ms/step (x%.2f)  %6.1f GFLOP/s of model FLOPs (%3.0f%% of SGEMM)  peak RSS %5.0f MB (x%.2f)%s\n",
-                       sh.name, vlist[v], r.ms, r.ms / base_ms, gf, 100 * gf / peak, r.rss_mb, r.rss_mb / base_rss, ra_text);
+                printf("%-6s %-10s %8.2f ms/step (x%.2f)  %8.1f GFLOP/s of model FLOPs (%3.0f%% of SGEMM)  %s %6.0f MB (x%.2f)%s\n",
+                       sh.name, vlist[v], r.ms, r.ms / base_ms, gf, 100 * gf / peak,
+                       device == DP_DEVICE_CPU ? "peak RSS" : "device memory", r.rss_mb, r.rss_mb / base_rss, ra_text);
             fflush(stdout);
         }
     }

@@ -15,7 +15,7 @@
 
 int cmd_clip_check(int argc, char **argv) {
     const char *cmd = "dpformer clip-check";
-    const char *model = NULL, *batch = NULL, *out = NULL, *mode_s = "auto";
+    const char *model = NULL, *batch = NULL, *out = NULL, *mode_s = "auto", *device_s = "cpu";
     double C = 1.0;
     int train = 0;
     int64_t seed = 0;
@@ -27,6 +27,7 @@ int cmd_clip_check(int argc, char **argv) {
         ARG_DR("max-grad-norm", &C, "clipping norm C", 1e-12, 1e12),
         ARG_F("dropout", &train, "apply the model's dropout (masks from --seed) instead of evaluating without it"),
         ARG_LR("seed", &seed, "dropout seed", 0, 9.2e18),
+        ARG_S("device", &device_s, "where the model runs: cpu or cuda (naive runs on the cpu only)"),
     };
     int rc = args_parse(cmd,
                         "Write per-example gradient norms, losses and the clipped gradient sum (no noise) for a batch.\n"
@@ -42,6 +43,8 @@ int cmd_clip_check(int argc, char **argv) {
         fprintf(stderr, "%s: --clip-mode: unknown mode '%s' (auto, phantom, ghost or naive)\n", cmd, mode_s);
         return 2;
     }
+    dp_device device;
+    if ((rc = args_device(cmd, device_s, &device))) return rc;
     dp_error err;
     dp_dataset ds;
     if (dp_dataset_load(&ds, batch, DP_FMT_SEQUENCES, &err)) {
@@ -50,8 +53,9 @@ int cmd_clip_check(int argc, char **argv) {
     }
     const int B = ds.n_users;
     dp_model *m = dp_model_load(model, B, &err);
-    if (!m) {
+    if (!m || dp_model_set_device(m, device, &err)) {
         fprintf(stderr, "%s: %s\n", cmd, err.msg);
+        dp_model_free(m);
         dp_dataset_free(&ds);
         return 2;
     }
@@ -91,8 +95,7 @@ int cmd_clip_check(int argc, char **argv) {
         dp_st_tensor *t = dp_calloc((size_t)nt + 2, sizeof *t);
         char (*names)[80] = dp_calloc((size_t)nt, sizeof *names);
         float *g32 = dp_malloc(sizeof(float) * dp_model_num_params(m));
-        const dp_real *g = dp_model_grads(m);
-        for (size_t i = 0; i < dp_model_num_params(m); i++) g32[i] = (float)g[i];
+        dp_model_read_grads(m, g32); /* dp_real is float in the library the CLI links */
         t[0] = (dp_st_tensor){"norms", "F64", 1, {B}, norms};
         t[1] = (dp_st_tensor){"losses", "F64", 1, {B}, losses};
         for (int i = 0; i < nt; i++) {

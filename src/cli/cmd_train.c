@@ -287,7 +287,7 @@ done:
 
 int cmd_eval(int argc, char **argv) {
     const char *cmd = "dpformer eval";
-    const char *model = NULL, *data = NULL, *format = "auto", *split = "test";
+    const char *model = NULL, *data = NULL, *format = "auto", *split = "test", *device_s = "cpu";
     int exclude_seen = 0, json = 0, batch = 256;
     arg_spec specs[] = {
         ARG_S("model", &model, "model.safetensors written by dpformer train (required)"),
@@ -296,6 +296,7 @@ int cmd_eval(int argc, char **argv) {
         ARG_S("split", &split, "valid or test"),
         ARG_F("exclude-seen", &exclude_seen, "exclude a user's history items from the ranking"),
         ARG_IR("batch-size", &batch, "users scored at once", 1, 1 << 20),
+        ARG_S("device", &device_s, "where the model runs: cpu or cuda"),
         ARG_F("json", &json, "print one JSON object"),
     };
     int rc = args_parse(cmd, "Evaluate a saved model with full ranking (NDCG/HR@10/20) and the popularity baseline.",
@@ -312,12 +313,15 @@ int cmd_eval(int argc, char **argv) {
         fprintf(stderr, "%s: --split: expected valid or test, got '%s'\n", cmd, split);
         return 2;
     }
+    dp_device device;
+    if ((rc = args_device(cmd, device_s, &device))) return rc;
     dp_dataset ds;
     if ((rc = load_data(cmd, data, format, &ds))) return rc;
     dp_error err;
     dp_model *m = dp_model_load(model, batch, &err);
-    if (!m) {
+    if (!m || dp_model_set_device(m, device, &err)) {
         fprintf(stderr, "%s: %s\n", cmd, err.msg);
+        dp_model_free(m);
         dp_dataset_free(&ds);
         return 2;
     }

@@ -8,6 +8,7 @@
 
 void train_flags_defaults(train_flags *f) {
     memset(f, 0, sizeof *f);
+    f->device = "cpu";
     f->max_len = 50;
     f->d_model = 64;
     f->n_heads = 1;
@@ -56,6 +57,7 @@ void train_flags_specs(train_flags *f, arg_spec *o) {
         ARG_LR("max-eval-users", &f->max_eval_users, "evaluate on the first N users only (0 = all)", 0, 1e12),
         ARG_LR("seed", &f->seed, "random seed (initialisation, order, dropout)", 0, 9.2e18),
         ARG_IR("threads", &f->threads, "threads (0 = all cores)", 0, 4096),
+        ARG_S("device", &f->device, "where the model runs: cpu or cuda (an NVIDIA GPU; docs/gpu.md)"),
         ARG_F("keep-last", &f->keep_last, "keep the last epoch's model instead of the best by validation NDCG@10"),
         ARG_F("dp", &f->dp, "train with DP-SGD (privacy unit: one user's whole sequence)"),
         ARG_DR("noise-multiplier", &f->noise_multiplier, "DP: noise std / max grad norm (sigma); 0 = clipping only, no privacy (-1 = unset)", 0, 1e6),
@@ -158,6 +160,7 @@ int train_flags_to_config(const char *cmd, const train_flags *f, dp_train_config
         return 2;
     }
     cfg->progress = f->no_progress ? 0 : (isatty(fileno(stderr)) ? 1 : 0);
+    if (args_device(cmd, f->device, &cfg->device)) return 2;
     ops_set_threads(f->threads);
     return 0;
 }

@@ -17,9 +17,10 @@ typedef struct {
     int reattention, item_freq_cap;
     double reattention_scale, item_freq_noise;
     const char *item_freq;
+    const char *device;
 } train_flags;
 
-#define TRAIN_FLAG_COUNT 37
+#define TRAIN_FLAG_COUNT 38
 void train_flags_defaults(train_flags *f);
 /* Writes TRAIN_FLAG_COUNT specs pointing into f. */
 void train_flags_specs(train_flags *f, arg_spec *out);
