@@ -6,7 +6,7 @@ ASAN_BUILD ?= build-asan
 FUZZ_BUILD ?= build-fuzz
 FUZZ_SECONDS ?= 60
 
-.PHONY: all deps build demo test test-sanitize fuzz bench clean
+.PHONY: all deps build demo test test-sanitize fuzz bench gpu-check clean
 
 all: build
 
@@ -33,12 +33,17 @@ test-sanitize: deps
 # scratch copy of its corpus; fails on any crash, leak, hang or sanitizer report (docs/fuzzing.md).
 fuzz:
 	@scripts/deps.sh fuzz
-	@cmake -S . -B $(FUZZ_BUILD) -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=RelWithDebInfo -DDPFORMER_FUZZ=ON >/dev/null
+	@cmake -S . -B $(FUZZ_BUILD) -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=RelWithDebInfo -DDPFORMER_FUZZ=ON -DDPFORMER_CUDA=OFF >/dev/null
 	@cmake --build $(FUZZ_BUILD) -j$(JOBS) --target fuzzers
 	scripts/fuzz.sh $(FUZZ_BUILD) $(FUZZ_SECONDS)
 
 bench: build
 	bench/step.sh $(BUILD)/dpformer
 
+# On a machine with an NVIDIA GPU and the CUDA toolkit: build the CUDA backend, run the GPU parity
+# tests, compute-sanitizer and the GPU step benchmark next to PyTorch (scripts/gpu_check.sh).
+gpu-check: deps
+	scripts/gpu_check.sh
+
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD) build-gpu

@@ -8,6 +8,18 @@ Run it with Debian's Python, which has Debian's PyTorch (apt-get install python3
     /usr/bin/python3 bench/pytorch_step.py --shape games --threads 2 --warmup 1 --steps 5
     /usr/bin/python3 bench/pytorch_step.py --shape both        # games, then ml1m
 
+On a GPU (`--device cuda`) it needs a Python whose PyTorch is a CUDA build (Debian's is CPU only):
+
+    python3 bench/pytorch_step.py --device cuda --shape games --warmup 3 --steps 20
+    python3 bench/pytorch_step.py --device cuda --shape gpt2 --warmup 3 --steps 20
+
+Shapes games and ml1m default to d 64, 2 layers, 1 head and batch 256; gpt2 (GPT-2-small
+dimensions in this same model: V=50257, L=128) defaults to d 768, 12 layers, 12 heads and batch 16.
+--d, --layers, --heads and --batch, when given, override these for every shape.
+On cuda the arithmetic is float32 with TF32 off (as dpformer's float32 default), each step is timed
+between two torch.cuda.synchronize() calls, and the JSON line adds "device", "gpu" and
+"peak_gpu_mb" (torch.cuda.max_memory_allocated()).
+
 One JSON line per shape is printed on stdout (see bench/README.md for the fields).
 """
 import argparse
@@ -20,11 +32,21 @@ import subprocess
 import sys
 import time
 
-# Dataset shapes: number of items V and window length L.
+# Dataset shapes: number of items V and window length L, and each shape's default model and batch
+# (used where --d, --layers, --heads or --batch is not given).
+SMALL = {"d": 64, "layers": 2, "heads": 1, "batch": 256}
 SHAPES = {
-    "games": {"items": 23716, "maxlen": 50},   # Amazon-Games
-    "ml1m": {"items": 3417, "maxlen": 200},    # MovieLens-1M
+    "games": {"items": 23716, "maxlen": 50, **SMALL},   # Amazon-Games
+    "ml1m": {"items": 3417, "maxlen": 200, **SMALL},    # MovieLens-1M
+    # GPT-2-small dimensions (vocabulary, width, depth, heads) in this same model.
+    "gpt2": {"items": 50257, "maxlen": 128, "d": 768, "layers": 12, "heads": 12, "batch": 16},
 }
+HYPER = ("d", "layers", "heads", "batch")
+
+
+def resolve(args, shape):
+    """The shape's d, layers, heads and batch, each overridden by its option when given."""
+    return {k: SHAPES[shape][k] if getattr(args, k) is None else getattr(args, k) for k in HYPER}
 
 
 def build_model(torch, items, maxlen, d, layers, heads):
@@ -70,7 +92,7 @@ def build_model(torch, items, maxlen, d, layers, heads):
         def forward(self, seq, target):
             b, length = seq.shape
             x = self.item(seq) + self.pos.weight[:length].unsqueeze(0)
-            causal = torch.ones(length, length, dtype=torch.bool).tril()
+            causal = torch.ones(length, length, dtype=torch.bool, device=seq.device).tril()
             allowed = (causal.unsqueeze(0) & (seq != 0).unsqueeze(1)).unsqueeze(1)   # (B, 1, Lq, Lk)
             for blk in self.blocks:
                 x = blk(x, allowed)
@@ -105,24 +127,51 @@ def run_shape(args, shape):
         torch.set_num_interop_threads(1)
     except RuntimeError:
         pass
+    cuda = args.device == "cuda"
+    if cuda:
+        if not torch.cuda.is_available():
+            sys.exit("pytorch_step.py: --device cuda but torch.cuda.is_available() is false "
+                     "(this PyTorch is %s)" % torch.__version__)
+        # Plain float32, as dpformer's float32 default: no TF32 in matrix products or convolutions.
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+        torch.cuda.reset_peak_memory_stats()
+    device = torch.device(args.device)
     torch.manual_seed(args.seed)
-    gen = torch.Generator().manual_seed(args.seed)
+    gen = torch.Generator().manual_seed(args.seed)   # batches are drawn on the CPU, as without cuda
     items, maxlen = SHAPES[shape]["items"], SHAPES[shape]["maxlen"]
-    model = build_model(torch, items, maxlen, args.d, args.layers, args.heads)
+    hp = resolve(args, shape)
+    model = build_model(torch, items, maxlen, hp["d"], hp["layers"], hp["heads"])
+    if cuda:
+        model = model.to(device)   # before the optimizer, so that its state is on the GPU too
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.01)
 
     times, loss = [], float("nan")
     for i in range(args.warmup + args.steps):
-        seq, target = make_batch(torch, gen, args.batch, items, maxlen, args.lengths == "full")
+        seq, target = make_batch(torch, gen, hp["batch"], items, maxlen, args.lengths == "full")
+        if cuda:
+            # Copying the batch to the GPU is not timed (as making it is not); wait for all queued
+            # work before reading the clock on either side of the step.
+            seq, target = seq.to(device), target.to(device)
+            torch.cuda.synchronize()
         t0 = time.perf_counter()
         opt.zero_grad(set_to_none=True)
         out = model(seq, target)
         out.backward()
         opt.step()
+        if cuda:
+            torch.cuda.synchronize()
         dt = time.perf_counter() - t0
         loss = out.item()
         if i >= args.warmup:
             times.append(dt * 1e3)
+    gpu = {}
+    if cuda:
+        gpu = {
+            "device": "cuda",
+            "gpu": torch.cuda.get_device_name(),
+            "peak_gpu_mb": round(torch.cuda.max_memory_allocated() / 2.0 ** 20, 1),
+        }
     return {
         "framework": "pytorch",
         "torch_version": torch.__version__,
@@ -131,12 +180,13 @@ def run_shape(args, shape):
         "steps": args.steps,
         "threads": args.threads,
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1),  # Linux: KiB
-        "batch": args.batch,
+        **gpu,
+        "batch": hp["batch"],
         "items": items,
         "maxlen": maxlen,
-        "d": args.d,
-        "layers": args.layers,
-        "heads": args.heads,
+        "d": hp["d"],
+        "layers": hp["layers"],
+        "heads": hp["heads"],
         "lengths": args.lengths,
         "step_ms": [round(t, 3) for t in times],
         "loss": round(loss, 6),
@@ -147,40 +197,53 @@ def run_shape(args, shape):
 def main():
     ap = argparse.ArgumentParser(description="Time one non-private training step of the PyTorch baseline.")
     ap.add_argument("--shape", nargs="+", choices=sorted(SHAPES) + ["both"], default=["both"],
-                    help="dataset shape(s): games (V=23716, L=50), ml1m (V=3417, L=200) or both")
+                    help="shape(s): games (V=23716, L=50), ml1m (V=3417, L=200), both (games and ml1m) "
+                         "or gpt2 (V=50257, L=128, GPT-2-small model)")
     ap.add_argument("--steps", type=int, default=5, help="timed steps (median reported)")
     ap.add_argument("--warmup", type=int, default=1, help="untimed steps first")
     ap.add_argument("--threads", type=int, default=os.cpu_count(), help="torch.set_num_threads")
-    ap.add_argument("--batch", type=int, default=256)
+    ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
+                    help="cpu (the default) or cuda: model, batch and optimizer on the GPU, float32, no TF32")
+    # Defaults per shape (see SHAPES): 256 and 64, 2, 1 for games and ml1m; 16 and 768, 12, 12 for gpt2.
+    ap.add_argument("--batch", type=int, default=None, help="batch size (default: 256; gpt2: 16)")
     # The same names as `dpformer bench step` are accepted too.
-    ap.add_argument("--d", "--d-model", dest="d", type=int, default=64, help="model width")
-    ap.add_argument("--layers", "--n-layers", dest="layers", type=int, default=2)
-    ap.add_argument("--heads", "--n-heads", dest="heads", type=int, default=1)
+    ap.add_argument("--d", "--d-model", dest="d", type=int, default=None,
+                    help="model width (default: 64; gpt2: 768)")
+    ap.add_argument("--layers", "--n-layers", dest="layers", type=int, default=None,
+                    help="blocks (default: 2; gpt2: 12)")
+    ap.add_argument("--heads", "--n-heads", dest="heads", type=int, default=None,
+                    help="attention heads (default: 1; gpt2: 12)")
     ap.add_argument("--lengths", choices=["full", "random"], default="full",
                     help="full windows (no padding, the default) or random lengths 1..L, left-padded")
     ap.add_argument("--seed", type=int, default=1)
     args = ap.parse_args()
-    if args.steps < 1 or args.warmup < 0 or args.threads < 1 or args.batch < 1 or args.d % args.heads:
-        ap.error("need steps >= 1, warmup >= 0, threads >= 1, batch >= 1 and heads dividing d")
+    shapes = []
+    for s in args.shape:
+        for name in (["games", "ml1m"] if s == "both" else [s]):  # games, then ml1m
+            if name not in shapes:
+                shapes.append(name)
+    for shape in shapes:
+        hp = resolve(args, shape)
+        if (args.steps < 1 or args.warmup < 0 or args.threads < 1 or hp["batch"] < 1 or hp["d"] < 1
+                or hp["layers"] < 1 or hp["heads"] < 1 or hp["d"] % hp["heads"]):
+            ap.error("need steps >= 1, warmup >= 0, threads >= 1, batch >= 1, d >= 1, layers >= 1 "
+                     "and heads dividing d (shape %s: %s)" % (shape, hp))
     try:
         import torch  # noqa: F401
     except ImportError:
         sys.exit("pytorch_step.py: PyTorch not found; install python3-torch and run with /usr/bin/python3")
 
-    shapes = []
-    for s in args.shape:
-        for name in (list(SHAPES) if s == "both" else [s]):  # games, then ml1m
-            if name not in shapes:
-                shapes.append(name)
     if len(shapes) == 1:
         print(json.dumps(run_shape(args, shapes[0])), flush=True)
         return
     # Several shapes: one process each, so that each peak RSS is that shape's alone.
     for shape in shapes:
         argv = ["--shape", shape, "--steps", str(args.steps), "--warmup", str(args.warmup),
-                "--threads", str(args.threads), "--batch", str(args.batch), "--d", str(args.d),
-                "--layers", str(args.layers), "--heads", str(args.heads), "--lengths", args.lengths,
+                "--threads", str(args.threads), "--device", args.device, "--lengths", args.lengths,
                 "--seed", str(args.seed)]
+        for k in HYPER:   # only those given: the others stay per-shape defaults
+            if getattr(args, k) is not None:
+                argv += ["--" + k, str(getattr(args, k))]
         rc = subprocess.call([sys.executable, os.path.abspath(__file__)] + argv)
         if rc:
             sys.exit(rc)
