@@ -5,7 +5,6 @@
  *               two alternating step by step in the same process;
  *   accountant  times the privacy accountants (bench_accountant.c). */
 #define _POSIX_C_SOURCE 200809L
-#include <cblas.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/wait.h>
@@ -30,27 +29,6 @@ static int cmp_double(const void *a, const void *b) {
 static double median(double *x, int n) {
     qsort(x, (size_t)n, sizeof *x, cmp_double);
     return n % 2 ? x[n / 2] : 0.5 * (x[n / 2 - 1] + x[n / 2]);
-}
-
-/* Best-of-k rate of a square single-precision GEMM large enough to reach the machine's peak. */
-static double sgemm_gflops(int n, int reps) {
-    float *a = dp_alloc_aligned(sizeof(float) * (size_t)n * n), *b = dp_alloc_aligned(sizeof(float) * (size_t)n * n),
-          *c = dp_alloc_aligned(sizeof(float) * (size_t)n * n);
-    for (size_t i = 0; i < (size_t)n * n; i++) {
-        a[i] = (float)((i % 13) * 0.01);
-        b[i] = (float)((i % 7) * 0.02);
-    }
-    double best = 1e30;
-    for (int r = 0; r < reps + 1; r++) {
-        double t0 = dp_now();
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1, a, n, b, n, 0, c, n);
-        double t = dp_now() - t0;
-        if (r > 0 && t < best) best = t; /* the first call warms caches and threads */
-    }
-    free(a);
-    free(b);
-    free(c);
-    return 2.0 * n * n * (double)n / best / 1e9;
 }
 
 typedef struct {
@@ -223,7 +201,7 @@ static variant_result run_isolated(const shape *sh, const char *variant, const s
             fprintf(stderr, "dpformer bench step: --device %s: %s\n", dp_device_name(o->device), err.msg);
         else
             t = 1e-3 * (o->device == DP_DEVICE_CUDA ? dp_device_sgemm_gflops(DP_DEVICE_CUDA, 8192, 5)
-                                                     : sgemm_gflops(2048, 3));
+                                                     : dp_device_sgemm_gflops(DP_DEVICE_CPU, 2048, 3));
         if (t >= 0) {
             c.ms = 1e3 * t;
             c.ms_ra = 1e3 * st.wall_ra;
