@@ -100,12 +100,21 @@ typedef struct dp_backend {
 
 /* The CPU backend (always there). */
 const dp_backend *dp_backend_cpu(void);
-/* The CUDA backend, or NULL with err when this build has none or no usable GPU is present. */
+/* The CUDA backend, or NULL with err when this build has none, its module cannot be loaded or no
+ * usable GPU is present. */
 const dp_backend *dp_backend_cuda(dp_error *err);
-/* One line about the GPU the CUDA backend uses ("" without one); its memory in use; its SGEMM rate. */
-const char *dp_cuda_description(void);
-size_t dp_cuda_memory_used(void);
-double dp_cuda_sgemm_gflops(int n, int reps);
+
+/* What the CUDA module (libdpformer_cuda.so, src/backend/cuda) exports through its one entry point
+ * dp_cuda_module_entry(). abi identifies this header's layout of dp_backend: a module built from
+ * another version is refused. */
+#define DP_CUDA_MODULE_ABI ((int)(sizeof(dp_backend) * 1000 + 1))
+typedef struct dp_cuda_module {
+    int abi;
+    const dp_backend *(*backend)(dp_error *err); /* NULL with err when no GPU can be used */
+    const char *(*description)(void);            /* "" without a GPU */
+    size_t (*memory_used)(void);                 /* total − free device memory */
+    double (*sgemm_gflops)(int n, int reps);     /* cuBLAS float32 rate */
+} dp_cuda_module;
 /* The backend of a device (NULL with err as above). */
 const dp_backend *dp_backend_of(dp_device device, dp_error *err);
 

@@ -1,8 +1,13 @@
 /* The CUDA backend: device memory, the cuBLAS handle, the linear layer on cuBLAS, and the table that
- * puts every cuda_<op> (elementwise.cu, attention.cu, classifier.cu, pernorm.cu) behind the interface
- * of src/backend/backend.h. The first use checks that a GPU is present; without one the backend is
- * refused with the runtime's reason and the CPU path is unaffected. Matrix products run in float32
- * (cuBLAS default math, no TF32) so that results match the CPU backend to float rounding. */
+ * puts every cuda_<op> (elementwise.cu, attention.cu, classifier.cu, classifier_dp.cu, pernorm.cu,
+ * noise.cu, optimizer.cu) behind the interface of src/backend/backend.h. Built as the module
+ * libdpformer_cuda.so, which the library loads on the first request for the cuda device (device.c),
+ * so that programs that never use a GPU neither load nor initialise the CUDA libraries. The first use
+ * checks that a GPU is present; without one the backend is refused with the runtime's reason.
+ * Matrix products run in float32 (cuBLAS default math, no TF32) so that results match the CPU
+ * backend to float rounding. */
+#include <stdarg.h>
+
 #include "backend/cuda/cuda_common.h"
 
 #include "backend/cuda/cuda_noise.h"
@@ -12,6 +17,15 @@ extern "C" {
 }
 
 /* ---------------- device, handle, scratch ---------------- */
+
+/* The module has no access to the library's symbols: its own copy of dp_fail's formatting. */
+static void fail(dp_error *err, const char *fmt, ...) {
+    if (!err) return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err->msg, sizeof err->msg, fmt, ap);
+    va_end(ap);
+}
 
 static int g_state; /* 0 unchecked, 1 usable, -1 not */
 static char g_reason[512];
@@ -61,8 +75,7 @@ cublasHandle_t dp_cuda_blas(void) {
     return g_blas;
 }
 
-extern "C" const char *dp_cuda_description(void) { return cuda_init() == 1 ? g_desc : ""; }
-extern "C" int dp_built_with_cuda(void) { return 1; }
+static const char *description(void) { return cuda_init() == 1 ? g_desc : ""; }
 
 /* A vector of ones on the device (grow-only), for bias gradients as one GEMV. */
 static const float *ones(long n) {
@@ -89,7 +102,7 @@ static const float *ones(long n) {
 
 static void *cu_alloc(size_t bytes, dp_error *err) {
     if (cuda_init() != 1) {
-        dp_fail(err, "%s", g_reason);
+        fail(err, "%s", g_reason);
         return NULL;
     }
     void *p = NULL;
@@ -98,7 +111,7 @@ static void *cu_alloc(size_t bytes, dp_error *err) {
         (void)cudaGetLastError();
         size_t fr = 0, tot = 0;
         cudaMemGetInfo(&fr, &tot);
-        dp_fail(err, "cannot allocate %.1f MiB of GPU memory (%.1f MiB free of %.1f): %s", bytes / 1048576.0,
+        fail(err, "cannot allocate %.1f MiB of GPU memory (%.1f MiB free of %.1f): %s", bytes / 1048576.0,
                 fr / 1048576.0, tot / 1048576.0, cudaGetErrorString(e));
         return NULL;
     }
@@ -167,14 +180,14 @@ extern "C" void cuda_linear_backward_params(real *dw, real *db, const real *dout
         CUBLAS_CHECK(cublasSgemv(dp_cuda_blas(), CUBLAS_OP_N, OC, (int)N, &alpha, dout, OC, ones(N), 1, &beta, db, 1));
 }
 
-extern "C" size_t dp_cuda_memory_used(void) {
+static size_t memory_used(void) {
     size_t fr = 0, tot = 0;
     if (cuda_init() != 1 || cudaMemGetInfo(&fr, &tot) != cudaSuccess) return 0;
     return tot - fr;
 }
 
 /* Best-of-reps float32 SGEMM rate (random-looking, non-zero inputs), timed with events. */
-extern "C" double dp_cuda_sgemm_gflops(int n, int reps) {
+static double sgemm_gflops(int n, int reps) {
     if (cuda_init() != 1) return 0;
     size_t bytes = sizeof(float) * (size_t)n * n;
     float *a, *b, *c, *h = (float *)malloc(bytes);
@@ -262,12 +275,18 @@ static dp_backend make_table(void) {
     return t;
 }
 
-extern "C" const dp_backend *dp_backend_cuda(dp_error *err) {
+static const dp_backend *backend(dp_error *err) {
     static dp_backend table;
     if (cuda_init() != 1) {
-        dp_fail(err, "%s", g_reason);
+        fail(err, "%s", g_reason);
         return NULL;
     }
     if (!table.name) table = make_table();
     return &table;
+}
+
+/* The module's one entry point, found by name with dlsym. */
+extern "C" __attribute__((visibility("default"))) const dp_cuda_module *dp_cuda_module_entry(void) {
+    static const dp_cuda_module mod = {DP_CUDA_MODULE_ABI, backend, description, memory_used, sgemm_gflops};
+    return &mod;
 }
