@@ -133,6 +133,8 @@ static void bfree(const dp_model *m, void *p) {
     if (p) m->be->free(p);
 }
 
+static void free_keep(dp_model *m);
+
 static real **alloc_per_layer(const dp_model *m, int n_layers, size_t n) {
     real **a = dp_calloc((size_t)n_layers + 1, sizeof(real *));
     for (int l = 0; l < n_layers; l++) a[l] = alloc_real(m, n);
@@ -346,12 +348,7 @@ void dp_model_free(dp_model *m) {
         free(m->host_row_weight);
         free(m->host_row_loss);
     }
-    real **keeps[] = {m->keep_qkv, m->keep_proj, m->keep_fc1, m->keep_fc2};
-    for (int k = 0; k < 4; k++) {
-        if (!keeps[k]) continue;
-        for (int l = 1; l < NL; l++) bfree(m, keeps[k][l]); /* layer 0's are aliases of scratch buffers */
-        free(keeps[k]);
-    }
+    free_keep(m);
     reatt_free(m);
     bfree(m, m->params);
     bfree(m, m->grads);
@@ -435,6 +432,24 @@ real *model_dp_scratch(dp_model *m, dp_error *err) {
     return m->a.cls_scratch;
 }
 
+/* Frees what model_alloc_keep allocated (layer 0's kept gradients are aliases of scratch buffers). */
+static void free_keep(dp_model *m) {
+    const int NL = m->cfg.n_layers;
+    real **keeps[] = {m->keep_qkv, m->keep_proj, m->keep_fc1, m->keep_fc2};
+    for (int k = 0; k < 4; k++) {
+        if (!keeps[k]) continue;
+        for (int l = 1; l < NL; l++) bfree(m, keeps[k][l]);
+        free(keeps[k]);
+    }
+    m->keep_qkv = m->keep_proj = m->keep_fc1 = m->keep_fc2 = NULL;
+    void *cw[] = {m->cw.lo, m->cw.zeros, m->cw.sq, m->cw.c, m->cw.row_a, m->cw.Q};
+    for (size_t i = 0; i < sizeof cw / sizeof cw[0]; i++) bfree(m, cw[i]);
+    if (m->cw.ln)
+        for (int i = 0; i < m->cw.n_ln; i++) bfree(m, m->cw.ln[i]);
+    free(m->cw.ln);
+    memset(&m->cw, 0, sizeof m->cw);
+}
+
 int model_alloc_keep(dp_model *m, dp_error *err) {
     if (m->keep_qkv) return 0;
     const int NL = m->cfg.n_layers, C = m->cfg.d_model, F = m->cfg.d_ff;
@@ -446,13 +461,19 @@ int model_alloc_keep(dp_model *m, dp_error *err) {
         *keeps[k] = dp_calloc((size_t)NL + 1, sizeof(real *));
         for (int l = 1; l < NL; l++) (*keeps[k])[l] = alloc_real(m, N * width[k]);
     }
+    const size_t B = (size_t)m->max_batch;
+    m->cw.lo = balloc(m, sizeof(int) * B);
+    m->cw.zeros = balloc(m, sizeof(int) * B);
+    m->cw.sq = balloc(m, sizeof(double) * B);
+    m->cw.c = balloc(m, sizeof(double) * B);
+    m->cw.row_a = alloc_real(m, N);
+    m->cw.Q = alloc_real(m, N * C);
+    m->cw.n_ln = 2 * (2 * NL + 1);
+    m->cw.ln = dp_calloc((size_t)m->cw.n_ln, sizeof(real *));
+    for (int i = 0; i < m->cw.n_ln; i++) m->cw.ln[i] = alloc_real(m, B * C);
     if (alloc_failed) {
         dp_fail(err, "%s", alloc_err.msg);
-        for (int k = 0; k < 4; k++) {
-            for (int l = 1; l < NL; l++) bfree(m, (*keeps[k])[l]);
-            free(*keeps[k]);
-            *keeps[k] = NULL;
-        }
+        free_keep(m);
         return -1;
     }
     /* Layer 0 is the last one the backward pass visits, so its kept gradients can live in scratch

@@ -103,6 +103,18 @@ struct dp_model {
     const dp_grad_sink *sink; /* NULL: parameter gradients are formed during the backward pass */
     /* Per-layer output gradients kept for a sink (allocated on first use): [n_layers][N, 3C|C|F|C]. */
     real **keep_qkv, **keep_proj, **keep_fc1, **keep_fc2;
+    /* The privacy engine's per-step buffers (allocated with the kept gradients, once: on a GPU an
+     * allocation per step would also synchronise the device): first positions and zeros [max_batch],
+     * squared norms and clip factors [max_batch] (double), the output layer's row scales [N] and
+     * cross-term vectors [N, C], and each layer norm's per-example weight and bias gradients
+     * [2·(2·n_layers + 1)][max_batch, C]. */
+    struct {
+        int *lo, *zeros;
+        double *sq, *c;
+        real *row_a, *Q;
+        real **ln;
+        int n_ln;
+    } cw;
     size_t cls_scratch_reals; /* size of a.cls_scratch */
     const real *rep_noise;   /* DP-FP noise [max_batch, C] for training passes, or NULL */
     dp_reatt_state ra;
@@ -156,7 +168,8 @@ void model_head_backward_input(dp_model *m, const dp_batch *bt);
 /* The output layer's scratch at the privacy engine's size (grown on first use); NULL with err if the
  * backend's memory cannot hold it. */
 real *model_dp_scratch(dp_model *m, dp_error *err);
-/* Allocate the per-layer kept gradients used when a sink is installed. */
+/* Allocate the per-layer kept gradients used when a sink is installed, and the privacy engine's
+ * buffers (m->cw). */
 int model_alloc_keep(dp_model *m, dp_error *err);
 
 /* Re-Attention's variance track inside model_forward_body (reattention.c); called only when enabled

@@ -68,7 +68,7 @@ typedef struct {
 
 typedef struct {
     real *dw, *db;
-    real *gw, *gb; /* [B, C] per-example gradients (backend memory) */
+    real *gw, *gb; /* [B, C] per-example gradients (the model's m->cw.ln buffers) */
 } ln_record;
 
 typedef struct {
@@ -84,20 +84,7 @@ typedef struct {
     ln_record ln[MAX_RECORDS];
     int n_ln;
     real *G_in;    /* embedding input gradient [N, C] (model-owned) */
-    int failed;    /* a backend allocation failed (err holds why) */
-    dp_error err;
 } bk_state;
-
-static void *bk_alloc(bk_state *s, size_t bytes) {
-    if (s->failed) return NULL;
-    void *p = s->be->alloc(bytes, &s->err);
-    if (!p) s->failed = 1;
-    return p;
-}
-
-static void bk_free(bk_state *s, void *p) {
-    if (p) s->be->free(p);
-}
 
 static void sink_linear(void *ctx, real *dW, real *db, real *G, const real *A, int Cin, int Cout) {
     bk_state *s = ctx;
@@ -109,12 +96,12 @@ static void sink_layernorm(void *ctx, real *dw, real *db, const real *dout, cons
                            const real *rstd) {
     bk_state *s = ctx;
     const int B = s->B, C = s->C;
-    ln_record *r = &s->ln[s->n_ln++];
+    const int i = s->n_ln++;
+    ln_record *r = &s->ln[i];
     r->dw = dw;
     r->db = db;
-    r->gw = bk_alloc(s, sizeof(real) * (size_t)B * C);
-    r->gb = bk_alloc(s, sizeof(real) * (size_t)B * C);
-    if (s->failed) return;
+    r->gw = s->m->cw.ln[2 * i];
+    r->gb = s->m->cw.ln[2 * i + 1];
     s->be->layernorm_per_example_grads(r->gw, r->gb, dout, inp, mean, rstd, s->lo, B, s->T, C);
     s->be->per_example_sqnorm_add(s->sq, r->gw, B, C);
     s->be->per_example_sqnorm_add(s->sq, r->gb, B, C);
@@ -158,19 +145,20 @@ static int clipped_grad_bookkeeping(dp_model *m, const dp_batch *bt, dp_clip_mod
         lo_host[b] = t;
     }
     double *sq_host = dp_calloc((size_t)B, sizeof(double)), *c = dp_malloc(sizeof(double) * (size_t)B);
-    s->lo = bk_alloc(s, sizeof(int) * (size_t)B);
-    s->sq = bk_alloc(s, sizeof(double) * (size_t)B); /* zeroed */
-    double *c_dev = bk_alloc(s, sizeof(double) * (size_t)B);
+    s->lo = m->cw.lo;
+    s->sq = m->cw.sq;
+    double *c_dev = m->cw.c;
     const int K = cfg->n_classes;
-    int *zeros = K ? bk_alloc(s, sizeof(int) * (size_t)B) : NULL; /* the head's one row per example: lo = 0 */
-    real *row_a = !K ? bk_alloc(s, sizeof(real) * (size_t)N) : NULL;
-    real *Q = !K && cfg->tied ? bk_alloc(s, sizeof(real) * (size_t)N * C) : NULL;
-    real *inst = NULL;
+    int *zeros = m->cw.zeros; /* the head's one row per example: lo = 0 */
+    real *row_a = m->cw.row_a, *Q = !K && cfg->tied ? m->cw.Q : NULL, *inst = NULL;
     int rc = 0;
-    real *cls_scratch = !K && !s->failed ? model_dp_scratch(m, &s->err) : NULL;
-    if (!K && !cls_scratch) s->failed = 1;
-    if (s->failed) goto done;
+    real *cls_scratch = NULL;
+    if (!K && !(cls_scratch = model_dp_scratch(m, &e2))) {
+        rc = dp_fail(err, "per-example clipping on %s: %s", be->name, e2.msg);
+        goto done;
+    }
     be->upload(s->lo, lo_host, sizeof(int) * (size_t)B);
+    be->zero(s->sq, sizeof(double) * (size_t)B);
 
     /* forward, then pass 1 of the output layer: loss, dh, the output-side norm (and for a tied
      * embedding the vectors of the cross term) */
@@ -201,7 +189,6 @@ static int clipped_grad_bookkeeping(dp_model *m, const dp_batch *bt, dp_clip_mod
     model_backward_body(m, bt, train, seed);
     m->sink = NULL;
     m->ex0 = 0;
-    if (s->failed) goto done;
 
     /* cross term of the shared embedding: 2 Σ_t ⟨G_in,t, Q_t⟩ (it can be negative) */
     if (Q) be->per_example_dot_add(s->sq, s->G_in, Q, s->lo, B, T, C, 2.0);
@@ -241,18 +228,7 @@ static int clipped_grad_bookkeeping(dp_model *m, const dp_batch *bt, dp_clip_mod
     if (m->g.out_w && !cfg->tied) be->zero(m->g.out_w, sizeof(real) * (size_t)C);
 
 done:
-    if (s->failed) rc = dp_fail(err, "per-example clipping on %s: %s", be->name, s->err.msg);
-    for (int i = 0; i < s->n_ln; i++) {
-        bk_free(s, s->ln[i].gw);
-        bk_free(s, s->ln[i].gb);
-    }
     free(inst); /* host memory of the CPU's instantiated gradients (NULL elsewhere) */
-    bk_free(s, Q);
-    bk_free(s, row_a);
-    bk_free(s, zeros);
-    bk_free(s, c_dev);
-    bk_free(s, s->sq);
-    bk_free(s, s->lo);
     free(c);
     free(sq_host);
     free(lo_host);
