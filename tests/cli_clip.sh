@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `dpformer clip-check` (the privacy engine's verification interface): every clipping mode writes the
 # same per-example norms and clipped sum as the one-example-at-a-time reference (naive), read back
-# by an independent parser; ghost refuses a tied embedding; bad batch files are refused clearly.
+# by an independent parser; ghost refuses a tied embedding; bad batch files are refused clearly; the
+# output keeps the batch file's line order; a text classifier is refused (exit 2), not run.
 set -u
 . "$(dirname "$0")/clilib.sh"
 cli_init cli_clip "$@"
@@ -36,13 +37,15 @@ def read(path):
     out = {}
     for k, v in h.items():
         if k == "__metadata__": continue
-        s, e = v["data_offsets"]; fmt = {"F32": "f", "F64": "d"}[v["dtype"]]
+        s, e = v["data_offsets"]; fmt = {"F32": "f", "F64": "d", "I64": "q"}[v["dtype"]]
         out[k] = struct.unpack("<%d%s" % ((e - s) // struct.calcsize(fmt), fmt), data[s:e])
     return h["__metadata__"], out
 tmp, tie = sys.argv[1], sys.argv[2]
 modes = ["naive", "auto", "phantom"] + (["ghost"] if tie == "untied" else [])
 meta, ref = read(f"{tmp}/{tie}-naive.st")
-assert meta["clip_mode"] == "naive" and meta["examples"] == "4", meta
+assert meta["clip_mode"] == "naive" and meta["examples"] == "4" and meta["order"] == "file", meta
+assert meta["dropout"] == "on" and meta["seed"] == "3" and float(meta["max_grad_norm"]) == 0.3, meta
+assert list(ref["user_ids"]) == [1, 2, 3, 4], ref["user_ids"]
 assert all(x > 0 for x in ref["norms"]) and any(x > 0.3 for x in ref["norms"]), ref["norms"]
 flat = lambda d: [x for k in sorted(d) if k.startswith("clipped_sum.") for x in d[k]]
 r = flat(ref)
@@ -57,6 +60,48 @@ for m in modes[1:]:
     assert num <= 1e-4 * den, (m, num / den)
 PY
 done
+
+# the examples come out in the order of the batch file's lines, whatever the user ids: the same lines
+# shuffled (and user ids renumbered against the line order) give the same norms, permuted
+printf '7 1 2\n\n40 25 1 25 1 25 1 25 1 25 1 25 1\n3 3 5 3 7 9 3\n12 4 4 4\n' > "$TMP/shuffled.txt"
+"$BIN" clip-check --model "$TMP/untied/model.safetensors" --batch "$TMP/shuffled.txt" --clip-mode naive \
+    --max-grad-norm 0.3 --dropout --seed 3 --out "$TMP/shuffled.st" >/dev/null 2>&1 || fail "clip-check shuffled"
+"$BIN" clip-check --model "$TMP/untied/model.safetensors" --batch "$TMP/batch.txt" --clip-mode naive \
+    --max-grad-norm 0.3 --out "$TMP/sorted.st" >/dev/null 2>&1 || fail "clip-check sorted"
+"$BIN" clip-check --model "$TMP/untied/model.safetensors" --batch "$TMP/shuffled.txt" --clip-mode auto \
+    --max-grad-norm 0.3 --out "$TMP/shuffled-nodrop.st" >/dev/null 2>&1 || fail "clip-check shuffled, no dropout"
+python3 - "$TMP" <<'PY' || fail "clip-check does not keep the batch file's line order"
+import json, struct, sys
+def read(path):
+    b = open(path, "rb").read()
+    n = struct.unpack("<Q", b[:8])[0]
+    h = json.loads(b[8:8 + n]); data = b[8 + n:]
+    out = {}
+    for k, v in h.items():
+        if k == "__metadata__": continue
+        s, e = v["data_offsets"]; fmt = {"F32": "f", "F64": "d", "I64": "q"}[v["dtype"]]
+        out[k] = struct.unpack("<%d%s" % ((e - s) // struct.calcsize(fmt), fmt), data[s:e])
+    return h["__metadata__"], out
+tmp = sys.argv[1]
+_, a = read(f"{tmp}/sorted.st")        # lines 1 2 3 4 (users 1..4, in id order)
+_, b = read(f"{tmp}/shuffled-nodrop.st")  # the same sequences as lines 3 4 1 2, users 7 40 3 12
+assert list(b["user_ids"]) == [7, 40, 3, 12], b["user_ids"]
+for i, j in enumerate([2, 3, 0, 1]):
+    assert abs(b["norms"][i] - a["norms"][j]) <= 1e-4 * a["norms"][j], (i, b["norms"], a["norms"])
+    assert abs(b["losses"][i] - a["losses"][j]) <= 1e-4 * a["losses"][j], (i, b["losses"], a["losses"])
+PY
+
+# a text classifier is not a next-item model: refused with exit 2 and a message (it used to crash)
+printf 'label\tsentence\n' > "$TMP/t.tsv"
+for i in $(seq 1 40); do printf '%d\tword %d\n' $((i % 2)) $i >> "$TMP/t.tsv"; done
+"$BIN" train-text --train "$TMP/t.tsv" --max-len 8 --d-model 8 --n-layers 1 --epochs 1 --batch-size 16 \
+    --out "$TMP/text" >/dev/null 2>&1 || fail "train-text"
+expect 2 "is a text classifier.*does not support classifiers" -- "$BIN" clip-check --model "$TMP/text/model.safetensors" \
+    --batch "$TMP/batch.txt" --out "$TMP/x.st"
+[ -e "$TMP/x.st" ] && fail "clip-check of a classifier wrote an output"
+
+# --help names what the values are
+expect 0 "--batch FILE" -- "$BIN" clip-check --help
 
 # bad batch files
 printf '1 3 999\n' > "$TMP/bad1.txt"

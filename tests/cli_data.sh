@@ -28,6 +28,9 @@ out=$(printf '1 10\n1 11\n' | "$BIN" data stats --data /dev/stdin 2>&1) || fail 
 printf '%s' "$out" | grep -q 'interactions  *2$' || fail "reading a pipe: $out"
 expect 0 'synthetic dataset' -- "$BIN" data stats --synthetic
 expect 0 'sub-commands' -- "$BIN" data --help
+# --help names what the values are
+expect 0 '\-\-data FILE' -- "$BIN" data stats --help
+expect 0 '\-\-format FMT' -- "$BIN" data stats --help
 expect 0 '--exclude-seen' -- "$BIN" data stats --help
 
 # malformed files: status 2, message "path:line: field:"

@@ -27,7 +27,7 @@ expect 0 "public file" -- "$BIN" train $small --dp --noise-multiplier 1 --reatte
 grep -q '"type":[[:space:]]*"gaussian"' "$TMP/pub/privacy.json" && fail "a public file must not add a release event"
 
 printf '1 0.5\n2 1.7\n' > "$TMP/bad.txt"
-expect 1 "bad.txt:2: fraction" -- "$BIN" train $small --dp --noise-multiplier 1 --reattention --item-freq "public:$TMP/bad.txt" --out "$TMP/bad"
+expect 2 "bad.txt:2: fraction" -- "$BIN" train $small --dp --noise-multiplier 1 --reattention --item-freq "public:$TMP/bad.txt" --out "$TMP/bad"
 expect 2 "needs --dp" -- "$BIN" train $small --reattention --out "$TMP/x"
 expect 2 "expected private or public:FILE" -- "$BIN" train $small --dp --noise-multiplier 1 --reattention --item-freq pub --out "$TMP/x"
 # ---- the model file keeps the setting; eval applies it ----

@@ -5,8 +5,10 @@
 # stop at a step boundary with exit status 130 / 143 and say how to resume; a corrupted newest
 # checkpoint is named, moved aside, and the previous one used; a full disk (RLIMIT_FSIZE through
 # `ulimit -f`, SIGXFSZ ignored) fails the run with a clear error and leaves the last checkpoint
-# intact and resumable; a resume with another noise multiplier appends to the privacy history;
-# settings that cannot change are refused with exit status 2.
+# intact and resumable; a resume with another noise multiplier appends to the privacy history; a copied
+# run folder resumes into the copy (never into the original), --out elsewhere is honoured, and moved
+# checkpoints of a separate --checkpoint-dir need --out; settings that cannot change are refused with
+# exit status 2.
 # Usage: bash tests/cli_resume.sh /path/to/dpformer
 set -u
 . "$(dirname "$0")/clilib.sh"
@@ -180,13 +182,44 @@ awk -v a="$eps1" -v b="$eps2" -v r="$eps_ref2" -v h="$eps_acc" \
 [ "$(field "$TMP/sigma/metrics.jsonl" epoch)" = "1 2 " ] || fail "resumed metrics.jsonl epochs: $(field "$TMP/sigma/metrics.jsonl" epoch)"
 echo "noise multiplier 1.1 then 2.2: epsilon $eps1 -> $eps2 (two epochs at 1.1: $eps_ref2)"
 
+# ---- a copied run folder resumes into the copy: its outputs go where the checkpoints are ----
+snap() { (cd "$1" && find . -type f -print0 | sort -z | xargs -0 -r md5sum) 2>/dev/null; }
+"$BIN" train "${DP[@]}" --epochs 1 --out "$TMP/orig" > /dev/null 2>&1 || fail "one-epoch run failed"
+orig=$(snap "$TMP/orig")
+cp -a "$TMP/orig" "$TMP/copy1"
+cp -a "$TMP/orig" "$TMP/copy2"
+cp -a "$TMP/orig" "$TMP/copy3"
+"$BIN" train --resume "$TMP/copy1" --epochs 2 > "$TMP/copy.log" 2>&1 || fail "resume of a copy failed: $(cat "$TMP/copy.log")"
+"$BIN" train --resume "$TMP/copy2/checkpoints" --epochs 2 > "$TMP/copy.log" 2>&1 ||
+    fail "resume of a copy's checkpoint folder failed: $(cat "$TMP/copy.log")"
+"$BIN" train --resume "$TMP/copy3" --epochs 2 --out "$TMP/elsewhere" > "$TMP/copy.log" 2>&1 ||
+    fail "resume of a copy with --out failed: $(cat "$TMP/copy.log")"
+[ "$(snap "$TMP/orig")" = "$orig" ] || fail "resuming copies of a run folder changed the original: $(ls -la "$TMP/orig")"
+for d in copy1 copy2 elsewhere; do
+    [ "$(field "$TMP/$d/metrics.jsonl" epoch)" = "1 2 " ] || fail "resumed copy: $d/metrics.jsonl epochs '$(field "$TMP/$d/metrics.jsonl" epoch)'"
+    cmp -s "$TMP/$d/model.safetensors" "$TMP/orig/model.safetensors" && fail "resumed copy: $d/model.safetensors is the one-epoch model"
+done
+cmp -s "$TMP/copy1/model.safetensors" "$TMP/copy2/model.safetensors" || fail "resumed copies: the two models differ"
+cmp -s "$TMP/copy3/model.safetensors" "$TMP/orig/model.safetensors" || fail "resume with --out elsewhere changed the copy's model"
+[ -n "$(ls "$TMP/copy3/checkpoints" | grep -v "$(ls "$TMP/orig/checkpoints")")" ] ||
+    fail "resume with --out elsewhere: no new checkpoint in the folder resumed from"
+# checkpoints in a folder of their own (--checkpoint-dir) that were moved: where the outputs go must be said
+"$BIN" train "${DP[@]}" --epochs 1 --out "$TMP/own-out" --checkpoint-dir "$TMP/own-ck" > /dev/null 2>&1 || fail "run with --checkpoint-dir failed"
+"$BIN" train --resume "$TMP/own-ck" --epochs 2 > "$TMP/copy.log" 2>&1 || fail "resume of --checkpoint-dir failed: $(cat "$TMP/copy.log")"
+[ "$(field "$TMP/own-out/metrics.jsonl" epoch)" = "1 2 " ] || fail "resume of --checkpoint-dir: outputs not in the run's --out"
+mv "$TMP/own-ck" "$TMP/own-ck2"
+expect 2 'own-ck2 are no longer where their run wrote them.*give --out' -- "$BIN" train --resume "$TMP/own-ck2" --epochs 3
+expect 0 'saved .*own-out2/model.safetensors' -- "$BIN" train --resume "$TMP/own-ck2" --epochs 3 --out "$TMP/own-out2"
+
 # ---- what cannot change, and other refusals ----
 expect 2 'cannot resume with d-model 64.*model shape' -- "$BIN" train --resume "$TMP/sigma" --d-model 64
 expect 2 'cannot resume with batch-size 32' -- "$BIN" train --resume "$TMP/sigma" --batch-size 32
 expect 2 'cannot resume with seed 8' -- "$BIN" train --resume "$TMP/sigma" --seed 8
 head -n 2000 "$TMP/data.txt" > "$TMP/less.txt"
 expect 2 'written for another dataset' -- "$BIN" train --resume "$TMP/sigma" --data "$TMP/less.txt"
-expect 2 'no checkpoint files' -- "$BIN" train --resume "$TMP/nothing-here"
+expect 2 'nothing-here: does not exist' -- "$BIN" train --resume "$TMP/nothing-here"
+mkdir -p "$TMP/empty-dir"
+expect 2 'no checkpoint files' -- "$BIN" train --resume "$TMP/empty-dir"
 # a fresh run never overwrites the checkpoints of a run that did not finish
 older=$(ls "$TMP/ref_dp/checkpoints" | head -1) # the epoch before the last: not the end of the run
 rm -f "$TMP/kill_dp/checkpoints/"*

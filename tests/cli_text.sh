@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `dpformer train-text` / `eval-text`: the three modes run and state what their epsilon covers (DP-FP:
 # not the weights, not the labels); a saved classifier evaluates to the accuracy the run reported;
-# malformed TSV files and bad flag combinations are refused with the file, line and field.
+# malformed TSV files and bad flag combinations are refused with the file, line and field (flags of the
+# other mode named); models of the other task are refused by eval and eval-text.
 set -u
 . "$(dirname "$0")/clilib.sh"
 cli_init cli_text "$@"
@@ -74,4 +75,41 @@ expect 2 "need --dp or --dpfp" -- "$BIN" train-text --train "$TMP/train.tsv" $sm
 expect 2 "choose one of" -- "$BIN" train-text --train "$TMP/train.tsv" $small --dp --dpfp --target-epsilon 3
 expect 2 "needs --target-epsilon or --noise-multiplier" -- "$BIN" train-text --train "$TMP/train.tsv" $small --dpfp
 expect 2 "unknown pooling" -- "$BIN" train-text --train "$TMP/train.tsv" $small --pool max
+# flags of another mode are refused, naming the flag and the mode it belongs to, not ignored
+expect 2 "\-\-micro-batches is a DP-FP flag: DP-FP flags need --dpfp" -- "$BIN" train-text --train "$TMP/train.tsv" $small \
+    --dp --noise-multiplier 1 --micro-batches 4
+expect 2 "\-\-dpfp-clip is a DP-FP flag: DP-FP flags need --dpfp" -- "$BIN" train-text --train "$TMP/train.tsv" $small \
+    --dp --noise-multiplier 1 --dpfp-clip 5
+expect 2 "\-\-max-grad-norm is a DP-SGD flag: DP-SGD flags need --dp" -- "$BIN" train-text --train "$TMP/train.tsv" $small \
+    --dpfp --noise-multiplier 1 --max-grad-norm 3
+expect 2 "\-\-clip-mode is a DP-SGD flag: DP-SGD flags need --dp" -- "$BIN" train-text --train "$TMP/train.tsv" $small \
+    --dpfp --noise-multiplier 1 --clip-mode ghost
+expect 2 "\-\-delta is a privacy flag: privacy flags need --dp or --dpfp" -- "$BIN" train-text --train "$TMP/train.tsv" $small \
+    --delta 1e-6
+expect 2 "\-\-max-grad-norm is a DP-SGD flag" -- "$BIN" train-text --train "$TMP/train.tsv" $small --max-grad-norm 3
+# --no-progress means what it means in train: no progress bar; the epoch lines stay
+out=$("$BIN" train-text --train "$TMP/train.tsv" $small --out "$TMP/np3" 2>&1 >/dev/null)
+printf '%s' "$out" | grep -q "^epoch 1/2" || fail "train-text --no-progress dropped the epoch lines: $out"
+
+# every command checks the model's task: a classifier is not a next-item model and the reverse (a
+# classifier over bytes has 258 "items": a dataset of 258 items used to abort eval)
+awk 'BEGIN { for (u = 1; u <= 30; u++) { printf "%d", u; for (k = 0; k < 5; k++) printf " %d", 1 + (u * 7 + k * 13) % 258;
+     printf "\n" } printf "99"; for (i = 1; i <= 258; i++) printf " %d", i; printf "\n" }' > "$TMP/items258.txt"
+expect 2 "np2/model.safetensors is a text classifier.*eval-text" -- "$BIN" eval --model "$TMP/np2/model.safetensors" \
+    --data "$TMP/items258.txt"
+expect 2 "is a next-item model.*not a text classifier.*dpformer eval " -- "$BIN" eval-text \
+    --model "$TMP/rec/model.safetensors" --data "$TMP/dev.tsv"
+
+# loader advice names the command-line flag, not "the options"
+printf 'label\ttext\n1\tgood\n' > "$TMP/textcol.tsv"
+expect 2 "name it with --text-column" -- "$BIN" train-text --train "$TMP/textcol.tsv" $small
+printf 'label\tsentence\n1\tcaf\351\n' > "$TMP/latin1.tsv"
+expect 2 "accept raw bytes with --accept-invalid-utf8" -- "$BIN" train-text --train "$TMP/latin1.tsv" $small
+out=$("$BIN" train-text --train "$TMP/textcol.tsv" $small 2>&1)
+printf '%s' "$out" | grep -q "in the options" && fail "message speaks of options: $out"
+# --help names the values and shows no meaningless default
+out=$("$BIN" train-text --help)
+printf '%s' "$out" | grep -q -- "--train FILE" || fail "train-text --help: no '--train FILE'"
+printf '%s' "$out" | grep -q -- "--out DIR" || fail "train-text --help: no '--out DIR'"
+printf '%s' "$out" | grep -Eq "default (-1|nan)\)" && fail "train-text --help shows an unset default: $out"
 cli_finish

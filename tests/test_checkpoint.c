@@ -8,7 +8,9 @@
  * non-finite gradient keeps the last good checkpoint; a full disk (RLIMIT_FSIZE in a child process)
  * leaves the previous checkpoint intact and resumable; a Re-Attention run keeps its item frequencies
  * in its checkpoints (checksummed), resumes from them bit-identical without releasing them again, and
- * refuses a change of its Re-Attention settings on resume. */
+ * refuses a change of its Re-Attention settings on resume; a fresh run that cannot start leaves an
+ * earlier run's checkpoints and files as they were; a copied or moved run folder resumes with its
+ * outputs where its checkpoints are. */
 #define _POSIX_C_SOURCE 200809L
 #include <cjson/cJSON.h>
 #include <dirent.h>
@@ -881,6 +883,120 @@ static void test_full_disk(void) {
     dp_dataset_free(&ds);
 }
 
+/* ---- a run that cannot start touches nothing of an earlier run; one that starts replaces its files ---- */
+
+static int same_bytes(const char *path, const unsigned char *b, size_t n) {
+    size_t m = 0;
+    unsigned char *x = slurp(path, &m);
+    int same = x && b && m == n && memcmp(x, b, n) == 0;
+    free(x);
+    return same;
+}
+
+static int same_folder(const char *a, const char *b) {
+    struct stat sa, sb;
+    return a && b && stat(a, &sa) == 0 && stat(b, &sb) == 0 && sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+}
+
+static void test_failed_start(void) {
+    dp_dataset ds = data(100, 3);
+    dp_train_config c = base(&ds);
+    c.epochs = 1;
+    char *out = new_dir();
+    char ck[600], metrics[600], model[600];
+    snprintf(ck, sizeof ck, "%s/checkpoints", out);
+    snprintf(metrics, sizeof metrics, "%s/metrics.jsonl", out);
+    snprintf(model, sizeof model, "%s/model.safetensors", out);
+    dp_model *m = NULL;
+    dp_train_result r;
+    dp_error e;
+    CHECK(train_into(&ds, c, ck, out, &m, &r) == 0);
+    dp_model_free(m);
+    char **paths = NULL;
+    int n = 0;
+    CHECK(dp_checkpoint_list(ck, &paths, &n, &e) == 0 && n == 1);
+    size_t nm = 0, nmod = 0, nck = 0;
+    unsigned char *bm = slurp(metrics, &nm), *bmod = slurp(model, &nmod), *bck = n ? slurp(paths[0], &nck) : NULL;
+    CHECK(bm && nm > 0 && bmod && bck);
+    /* a fresh run whose set-up fails (Re-Attention with a public frequency file that is not there):
+     * the earlier checkpoints, metrics.jsonl and model stay exactly as they were */
+    dp_train_config f = c;
+    private_on(&f);
+    f.dp.reattention = 1;
+    f.dp.item_freq_public = "/nonexistent/dpformer-freq.txt";
+    f.checkpoint_dir = ck;
+    f.out_dir = out;
+    m = NULL;
+    CHECK(dp_train(&ds, &f, &m, &r, &e) != 0 && strstr(e.msg, "dpformer-freq.txt"));
+    CHECK(m == NULL);
+    CHECK(n == 1 && same_bytes(paths[0], bck, nck) && count_names(ck, "ckpt-") == 1);
+    CHECK(same_bytes(metrics, bm, nm) && same_bytes(model, bmod, nmod));
+    CHECK(count_names(out, ".tmp-") == 0 && count_names(ck, ".tmp-") == 0);
+    /* checking a folder touches nothing either: a finished run's checkpoints may be replaced... */
+    CHECK(dp_checkpoint_check_dir(ck, NULL, &e) == 0 && count_names(ck, "ckpt-") == 1);
+    /* ...and a run that starts replaces them (other step numbers: another batch size), and metrics.jsonl */
+    c.batch_size = 50;
+    CHECK(train_into(&ds, c, ck, out, &m, &r) == 0);
+    dp_model_free(m);
+    CHECK(n == 1 && access(paths[0], F_OK) != 0 && count_names(ck, "ckpt-") == 1);
+    CHECK(!same_bytes(metrics, bm, nm));
+    for (int i = 0; i < n; i++) free(paths[i]);
+    free(paths);
+    free(bm);
+    free(bmod);
+    free(bck);
+    remove_dir(out);
+    dp_dataset_free(&ds);
+}
+
+/* ---- a copied or moved run folder: a resume writes its outputs where the checkpoints are ---- */
+
+static void test_moved_run(void) {
+    dp_dataset ds = data(80, 4);
+    dp_train_config c = base(&ds);
+    c.epochs = 1;
+    char *root = new_dir();
+    char run[600], ck[600], copy[600], copy_ck[600], cmd[1400], own_ck[600], own_out[600], moved[600];
+    snprintf(run, sizeof run, "%s/run", root);
+    snprintf(ck, sizeof ck, "%s/run/checkpoints", root);
+    snprintf(copy, sizeof copy, "%s/copy", root);
+    snprintf(copy_ck, sizeof copy_ck, "%s/copy/checkpoints/", root); /* a trailing slash too */
+    snprintf(own_ck, sizeof own_ck, "%s/own-ck", root);
+    snprintf(own_out, sizeof own_out, "%s/own-out", root);
+    snprintf(moved, sizeof moved, "%s/moved-ck", root);
+    dp_model *m = NULL;
+    dp_train_result r;
+    dp_error e;
+    CHECK(train_into(&ds, c, ck, run, &m, &r) == 0);
+    dp_model_free(m);
+    snprintf(cmd, sizeof cmd, "cp -a '%s' '%s'", run, copy);
+    CHECK(system(cmd) == 0);
+    /* the default layout: the folder above the checkpoints, wherever it now is */
+    dp_checkpoint *k = dp_checkpoint_open_latest(ck, quiet, &e);
+    CHECK(k && same_folder(dp_checkpoint_out_dir(k), run));
+    dp_checkpoint_free(k);
+    k = dp_checkpoint_open_latest(copy_ck, quiet, &e);
+    CHECK(k && same_folder(dp_checkpoint_out_dir(k), copy) && !same_folder(dp_checkpoint_out_dir(k), run));
+    if (k) {
+        dp_train_config t = dp_checkpoint_train_config(k);
+        CHECK(t.out_dir == dp_checkpoint_out_dir(k));
+    }
+    dp_checkpoint_free(k);
+    /* a checkpoint folder of its own: the run's output folder while the checkpoints stay where they
+     * were written; once they have moved it is not known (NULL) */
+    CHECK(train_into(&ds, c, own_ck, own_out, &m, &r) == 0);
+    dp_model_free(m);
+    k = dp_checkpoint_open_latest(own_ck, quiet, &e);
+    CHECK(k && same_folder(dp_checkpoint_out_dir(k), own_out));
+    dp_checkpoint_free(k);
+    CHECK(rename(own_ck, moved) == 0);
+    k = dp_checkpoint_open_latest(moved, quiet, &e);
+    CHECK(k && dp_checkpoint_out_dir(k) == NULL && dp_checkpoint_train_config(k).out_dir == NULL);
+    dp_checkpoint_free(k);
+    remove_dir(root);
+    dp_dataset_free(&ds);
+}
+
 /* ---- Re-Attention: the frequencies in the checkpoint, the resume, the settings that cannot change ---- */
 
 static int release_events(const dp_history *h) {
@@ -995,6 +1111,8 @@ int main(void) {
     test_changed_privacy();
     test_nonfinite();
     test_full_disk();
+    test_failed_start();
+    test_moved_run();
     test_reattention();
     fclose(quiet);
     return tu_finish("test_checkpoint");

@@ -99,6 +99,14 @@ static void test_interactions(void) {
     int64_t c0[] = {1, 2};
     CHECK(user_raw_seq_is(&ds, 0, c0, 2));
     dp_dataset_free(&ds);
+
+    /* a leading UTF-8 byte-order mark is not data; one elsewhere is named as such */
+    p = write_file("bom.txt", "\xEF\xBB\xBF" "1 5\n1 6\n", -1);
+    LOAD_OK(p, DP_FMT_INTERACTIONS);
+    CHECK(ds.n_users == 1 && ds.n_interactions == 2 && ds.user_raw_ids[0] == 1);
+    dp_dataset_free(&ds);
+    expect_error("bom2.txt", "1 5\n\xEF\xBB\xBF" "1 6\n", -1, DP_FMT_INTERACTIONS, 2, "user", "<U+FEFF>1");
+    expect_error("latin1.txt", "1 5\n1 \xE9\n", -1, DP_FMT_INTERACTIONS, 2, "item", "\\xE9");
 }
 
 static void test_sequences(void) {

@@ -1,6 +1,6 @@
 /* Item frequencies for Re-Attention: distinct-presence counts with the per-example cap, the Gaussian
  * release (exact at σ_f = 0, noise std σ_f·√cap on the counts, floor 1/N), public frequency files and
- * their errors. */
+ * their errors (file:line: field; an empty file refused). */
 #define _POSIX_C_SOURCE 200809L
 #include <stdlib.h>
 #include <string.h>
@@ -75,7 +75,21 @@ static void load(void) {
     CHECK(load_text("1 0.5\n7 0.1\n", p, &err) != 0 && strstr(err.msg, ":2: item") != NULL);
     CHECK(load_text("1 1.5\n", p, &err) != 0 && strstr(err.msg, ":1: fraction") != NULL);
     CHECK(load_text("1 0.5 x\n", p, &err) != 0 && strstr(err.msg, ":1:") != NULL);
-    CHECK(load_text("abc\n", p, &err) != 0);
+    CHECK(load_text("abc\n", p, &err) != 0 && strstr(err.msg, ":1: item: 'abc'") != NULL);
+    /* every error names the file, the line and the field */
+    CHECK(load_text("1 0.5\n1.5\n", p, &err) != 0 && strstr(err.msg, ":2: item: '1.5'") != NULL);
+    CHECK(load_text("1 0.5\n2\n", p, &err) != 0 && strstr(err.msg, ":2: fraction: missing") != NULL);
+    CHECK(load_text("1 0.5x\n", p, &err) != 0 && strstr(err.msg, ":1: fraction: '0.5x'") != NULL);
+    CHECK(load_text("1 0.5 x\n", p, &err) != 0 && strstr(err.msg, ":1: fields: unexpected 'x'") != NULL);
+    CHECK(load_text("1 0.5\n\n1 0.25\n", p, &err) != 0 && strstr(err.msg, ":3: item: 1 is already listed on line 1"));
+    CHECK(load_text("1 nan\n", p, &err) != 0 && strstr(err.msg, ":1: fraction") != NULL);
+    /* a file without any entry is refused, not taken as "every item at the floor" */
+    CHECK(load_text("", p, &err) != 0 && strstr(err.msg, "file: no `item fraction` lines") != NULL);
+    CHECK(load_text("# only a comment\n\n  \n", p, &err) != 0 && strstr(err.msg, "only blank lines and comments"));
+    /* a byte-order mark starts the file (accepted); elsewhere it is shown by name, not as raw bytes */
+    CHECK(load_text("\xEF\xBB\xBF" "2 0.5\n", p, &err) == 0 && p[2] == 0.5);
+    CHECK(load_text("1 0.5\n\xEF\xBB\xBF" "2 0.5\n", p, &err) != 0 && strstr(err.msg, ":2: item: '<U+FEFF>2'") != NULL);
+    CHECK(load_text("\xE9 0.5\n", p, &err) != 0 && strstr(err.msg, "'\\xE9'") != NULL);
     CHECK(dp_item_freq_load(p, "/nonexistent/freq.txt", 5, 100, &err) != 0 && strstr(err.msg, "cannot open") != NULL);
 }
 

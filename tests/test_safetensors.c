@@ -1,6 +1,8 @@
 /* Tests of the safetensors reader and writer (src/model/safetensors.c): round trips, refusal of every
  * kind of damaged or malformed file, atomic replacement when writing fails, and a check of written
- * files by an independent parser (tests/safetensors_check.py, Python standard library only). */
+ * files by an independent parser (tests/safetensors_check.py, Python standard library only); the
+ * checksums (dpformer.checksums) of model files and checkpoints; the atomic file writer and the
+ * same-file test of src/core (used by every output of the command line). */
 #define _POSIX_C_SOURCE 200809L
 #include "dpformer/safetensors.h"
 
@@ -687,6 +689,130 @@ static void test_python_check(void) {
     unlink(path);
 }
 
+/* ---- checksums ---- */
+
+static void test_checksums(void) {
+    const char *path = in_dir("sums.safetensors");
+    dp_error err = {{0}};
+    double f64[3] = {1.5, -2.0, 1e300};
+    int32_t i32[4] = {1, 2, 3, -4};
+    dp_st_tensor t[2] = {{"a", "F64", 1, {3}, f64}, {"b", "I32", 2, {2, 2}, i32}};
+    const char *mk[3] = {"x", "y"}, *mv[3] = {"1", "{\"z\":2}"};
+    char *sums = dp_st_checksums_json(t, 2, mk, mv, 2);
+    CHECK(sums && strstr(sums, "\"algorithm\":\"fnv1a64\"") && strstr(sums, "\"tensors\":{\"a\":\""));
+    /* the tensor hash is FNV-1a 64 of the bytes, as dp_fnv1a64 computes it */
+    char want[32];
+    snprintf(want, sizeof want, "\"a\":\"%016llx\"", (unsigned long long)dp_fnv1a64(f64, sizeof f64, DP_FNV1A64_INIT));
+    CHECK(strstr(sums, want) != NULL);
+    CHECK(dp_st_tensor_checksum(&t[1]) == dp_fnv1a64(i32, sizeof i32, DP_FNV1A64_INIT));
+    mk[2] = DP_ST_KEY_CHECKSUMS, mv[2] = sums;
+    CHECK(dp_safetensors_write(path, t, 2, mk, mv, 3, &err) == 0);
+    dp_st_file *f = NULL;
+    CHECK(dp_safetensors_read(path, &f, &err) == 0 && dp_st_verify_checksums(f, path, &err) == 1);
+    dp_st_close(f);
+    /* a data byte changed: the tensor is named */
+    size_t len = 0;
+    unsigned char *b = read_raw(path, &len);
+    CHECK(b != NULL);
+    if (b) {
+        b[len - 1] ^= 0x10; /* in b, the last tensor */
+        write_raw(path, b, len);
+        f = NULL;
+        CHECK(dp_safetensors_read(path, &f, &err) == 0);
+        CHECK(f && dp_st_verify_checksums(f, path, &err) == -1 && strstr(err.msg, path) &&
+              strstr(err.msg, "tensor b: checksum mismatch"));
+        dp_st_close(f);
+        free(b);
+    }
+    /* a metadata value or a shape changed: the metadata hash */
+    mv[0] = "2";
+    CHECK(dp_safetensors_write(path, t, 2, mk, mv, 3, &err) == 0);
+    f = NULL;
+    CHECK(dp_safetensors_read(path, &f, &err) == 0 && dp_st_verify_checksums(f, path, &err) == -1 &&
+          strstr(err.msg, "metadata checksum mismatch"));
+    dp_st_close(f);
+    mv[0] = "1";
+    t[1].shape[0] = 4, t[1].shape[1] = 1;
+    CHECK(dp_safetensors_write(path, t, 2, mk, mv, 3, &err) == 0);
+    f = NULL;
+    CHECK(dp_safetensors_read(path, &f, &err) == 0 && dp_st_verify_checksums(f, path, &err) == -1 &&
+          strstr(err.msg, "metadata checksum mismatch"));
+    dp_st_close(f);
+    /* a malformed value, and no value at all */
+    mv[2] = "{\"algorithm\":\"crc32\"}";
+    CHECK(dp_safetensors_write(path, t, 2, mk, mv, 3, &err) == 0);
+    f = NULL;
+    CHECK(dp_safetensors_read(path, &f, &err) == 0 && dp_st_verify_checksums(f, path, &err) == -1 &&
+          strstr(err.msg, "malformed"));
+    dp_st_close(f);
+    CHECK(dp_safetensors_write(path, t, 2, mk, mv, 2, &err) == 0);
+    f = NULL;
+    CHECK(dp_safetensors_read(path, &f, &err) == 0 && dp_st_verify_checksums(f, path, &err) == 0);
+    dp_st_close(f);
+    free(sums);
+    unlink(path);
+}
+
+/* ---- the atomic writer and the same-file test (src/core) ---- */
+
+static void test_atomic_and_same_file(void) {
+    dp_error err = {{0}};
+    char path[512], other[512], slink[512], hard[512], dots[600];
+    snprintf(path, sizeof path, "%s", in_dir("text.txt"));
+    snprintf(other, sizeof other, "%s", in_dir("other.txt"));
+    snprintf(slink, sizeof slink, "%s", in_dir("text-link.txt"));
+    snprintf(hard, sizeof hard, "%s", in_dir("text-hard.txt"));
+    int entries = count_entries(g_dir);
+    CHECK(dp_write_file_atomic(path, "old\n", 4, &err) == 0 && same_file(path, (const unsigned char *)"old\n", 4));
+    CHECK(dp_write_file_atomic(path, "newer\n", 6, &err) == 0 && same_file(path, (const unsigned char *)"newer\n", 6));
+    CHECK(count_entries(g_dir) == entries + 1);
+    /* kept open after the rename: later writes go to the file in place */
+    dp_atomic_file a;
+    FILE *kept = NULL;
+    CHECK(dp_atomic_open(&a, other, &err) == 0 && dp_atomic_write(&a, "a\n", 2, &err) == 0);
+    CHECK(access(other, F_OK) != 0); /* not there before the commit */
+    CHECK(dp_atomic_commit(&a, &kept, &err) == 0 && kept != NULL);
+    if (kept) {
+        fputs("b\n", kept);
+        fclose(kept);
+    }
+    CHECK(same_file(other, (const unsigned char *)"a\nb\n", 4));
+    /* abandoned: nothing is left, the old file stays */
+    CHECK(dp_atomic_open(&a, path, &err) == 0 && dp_atomic_write(&a, "x", 1, &err) == 0);
+    dp_atomic_abort(&a);
+    CHECK(same_file(path, (const unsigned char *)"newer\n", 6) && count_entries(g_dir) == entries + 2);
+    /* past a file-size limit (SIGXFSZ ignored, as the command line does): the write fails naming the
+     * file and the cause, the temporary file is removed, the old file stays */
+    struct rlimit saved;
+    if (getrlimit(RLIMIT_FSIZE, &saved) == 0) {
+        struct rlimit lim = saved;
+        lim.rlim_cur = 4096;
+        void (*old_handler)(int) = signal(SIGXFSZ, SIG_IGN);
+        if (setrlimit(RLIMIT_FSIZE, &lim) == 0) {
+            static char big[8192];
+            memset(big, 'x', sizeof big);
+            int rc = dp_write_file_atomic(path, big, sizeof big, &err);
+            setrlimit(RLIMIT_FSIZE, &saved);
+            CHECK(rc != 0 && strstr(err.msg, path) && strstr(err.msg, "write failed: File too large"));
+            CHECK(same_file(path, (const unsigned char *)"newer\n", 6) && count_entries(g_dir) == entries + 2);
+        }
+        signal(SIGXFSZ, old_handler);
+    }
+    /* the same file however spelled; a file that does not exist yet by its folder and name */
+    CHECK(dp_same_file(path, path) && !dp_same_file(path, other));
+    snprintf(dots, sizeof dots, "%s/./../%s/text.txt", g_dir, strrchr(g_dir, '/') + 1);
+    CHECK(dp_same_file(dots, path));
+    CHECK(symlink("text.txt", slink) == 0 && dp_same_file(slink, path));
+    CHECK(link(path, hard) == 0 && dp_same_file(hard, path) && dp_same_file(path, hard));
+    snprintf(dots, sizeof dots, "%s/./../%s/new.txt", g_dir, strrchr(g_dir, '/') + 1);
+    CHECK(dp_same_file(dots, in_dir("new.txt")) && !dp_same_file(in_dir("new.txt"), path));
+    CHECK(!dp_same_file(in_dir("new.txt"), in_dir("new2.txt")));
+    unlink(slink);
+    unlink(hard);
+    unlink(path);
+    unlink(other);
+}
+
 int main(void) {
     const char *tmp = getenv("TMPDIR");
     snprintf(g_dir, sizeof g_dir, "%s/dp_st_test_XXXXXX", tmp && *tmp ? tmp : "/tmp");
@@ -699,6 +825,8 @@ int main(void) {
     test_random_damage();
     test_malformed();
     test_write_failures();
+    test_checksums();
+    test_atomic_and_same_file();
     test_python_check();
     remove_tree(g_dir);
     return tu_finish("test_safetensors");

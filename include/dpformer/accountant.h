@@ -83,7 +83,11 @@ int dp_history_from_cjson(dp_history *h, const struct cJSON *obj, dp_error *err)
 char *dp_history_to_json(const dp_history *h);
 /* Parse a JSON string (see dp_history_from_cjson); only white space may follow the object. */
 int dp_history_from_json(dp_history *h, const char *json, dp_error *err);
-/* Write / read a JSON file. */
+/* Write / read a JSON file. Saving is atomic: the text goes to a temporary file in the same folder,
+ * which is synced and then renamed over `path`, so that a failed write (a full disk, a file size
+ * limit, a folder that cannot be written) leaves an existing file as it was. Reading refuses a key
+ * given twice in any object (JSON parsers disagree on which one wins), naming the key. Keys other than
+ * those of the history are ignored by dp_history_load (see dp_ledger_load for the ledger's). */
 int dp_history_save(const dp_history *h, const char *path, dp_error *err);
 int dp_history_load(dp_history *h, const char *path, dp_error *err);
 
@@ -210,5 +214,82 @@ int dp_max_steps(double target_epsilon, double delta, double sample_rate, double
 /* Steps of `epochs` passes at sample rate q, rounded down as Opacus does (int(epochs / q)).
  * Returns -1 if the arguments are out of range. */
 int64_t dp_steps_for_epochs(double epochs, double sample_rate);
+
+/* The largest noise multiplier dp_calibrate_sigma tries (10 · 2^16): a target that the prior plus the
+ * run cannot meet at this σ cannot be met at all. */
+#define DP_CALIBRATE_MAX_SIGMA 655360.0
+
+/* Whether dp_calibrate_sigma can succeed, without searching: the prior alone must be within the target
+ * and the run at DP_CALIBRATE_MAX_SIGMA too. On failure the message says which, with the ε found and
+ * why (for RDP, the cost of the conversion to (ε, δ) alone at this δ; for PLD, δ not above the
+ * truncated tail mass). Two accountant calls. Returns 0 if a σ exists. */
+int dp_calibrate_feasible(double target_epsilon, double delta, double sample_rate, int64_t steps,
+                          const dp_history *prior, const dp_accounting_options *o, dp_error *err);
+
+/* ---------------------------------------------------------------------------------------------
+ * PLD grid estimate
+ * ------------------------------------------------------------------------------------------- */
+
+typedef struct {
+    double points;       /* FFT length the composition needs at the requested interval (estimate) */
+    double step_points;  /* largest number of grid points of one event's single-step distribution */
+    double bytes;        /* peak memory of the computation at the requested interval (estimate) */
+    double min_interval; /* about the smallest interval whose grid fits max_grid points */
+} dp_pld_estimate_result;
+
+/* Estimate, without allocating the grid, what dp_pld_epsilon / dp_pld_delta need for this history at
+ * the requested interval (p may be NULL: defaults). The composed window is measured on a coarse grid
+ * and scaled, so `points` is approximate (within a few per cent for small intervals). If points >
+ * p->max_grid the accountant would widen the interval (by doubling) until it fits. */
+int dp_pld_estimate(const dp_history *h, const dp_pld_params *p, dp_pld_estimate_result *out, dp_error *err);
+
+/* ---------------------------------------------------------------------------------------------
+ * The privacy ledger: a history file that says how its ε was computed and what it covers
+ * ------------------------------------------------------------------------------------------- */
+
+#define DP_LEDGER_TEXT 256
+
+/* The fields that a training run (or `dpformer privacy --save-history`) writes next to the events, so
+ * that the file alone tells how to recompute the ε that was printed and what that ε is about. Every
+ * field is optional on reading (files with only events, as written before, still load): a number not
+ * recorded is NAN, an enum -1, a text empty. */
+typedef struct {
+    /* How the recorded ε was computed */
+    double epsilon;            /* the ε the run printed (full precision); +inf: no guarantee (σ = 0) */
+    double delta;
+    int accountant;            /* dp_accountant_kind */
+    int conversion;            /* dp_conversion (RDP) */
+    double *orders;            /* RDP orders (owned); NULL: the default grid */
+    size_t n_orders;
+    double pld_interval;       /* PLD: requested discretisation interval */
+    double pld_tail;           /* PLD: tail mass truncation */
+    /* What it is about */
+    char command[32];          /* "train", "train-text", "privacy" */
+    char mechanism[32];        /* "dp-sgd", "dp-fp" */
+    char privacy_unit[DP_LEDGER_TEXT];
+    char epsilon_covers[DP_LEDGER_TEXT];
+    char model_selection[DP_LEDGER_TEXT]; /* how the released model was chosen among the epochs */
+    int selection_covered;     /* 1: nothing outside the accounted mechanisms chose it; 0: the choice looked
+                                  at data that ε does not cover; -1: not recorded */
+    char warning[DP_LEDGER_TEXT]; /* e.g. seeded noise: not private */
+} dp_privacy_ledger;
+
+/* An empty ledger (nothing recorded). */
+void dp_ledger_init(dp_privacy_ledger *l);
+/* Release the orders and leave an empty ledger. */
+void dp_ledger_free(dp_privacy_ledger *l);
+/* Record how ε was computed: the accountant and its settings from o (NULL: defaults), δ and ε. */
+void dp_ledger_set_accounting(dp_privacy_ledger *l, const dp_accounting_options *o, double delta, double epsilon);
+/* 1 if the ledger records δ and the accountant (the minimum to recompute ε). */
+int dp_ledger_has_accounting(const dp_privacy_ledger *l);
+/* The history object of dp_history_to_cjson with the ledger's recorded fields added (l may be NULL). */
+struct cJSON *dp_ledger_to_cjson(const dp_history *h, const dp_privacy_ledger *l);
+/* Read the ledger fields of a history object (events are read by dp_history_from_cjson). Every field
+ * present is validated (δ in (0, 1), a known accountant, ...); on error *l is left unchanged. */
+int dp_ledger_from_cjson(dp_privacy_ledger *l, const struct cJSON *obj, dp_error *err);
+/* Write the history and the ledger (l may be NULL) atomically, as dp_history_save. */
+int dp_ledger_save(const dp_history *h, const dp_privacy_ledger *l, const char *path, dp_error *err);
+/* Read both from a file; *h and *l are replaced only on success. */
+int dp_ledger_load(dp_history *h, dp_privacy_ledger *l, const char *path, dp_error *err);
 
 #endif

@@ -51,11 +51,17 @@ void dp_checkpoint_free(dp_checkpoint *c);
  * Returns 0, or -1 with err if dir cannot be read (a missing dir gives 0 files). */
 int dp_checkpoint_list(const char *dir, char ***paths, int *n, dp_error *err);
 
-/* Before a run writes checkpoints into dir. When dir is the folder of `resume` (the run continues
- * there) there is nothing to do. Otherwise dir belongs to no run yet, or to another one: if it holds
- * checkpoints of a completed run they are deleted (and a note written to log); if it holds
- * checkpoints of a run that did not complete (or that cannot be read), nothing is touched and -1 is
- * returned with a message saying to resume or remove them. 0 if dir is empty or absent. */
+/* May a run (resuming `resume`, or a fresh one when it is NULL) write its checkpoints into dir? Yes (0)
+ * when dir is the folder of `resume`, absent, empty, or holds only checkpoints of a run that finished
+ * (a fresh run replaces them). No (-1, with a message saying to resume or remove them) when it holds
+ * checkpoints of a run that did not finish or whose newest cannot be read, or when dir is not a
+ * folder. Touches nothing: a run checks this before it starts. */
+int dp_checkpoint_check_dir(const char *dir, const dp_checkpoint *resume, dp_error *err);
+
+/* Once the run is known to start: the same check, then the checkpoints of a finished run in dir are
+ * deleted (a note written to log, which may be NULL). -1 with err if the check fails or a file cannot
+ * be deleted. dp_train calls it only after the data, the configuration, the model and the privacy
+ * set-up are in order, so that a run that cannot start leaves a previous run's files as they were. */
 int dp_checkpoint_prepare_dir(const char *dir, const dp_checkpoint *resume, FILE *log, dp_error *err);
 
 /* What a checkpoint holds. */
@@ -69,8 +75,17 @@ const char *dp_checkpoint_extra(const dp_checkpoint *c);
 /* The privacy accountant's history (empty for a non-private run). */
 const dp_history *dp_checkpoint_history(const dp_checkpoint *c);
 
+/* Where a run resumed from c writes its outputs (metrics.jsonl, model.safetensors, privacy.json): the
+ * run folder as the checkpoints are found now, not as it was when the run started, so that a copied
+ * or moved run folder is continued in place. With the default layout (checkpoints in
+ * OUT/checkpoints), the folder holding c's folder. With a checkpoint folder elsewhere, the run's
+ * output folder as long as the checkpoints have not moved; NULL once they have (the caller must say
+ * where the outputs go) or when the run wrote none. Points into c. */
+const char *dp_checkpoint_out_dir(const dp_checkpoint *c);
+
 /* The configuration the run was started (or last resumed) with. Strings point into c; resume is c,
- * checkpoint_dir the folder c was read from; progress, log and stop are left at their defaults. */
+ * checkpoint_dir the folder c was read from, out_dir dp_checkpoint_out_dir(c); progress, log and stop
+ * are left at their defaults. */
 dp_train_config dp_checkpoint_train_config(const dp_checkpoint *c);
 
 /* Can the run saved in c continue with cfg on ds? Refuses (message naming the file and the setting)

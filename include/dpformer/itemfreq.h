@@ -21,8 +21,11 @@ int dp_item_freq_release(double *p, const double *counts, int32_t n_items, int64
                          dp_rng *rng, dp_error *err);
 
 /* Public frequencies from a text file: one `item fraction` pair per line (item in 1..V, fraction in
- * [0, 1]; '#' starts a comment); items not listed get the floor 1/n_examples, as do listed fractions
- * below it. Errors name the file, line and field. */
+ * [0, 1], separated by spaces or tabs; '#' starts a comment; blank lines, CRLF line ends and a UTF-8
+ * byte-order mark at the start are accepted); items not listed get the floor 1/n_examples, as do listed
+ * fractions below it. Refused, with "file:line: field: problem" (field: item, fraction, fields, line)
+ * or "file: file: problem": a malformed line, an item listed twice, a line over 4094 bytes, and a file
+ * without any `item fraction` line (empty, or only comments). Returns 0 or -1 with err. */
 int dp_item_freq_load(double *p, const char *path, int32_t n_items, int64_t n_examples, dp_error *err);
 
 #endif

@@ -87,4 +87,29 @@ const char *dp_st_meta_at(const dp_st_file *f, int i, const char **val);
 /* Free a file returned by dp_safetensors_read (NULL is allowed). */
 void dp_st_close(dp_st_file *f);
 
+/* Checksums (docs/file-format.md#checksums), written by dpformer into its model files and checkpoints:
+ * the metadata key DP_ST_KEY_CHECKSUMS holds the JSON text
+ *   {"algorithm": "fnv1a64", "metadata": H, "tensors": {name: H, ...}}
+ * with H 16 lowercase hex digits: for each tensor, the FNV-1a 64-bit hash of its data bytes; for
+ * "metadata", the hash of every other metadata pair (key, NUL, value, NUL, in file order) followed by
+ * the tensor table (for each tensor in file order: name, NUL, dtype, NUL, each dimension in decimal
+ * followed by ',', NUL). FNV-1a detects accidental corruption; it is not an authenticator. */
+#define DP_ST_KEY_CHECKSUMS "dpformer.checksums"
+
+/* FNV-1a 64-bit hash of a tensor's data bytes (prod(shape) x element size). */
+uint64_t dp_st_tensor_checksum(const dp_st_tensor *t);
+
+/* The value of DP_ST_KEY_CHECKSUMS for a file that will hold tensors t[0..n) and the metadata pairs
+ * given (a pair with the key DP_ST_KEY_CHECKSUMS among them is skipped): pass it as the last metadata
+ * pair to dp_safetensors_write, after the others in the same order. A malloc'd string (free()). */
+char *dp_st_checksums_json(const dp_st_tensor *t, int n, const char *const *meta_keys, const char *const *meta_vals,
+                           int n_meta);
+
+/* Verify a file's checksums. Returns 1 when they are present and everything matches, 0 when the file
+ * has no DP_ST_KEY_CHECKSUMS key (nothing verified), -1 with err when the key is malformed or anything
+ * differs; the message names path and, for a tensor, the tensor:
+ *   "path: tensor NAME: checksum mismatch (stored H, computed H): its data is corrupted"
+ *   "path: metadata checksum mismatch (stored H, computed H): the header or metadata is corrupted" */
+int dp_st_verify_checksums(const dp_st_file *f, const char *path, dp_error *err);
+
 #endif

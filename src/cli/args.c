@@ -6,24 +6,45 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Whether --help shows the flag's default (see args.h): not for the "unset" values, nor when the help
+ * text speaks of the default itself. */
+static int default_shown(const arg_spec *s, double v) {
+    if (strstr(s->help, "default")) return 0;
+    if (v != v) return 0;
+    if (s->has_range) return v >= s->min && v <= s->max;
+    return !((s->type == ARG_INT || s->type == ARG_INT64) && v == -1);
+}
+
 void args_usage(FILE *f, const char *cmd, const char *summary, const arg_spec *specs, int nspecs) {
     fprintf(f, "usage: %s [flags]\n", cmd);
     if (summary) fprintf(f, "%s\n", summary);
     fprintf(f, "\nflags:\n");
     for (int i = 0; i < nspecs; i++) {
         const arg_spec *s = &specs[i];
-        char def[64] = "";
+        char def[80] = "";
         switch (s->type) {
-        case ARG_INT: snprintf(def, sizeof def, " (default %d)", *(int *)s->dest); break;
-        case ARG_INT64: snprintf(def, sizeof def, " (default %lld)", (long long)*(int64_t *)s->dest); break;
-        case ARG_DOUBLE: snprintf(def, sizeof def, " (default %g)", *(double *)s->dest); break;
+        case ARG_INT:
+            if (default_shown(s, *(int *)s->dest)) snprintf(def, sizeof def, " (default %d)", *(int *)s->dest);
+            break;
+        case ARG_INT64:
+            if (default_shown(s, (double)*(int64_t *)s->dest))
+                snprintf(def, sizeof def, " (default %lld)", (long long)*(int64_t *)s->dest);
+            break;
+        case ARG_DOUBLE:
+            if (default_shown(s, *(double *)s->dest)) snprintf(def, sizeof def, " (default %g)", *(double *)s->dest);
+            break;
         case ARG_STRING:
-            if (*(const char **)s->dest) snprintf(def, sizeof def, " (default %s)", *(const char **)s->dest);
+            if (*(const char **)s->dest && !strstr(s->help, "default"))
+                snprintf(def, sizeof def, " (default %s)", *(const char **)s->dest);
             break;
         case ARG_FLAG: break;
         }
-        const char *meta = s->type == ARG_FLAG ? "" : s->type == ARG_STRING ? " STR" : s->type == ARG_DOUBLE ? " X" : " N";
-        fprintf(f, "  --%s%s\n      %s%s\n", s->name, meta, s->help, def);
+        const char *meta = s->type == ARG_FLAG     ? ""
+                           : s->meta              ? s->meta
+                           : s->type == ARG_STRING ? "STR"
+                           : s->type == ARG_DOUBLE ? "X"
+                                                   : "N";
+        fprintf(f, "  --%s%s%s\n      %s%s\n", s->name, *meta ? " " : "", meta, s->help, def);
     }
     fprintf(f, "  --help\n      print this message\n");
 }
@@ -32,6 +53,12 @@ int args_seen(const arg_spec *specs, int nspecs, const char *name) {
     for (int i = 0; i < nspecs; i++)
         if (strcmp(specs[i].name, name) == 0) return specs[i].seen;
     return 0;
+}
+
+const char *args_first_seen(const arg_spec *specs, int nspecs, const char *const *names) {
+    for (; *names; names++)
+        if (args_seen(specs, nspecs, *names)) return *names;
+    return NULL;
 }
 
 static int parse_value(const char *cmd, arg_spec *s, const char *val) {

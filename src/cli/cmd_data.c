@@ -32,8 +32,8 @@ static int data_stats(int argc, char **argv) {
     const char *path = NULL, *format = "auto";
     int json = 0, synthetic = 0, baseline = 0, exclude_seen = 0;
     arg_spec specs[] = {
-        ARG_S("data", &path, "dataset file (formats: docs/data.md)"),
-        ARG_S("format", &format, "auto | interactions | sequences | ml-dat | u.data"),
+        ARG_SM("data", &path, "FILE", "dataset file (formats: docs/data.md)"),
+        ARG_SM("format", &format, "FMT", "auto, interactions, sequences, ml-dat or u.data"),
         ARG_F("synthetic", &synthetic, "use the demo's synthetic dataset (default parameters) instead of --data"),
         ARG_F("json", &json, "print one JSON object instead of a table"),
         ARG_F("baseline", &baseline, "also rank validation and test targets by training popularity"),

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "cli/commands.h"
+#include "cli/train_checks.h"
 #include "cli/train_flags.h"
 #include "core/common.h"
 
@@ -43,6 +44,9 @@ int cmd_demo(int argc, char **argv) {
     const char *out = "runs/demo";
     arg_spec specs[TRAIN_FLAG_COUNT + 9];
     train_flags_specs(&tf, specs);
+    for (int i = 0; i < TRAIN_FLAG_COUNT; i++)
+        if (strcmp(specs[i].name, "dp") == 0)
+            specs[i].help = "refused: the demo always trains a DP-SGD model too (the DP flags set it; --no-private skips it)";
     arg_spec extra[] = {
         ARG_IR("users", &users, "synthetic users (the privacy unit: one user)", 10, 10000000),
         ARG_IR("items", &items, "synthetic items", 10, 10000000),
@@ -51,8 +55,8 @@ int cmd_demo(int argc, char **argv) {
         ARG_DR("dp-lr", &dp_lr, "learning rate of the private model", 1e-12, 1e3),
         ARG_F("no-private", &no_private, "skip the private model"),
         ARG_F("no-nonprivate", &no_nonprivate, "skip the non-private model"),
-        ARG_S("out", &out, "output folder (nonprivate/ and private/ below it)"),
-        ARG_F("no-progress", &tf.no_progress, "plain lines instead of a progress bar"),
+        ARG_SM("out", &out, "DIR", "output folder (nonprivate/ and private/ below it)"),
+        ARG_F("no-progress", &tf.no_progress, "plain epoch lines instead of a progress bar (as when stderr is not a terminal)"),
     };
     memcpy(specs + TRAIN_FLAG_COUNT, extra, sizeof extra);
     int rc = args_parse(cmd,
@@ -62,6 +66,34 @@ int cmd_demo(int argc, char **argv) {
                         "run; the DP flags and --dp-* set the private one.",
                         specs, TRAIN_FLAG_COUNT + 9, argc, argv);
     if (rc) return rc == 1 ? 0 : 2;
+    const int n = TRAIN_FLAG_COUNT + 9;
+    if (args_seen(specs, n, "dp")) {
+        fprintf(stderr, "%s: --dp: the demo always trains a DP-SGD model (after the non-private one; "
+                        "--no-nonprivate trains only the private one, --no-private only the non-private one)\n", cmd);
+        return 2;
+    }
+    if (no_private && no_nonprivate) {
+        fprintf(stderr, "%s: --no-private and --no-nonprivate leave nothing to train\n", cmd);
+        return 2;
+    }
+    /* the DP flags set the private run: refused when it is skipped (and the Re-Attention ones without
+     * --reattention) rather than ignored */
+    tf.dp = !no_private;
+    if (train_refuse_ignored_flags(cmd, &tf, specs, n, "it sets the private run, which --no-private skips")) return 2;
+    static const char *const private_run[] = {"dp-epochs", "dp-batch-size", "dp-lr", "reattention", NULL};
+    static const char *const nonprivate_run[] = {"epochs", "batch-size", "lr", NULL};
+    const char *x;
+    if (no_private && (x = args_first_seen(specs, n, private_run))) {
+        fprintf(stderr, "%s: --%s sets the private run, which --no-private skips\n", cmd, x);
+        return 2;
+    }
+    if (no_nonprivate && (x = args_first_seen(specs, n, nonprivate_run))) {
+        fprintf(stderr, "%s: --%s sets the non-private run, which --no-nonprivate skips (the private run's is --dp-%s)\n",
+                cmd, x, x);
+        return 2;
+    }
+    const int reattention = tf.reattention;
+    tf.reattention = 0;
     tf.dp = 0; /* the flags describe the non-private run; privacy settings are applied below */
     double target = tf.target_epsilon, noise = tf.noise_multiplier;
     tf.target_epsilon = 0;
@@ -77,10 +109,17 @@ int cmd_demo(int argc, char **argv) {
     dp_dataset_synthetic(&ds, &sc);
     cfg.model.n_items = ds.n_items;
     cfg.data_desc = "synthetic";
+    dp_train_config chk = cfg; /* the private run reads --item-freq public:FILE: checked before any training */
+    chk.dp.enabled = !no_private;
+    chk.dp.reattention = reattention;
+    if ((rc = train_check_item_freq_file(cmd, &chk, ds.n_items))) {
+        dp_dataset_free(&ds);
+        return rc;
+    }
     printf("dpformer demo: synthetic data, %d users, %d items, %lld interactions (Zipf %.1f, transitions %.0f%%)\n",
            ds.n_users, ds.n_items, (long long)ds.n_interactions, sc.zipf_s, 100 * sc.p_transition);
-    printf("model: d %d, %d layers, %d heads, L %d, tied item embedding\n\n", cfg.model.d_model, cfg.model.n_layers,
-           cfg.model.n_heads, cfg.model.max_len);
+    printf("model: d %d, %d layers, %d heads, L %d, %s\n\n", cfg.model.d_model, cfg.model.n_layers,
+           cfg.model.n_heads, cfg.model.max_len, cfg.model.tied ? "tied item embedding" : "separate output layer");
     fflush(stdout);
     double t0 = dp_now();
     dp_train_result np = {0}, pr = {0};
@@ -95,11 +134,15 @@ int cmd_demo(int argc, char **argv) {
         pc.dp.target_epsilon = noise >= 0 ? 0 : target;
         pc.dp.noise_multiplier = noise >= 0 ? noise : 0;
         pc.dp.seeded_noise = seeded;
+        pc.dp.reattention = reattention;
         pc.epochs = dp_epochs;
         pc.batch_size = dp_batch;
         pc.optim.lr = dp_lr;
-        printf("[2/2] DP-SGD: %d epochs, expected batch %d, lr %g, max grad norm %g, clip mode %s\n", pc.epochs,
-               pc.batch_size, pc.optim.lr, pc.dp.max_grad_norm, dp_clip_mode_name(pc.dp.clip_mode));
+        /* as in `train --dp`: the last epoch is kept (covered by epsilon) unless --select-best */
+        pc.keep_last = tf.keep_last || !tf.select_best;
+        printf("[2/2] DP-SGD: %d epochs, expected batch %d, lr %g, max grad norm %g, clip mode %s%s\n", pc.epochs,
+               pc.batch_size, pc.optim.lr, pc.dp.max_grad_norm, dp_clip_mode_name(pc.dp.clip_mode),
+               reattention ? ", Re-Attention" : "");
         fflush(stdout);
         if (train_one(cmd, &ds, &pc, out, "private", &pr)) goto fail;
     }

@@ -9,17 +9,33 @@
 #include "core/common.h"
 #include "dpformer/textcls.h"
 #include "ops/ops.h"
+#include "train/noise_plan.h"
+
+/* The loader's advice speaks of its options; on the command line they are flags: name them. */
+static void name_flags(char *msg, size_t cap) {
+    static const char *const from[] = {"name the text column in the options",
+                                       "accept raw bytes in the options"};
+    static const char *const to[] = {"name it with --text-column", "accept raw bytes with --accept-invalid-utf8"};
+    for (int k = 0; k < 2; k++) {
+        char *at = strstr(msg, from[k]);
+        if (!at) continue;
+        char rest[1024];
+        snprintf(rest, sizeof rest, "%s", at + strlen(from[k]));
+        snprintf(at, cap - (size_t)(at - msg), "%s%s", to[k], rest);
+    }
+}
 
 static int load_tsv(const char *cmd, const char *path, const dp_text_options *opt, dp_text_dataset *ds) {
     dp_error err;
     if (dp_text_load(ds, path, opt, &err)) {
+        name_flags(err.msg, sizeof err.msg);
         fprintf(stderr, "%s: %s\n", cmd, err.msg);
         return 2;
     }
     return 0;
 }
 
-static void print_privacy(FILE *f, const dp_text_train_config *c, const dp_text_train_result *r) {
+static void print_privacy(FILE *f, const dp_text_train_config *c, const dp_text_train_result *r, int has_dev) {
     if (c->mode == DP_TEXT_NONPRIVATE) {
         fprintf(f, "privacy: none (non-private training)\n");
         return;
@@ -45,8 +61,14 @@ static void print_privacy(FILE *f, const dp_text_train_config *c, const dp_text_
                 (long long)r->steps, c->micro_batches, (long long)r->mechanism_events, r->sample_rate,
                 r->noise_multiplier, c->dpfp_clip, c->dp.accountant == DP_ACCOUNTANT_PLD ? "PLD" : "RDP");
     }
-    fprintf(f, "  choosing the %s epoch by dev accuracy looks at the dev set, which epsilon does not cover%s\n",
-            c->keep_last ? "last" : "best", c->keep_last ? " (not done here: --keep-last)" : "");
+    if (!has_dev)
+        fprintf(f, "  the last epoch is kept (no dev set)\n");
+    else if (c->keep_last)
+        fprintf(f, "  the last epoch is kept, so no choice looks at the dev set (choosing by dev accuracy,\n"
+                   "  --select-best, would not be covered for the dev sentences)\n");
+    else
+        fprintf(f, "  CAVEAT: the kept epoch was chosen by dev accuracy (--select-best); the dev sentences that\n"
+                   "  choice looks at are NOT covered by this epsilon\n");
     if (r->stopped_at_budget) fprintf(f, "  stopped early: the next step would exceed the target epsilon\n");
     if (c->dp.seeded_noise)
         fprintf(f, "  WARNING: --seeded-noise: the noise is reproducible from the seed, so this run is NOT private\n");
@@ -58,18 +80,18 @@ int cmd_train_text(int argc, char **argv) {
     const char *train = NULL, *dev = NULL, *test = NULL, *out = "runs/text", *pool = "first", *label_col = NULL;
     const char *text_col = NULL, *accountant = "rdp", *clip_mode = "auto", *tokenizer = "bytes";
     int max_len = c.model.max_len, d_model = c.model.d_model, n_heads = c.model.n_heads, n_layers = c.model.n_layers;
-    int d_ff = 0, classes = 2, dp = 0, dpfp = 0, threads = 0, no_progress = 0, invalid_utf8 = 0;
+    int d_ff = 0, classes = 2, dp = 0, dpfp = 0, threads = 0, no_progress = 0, invalid_utf8 = 0, select_best = 0;
     double dropout = c.model.dropout, lr = c.optim.lr, wd = 0, sigma = -1;
     int64_t seed = 1;
     arg_spec specs[] = {
-        ARG_S("train", &train, "training TSV file (required)"),
-        ARG_S("dev", &dev, "dev TSV file: accuracy per epoch, the best epoch is kept"),
-        ARG_S("test", &test, "test TSV file: accuracy of the kept model"),
-        ARG_S("label-column", &label_col, "header name of the label column (default label)"),
-        ARG_S("text-column", &text_col, "header name of the text column (default sentence, else content)"),
+        ARG_SM("train", &train, "FILE", "training TSV file (required)"),
+        ARG_SM("dev", &dev, "FILE", "dev TSV file: accuracy per epoch, the best epoch is kept"),
+        ARG_SM("test", &test, "FILE", "test TSV file: accuracy of the kept model"),
+        ARG_SM("label-column", &label_col, "NAME", "header name of the label column (default label)"),
+        ARG_SM("text-column", &text_col, "NAME", "header name of the text column (default sentence, else content)"),
         ARG_IR("classes", &classes, "number of classes K (labels 0..K-1)", 2, 65536),
         ARG_F("accept-invalid-utf8", &invalid_utf8, "take text bytes as they are instead of refusing invalid UTF-8"),
-        ARG_S("tokenizer", &tokenizer, "bytes, words (hashed words, 16384 buckets) or words:BUCKETS; none is fitted on data"),
+        ARG_SM("tokenizer", &tokenizer, "SPEC", "bytes, words (hashed words, 16384 buckets) or words:BUCKETS; none is fitted on data"),
         ARG_IR("max-len", &max_len, "tokens per sentence ([CLS] + tokens; longer ones are truncated and counted)", 2, 100000),
         ARG_IR("d-model", &d_model, "encoder width", 1, 65536),
         ARG_IR("n-heads", &n_heads, "attention heads", 1, 65536),
@@ -83,7 +105,10 @@ int cmd_train_text(int argc, char **argv) {
         ARG_IR("batch-size", &c.batch_size, "examples per step (expected, under Poisson sampling)", 1, 1 << 20),
         ARG_LR("seed", &seed, "random seed (initialisation, order, dropout)", 0, 9.2e18),
         ARG_IR("threads", &threads, "threads (0 = all cores)", 0, 4096),
-        ARG_F("keep-last", &c.keep_last, "keep the last epoch instead of the best by dev accuracy"),
+        ARG_F("keep-last", &c.keep_last, "keep the last epoch instead of the best by dev accuracy (the default with "
+                                         "--dp / --dpfp)"),
+        ARG_F("select-best", &select_best, "DP: keep the best epoch by dev accuracy instead of the last; epsilon does "
+                                           "NOT cover the dev sentences that choice looks at"),
         ARG_F("dp", &dp, "DP-SGD: per-example clipping of the whole gradient (privacy unit: one sentence)"),
         ARG_F("dpfp", &dpfp, "DP-FP: clip and noise the pooled representation (epsilon does NOT cover the weights)"),
         ARG_DR("noise-multiplier", &sigma, "sigma (DP-SGD: gradient noise / C; DP-FP: representation noise / dpfp-clip)", 0, 1e6),
@@ -96,8 +121,9 @@ int cmd_train_text(int argc, char **argv) {
         ARG_IR("max-physical-batch", &c.dp.max_physical_batch, "DP: examples processed at once (memory bound)", 1, 1 << 20),
         ARG_S("accountant", &accountant, "rdp or pld"),
         ARG_F("seeded-noise", &c.dp.seeded_noise, "reproducible noise from --seed (testing only: NOT private)"),
-        ARG_S("out", &out, "output folder: metrics.jsonl, model.safetensors, privacy.json"),
-        ARG_F("no-progress", &no_progress, "no per-epoch lines on stderr"),
+        ARG_SM("out", &out, "DIR", "output folder: metrics.jsonl, model.safetensors, privacy.json"),
+        ARG_F("no-progress", &no_progress, "plain epoch lines instead of a progress bar, as in train (train-text "
+                                           "draws no bar: its epoch lines are always plain)"),
     };
     int n = (int)(sizeof specs / sizeof specs[0]);
     int rc = args_parse(cmd, "Train a text classifier (bidirectional encoder over bytes or hashed words) on labelled\n"
@@ -109,20 +135,56 @@ int cmd_train_text(int argc, char **argv) {
         fprintf(stderr, "%s: --train is required (see --help)\n", cmd);
         return 2;
     }
+    /* the files written into --out (metrics.jsonl, model.safetensors, privacy.json) may not be inputs */
+    const char *inputs[3] = {train, dev, test}, *in_flag[3] = {"--train", "--dev", "--test"};
+    const char *outputs[3] = {"metrics.jsonl", "model.safetensors", "privacy.json"};
+    for (int i = 0; i < 3; i++) {
+        char path[4200];
+        for (int k = 0; inputs[i] && k < 4; k++) {
+            if (k < 3) snprintf(path, sizeof path, "%s/%s", out, outputs[k]);
+            if (dp_same_file(k < 3 ? path : out, inputs[i])) {
+                fprintf(stderr, "%s: %s: the output would overwrite the input %s %s; choose another --out\n", cmd,
+                        k < 3 ? path : out, in_flag[i], inputs[i]);
+                return 2;
+            }
+        }
+    }
     if (dp && dpfp) {
         fprintf(stderr, "%s: choose one of --dp (DP-SGD) and --dpfp\n", cmd);
         return 2;
     }
     c.mode = dp ? DP_TEXT_DPSGD : dpfp ? DP_TEXT_DPFP : DP_TEXT_NONPRIVATE;
+    if (c.keep_last && select_best) {
+        fprintf(stderr, "%s: --keep-last and --select-best exclude each other\n", cmd);
+        return 2;
+    }
+    /* Under DP the last epoch is kept unless --select-best (the dev set is not covered by epsilon). */
+    if (c.mode != DP_TEXT_NONPRIVATE && !select_best) c.keep_last = 1;
     if (c.mode != DP_TEXT_NONPRIVATE && sigma < 0 && c.dp.target_epsilon == 0) {
         fprintf(stderr, "%s: --%s needs --target-epsilon or --noise-multiplier\n", cmd, dp ? "dp" : "dpfp");
         return 2;
     }
-    if (c.mode == DP_TEXT_NONPRIVATE &&
-        (sigma >= 0 || c.dp.target_epsilon > 0 || c.dp.seeded_noise || args_seen(specs, n, "micro-batches") ||
-         args_seen(specs, n, "dpfp-clip"))) {
-        fprintf(stderr, "%s: privacy flags need --dp or --dpfp\n", cmd);
-        return 2;
+    {
+        /* a flag of another mode would be ignored: refused, naming it and the mode it belongs to */
+        static const char *const dp_any[] = {"noise-multiplier", "target-epsilon", "delta", "accountant",
+                                             "max-physical-batch", "seeded-noise", NULL};
+        static const char *const dpsgd[] = {"max-grad-norm", "clip-mode", NULL};
+        static const char *const dpfp_only[] = {"dpfp-clip", "micro-batches", NULL};
+        const char *x;
+        if (c.mode == DP_TEXT_NONPRIVATE && (x = args_first_seen(specs, n, dp_any))) {
+            fprintf(stderr, "%s: --%s is a privacy flag: privacy flags need --dp or --dpfp\n", cmd, x);
+            return 2;
+        }
+        if (c.mode != DP_TEXT_DPSGD && (x = args_first_seen(specs, n, dpsgd))) {
+            fprintf(stderr, "%s: --%s is a DP-SGD flag: DP-SGD flags need --dp%s\n", cmd, x,
+                    dpfp ? " (this run is DP-FP, whose clip norm is --dpfp-clip)" : "");
+            return 2;
+        }
+        if (c.mode != DP_TEXT_DPFP && (x = args_first_seen(specs, n, dpfp_only))) {
+            fprintf(stderr, "%s: --%s is a DP-FP flag: DP-FP flags need --dpfp%s\n", cmd, x,
+                    dp ? " (this run is DP-SGD, whose clip norm is --max-grad-norm)" : "");
+            return 2;
+        }
     }
     if (sigma == 0 && c.dp.target_epsilon > 0) {
         fprintf(stderr, "%s: --noise-multiplier 0 gives no privacy, so no --target-epsilon can be met\n", cmd);
@@ -167,7 +229,7 @@ int cmd_train_text(int argc, char **argv) {
     c.optim.weight_decay = wd;
     c.seed = (uint64_t)seed;
     c.out_dir = out;
-    c.progress = !no_progress;
+    c.progress = 1; /* --no-progress: there is no bar to replace; the epoch lines stay, as in train */
     ops_set_threads(threads);
 
     dp_text_options opt;
@@ -187,6 +249,12 @@ int cmd_train_text(int argc, char **argv) {
     dp_model *m = NULL;
     dp_text_train_result res;
     dp_error err;
+    /* a privacy budget that allows no step is bad input: refused before anything is trained or written */
+    if (dp_text_plan_check(&c, tr.n, &err)) {
+        fprintf(stderr, "%s: %s\n", cmd, err.msg);
+        rc = 2;
+        goto done;
+    }
     c.stop = cli_stop_install();
     int failed = dp_text_train(&c, &tr, dev ? &dv : NULL, test ? &te : NULL, &m, &res, &err);
     cli_stop_restore();
@@ -205,7 +273,10 @@ int cmd_train_text(int argc, char **argv) {
            res.seconds_per_epoch, res.best_epoch);
     if (dev) printf("  dev accuracy  %.4f  (%lld sentences)\n", res.dev_acc, (long long)dv.n);
     if (test) printf("  test accuracy %.4f  (%lld sentences)\n", res.test_acc, (long long)te.n);
-    print_privacy(stdout, &c, &res);
+    print_privacy(stdout, &c, &res, dev != NULL);
+    if (c.mode != DP_TEXT_NONPRIVATE)
+        printf("privacy.json records the events, delta, accountant and epsilon: dpformer privacy --history "
+               "%s/privacy.json recomputes it\n", out);
     printf("model: %s/model.safetensors\n", out);
     dp_model_free(m);
 done:
@@ -218,13 +289,14 @@ done:
 int cmd_eval_text(int argc, char **argv) {
     const char *cmd = "dpformer eval-text";
     const char *model = NULL, *data = NULL, *label_col = NULL, *text_col = NULL;
-    int invalid_utf8 = 0;
+    int invalid_utf8 = 0, threads = 0;
     arg_spec specs[] = {
-        ARG_S("model", &model, "saved classifier (model.safetensors of train-text; required)"),
-        ARG_S("data", &data, "labelled TSV file (required)"),
-        ARG_S("label-column", &label_col, "header name of the label column (default label)"),
-        ARG_S("text-column", &text_col, "header name of the text column (default sentence, else content)"),
+        ARG_SM("model", &model, "FILE", "saved classifier (model.safetensors of train-text; required)"),
+        ARG_SM("data", &data, "FILE", "labelled TSV file (required)"),
+        ARG_SM("label-column", &label_col, "NAME", "header name of the label column (default label)"),
+        ARG_SM("text-column", &text_col, "NAME", "header name of the text column (default sentence, else content)"),
         ARG_F("accept-invalid-utf8", &invalid_utf8, "take text bytes as they are instead of refusing invalid UTF-8"),
+        ARG_IR("threads", &threads, "threads (0 = all cores)", 0, 4096),
     };
     int n = (int)(sizeof specs / sizeof specs[0]);
     int rc = args_parse(cmd, "Accuracy of a saved text classifier on a labelled TSV file.", specs, n, argc, argv);
@@ -233,6 +305,7 @@ int cmd_eval_text(int argc, char **argv) {
         fprintf(stderr, "%s: --model and --data are required (see --help)\n", cmd);
         return 2;
     }
+    ops_set_threads(threads);
     dp_error err;
     dp_model *m = dp_model_load(model, 256, &err);
     if (!m) {
@@ -241,9 +314,15 @@ int cmd_eval_text(int argc, char **argv) {
     }
     const dp_model_config *mc = dp_model_config_of(m);
     dp_tokenizer tok;
-    if (!mc->n_classes || dp_text_model_tokenizer(m, &tok, &err)) {
-        fprintf(stderr, "%s: %s: not a text classifier (train it with dpformer train-text)%s%s\n", cmd, model,
-                mc->n_classes ? ": " : "", mc->n_classes ? err.msg : "");
+    if (!mc->n_classes) {
+        fprintf(stderr, "%s: %s is a next-item model (%d items, written by dpformer train or demo), not a text "
+                        "classifier: evaluate it with dpformer eval --model %s --data FILE\n",
+                cmd, model, mc->n_items, model);
+        dp_model_free(m);
+        return 2;
+    }
+    if (dp_text_model_tokenizer(m, &tok, &err)) {
+        fprintf(stderr, "%s: %s: not a text classifier (train it with dpformer train-text): %s\n", cmd, model, err.msg);
         dp_model_free(m);
         return 2;
     }

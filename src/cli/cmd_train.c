@@ -5,13 +5,17 @@
 #include <cjson/cJSON.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 
 #include "cli/commands.h"
+#include "cli/train_checks.h"
 #include "cli/train_flags.h"
 #include "core/common.h"
 #include "dpformer/checkpoint.h"
 #include "dpformer/reattention.h"
+#include "ops/ops.h"
+#include "train/noise_plan.h"
 
 static void print_summary(FILE *f, const char *what, const dp_rank_metrics *m) {
     fprintf(f, "  %-22s NDCG@10 %.4f  HR@10 %.4f  NDCG@20 %.4f  HR@20 %.4f  (%lld users)\n", what, m->ndcg10, m->hr10,
@@ -37,9 +41,13 @@ void print_privacy(FILE *f, const dp_train_config *cfg, const dp_train_result *r
     fprintf(f, "  noise multiplier %.4f, max grad norm %g, clip mode %s%s\n", res->noise_multiplier,
             cfg->dp.max_grad_norm, dp_clip_mode_name(cfg->dp.clip_mode),
             res->stopped_at_budget ? "; stopped early: the next step would exceed the target epsilon" : "");
-    fprintf(f, "  covers the model trained on the training prefixes; choosing the %s epoch by validation NDCG@10\n"
-               "  also looks at each user's validation item, which this epsilon does not cover%s\n",
-            cfg->keep_last ? "(last)" : "best", cfg->keep_last ? " (not done here: --keep-last)" : " (use --keep-last to avoid it)");
+    if (cfg->keep_last)
+        fprintf(f, "  covers the model trained on the training prefixes; the last epoch is kept, so no choice looks at\n"
+                   "  validation data (choosing by validation NDCG@10, --select-best, would not be covered)\n");
+    else
+        fprintf(f, "  covers the model trained on the training prefixes, but NOT the choice of the kept epoch: it was\n"
+                   "  chosen by validation NDCG@10, which looks at each user's held-out validation item; this epsilon\n"
+                   "  does not cover that (keeping the last epoch would: the default of train --dp)\n");
     if (cfg->dp.reattention) {
         if (cfg->dp.item_freq_public)
             fprintf(f, "  Re-Attention on (kappa %g), item frequencies from the public file %s (no privacy cost)\n",
@@ -109,7 +117,9 @@ static void flags_from_config(train_flags *f, const dp_train_config *c, char *fr
     f->exclude_seen = c->exclude_seen;
     f->max_eval_users = c->max_eval_users;
     f->seed = (int64_t)c->seed;
-    f->keep_last = c->keep_last;
+    /* a DP run keeps the last epoch by default: a saved run that kept the best one had --select-best */
+    f->keep_last = c->dp.enabled ? 0 : c->keep_last;
+    f->select_best = c->dp.enabled && !c->keep_last;
     f->dp = c->dp.enabled;
     f->noise_multiplier = !c->dp.enabled ? -1 : c->dp.noise_multiplier > 0 ? c->dp.noise_multiplier
                                                 : c->dp.target_epsilon > 0 ? -1 : 0;
@@ -146,6 +156,27 @@ static void extra_from_checkpoint(const dp_checkpoint *ck, const char **format, 
     cJSON_Delete(j);
 }
 
+/* The files the run writes (OUT/metrics.jsonl, model.safetensors, privacy.json) may not be files it
+ * reads (--data, --item-freq public:FILE), however the paths are spelled. */
+static int outputs_are_not_inputs(const dp_train_config *c, dp_error *err) {
+    const char *inputs[2] = {c->data_desc, c->dp.item_freq_public}, *flag[2] = {"--data", "--item-freq"};
+    const char *names[3] = {"metrics.jsonl", "model.safetensors", "privacy.json"};
+    char path[4200];
+    for (int i = 0; i < 2; i++) {
+        if (!inputs[i] || !c->out_dir) continue;
+        if (dp_same_file(c->out_dir, inputs[i]))
+            return dp_fail(err, "--out %s is the input file %s (%s); choose another output folder", c->out_dir,
+                           inputs[i], flag[i]);
+        for (int k = 0; k < 3; k++) {
+            snprintf(path, sizeof path, "%s/%s", c->out_dir, names[k]);
+            if (dp_same_file(path, inputs[i]))
+                return dp_fail(err, "%s: the output would overwrite the input %s %s; choose another --out", path,
+                               flag[i], inputs[i]);
+        }
+    }
+    return 0;
+}
+
 int cmd_train(int argc, char **argv) {
     const char *cmd = "dpformer train";
     train_flags tf;
@@ -172,7 +203,9 @@ int cmd_train(int argc, char **argv) {
         dp_train_config saved = dp_checkpoint_train_config(ck);
         flags_from_config(&tf, &saved, freq_buf, sizeof freq_buf);
         data = saved.data_desc;
-        if (saved.out_dir) out = saved.out_dir;
+        /* the run folder where the checkpoints are now (a copy or a move continues there); NULL when
+         * that cannot be told: then --out must say */
+        out = saved.out_dir;
         ckpt_dir = resume_dir;
         ckpt_every = saved.checkpoint_every;
         keep = saved.keep_checkpoints;
@@ -181,15 +214,15 @@ int cmd_train(int argc, char **argv) {
     arg_spec specs[TRAIN_FLAG_COUNT + 9];
     train_flags_specs(&tf, specs);
     arg_spec extra[] = {
-        ARG_S("data", &data, "dataset file (required; on --resume, the checkpoint's)"),
-        ARG_S("format", &format, "auto, interactions, sequences, ml-dat or u.data"),
-        ARG_S("out", &out, "output folder for metrics.jsonl and model.safetensors"),
-        ARG_F("no-progress", &tf.no_progress, "plain lines instead of a progress bar"),
-        ARG_S("checkpoint-dir", &ckpt_dir, "folder of the checkpoints (default OUT/checkpoints)"),
+        ARG_SM("data", &data, "FILE", "dataset file (required; on --resume, the checkpoint's)"),
+        ARG_SM("format", &format, "FMT", "auto, interactions, sequences, ml-dat or u.data"),
+        ARG_SM("out", &out, "DIR", "output folder for metrics.jsonl and model.safetensors"),
+        ARG_F("no-progress", &tf.no_progress, "plain epoch lines instead of a progress bar (as when stderr is not a terminal)"),
+        ARG_SM("checkpoint-dir", &ckpt_dir, "DIR", "folder of the checkpoints (default OUT/checkpoints)"),
         ARG_LR("checkpoint-every", &ckpt_every, "also write a checkpoint every N steps (0: only at epoch ends and the end)", 0, 1e15),
         ARG_IR("keep-checkpoints", &keep, "keep the newest K checkpoints", 1, 1000000),
         ARG_F("no-checkpoints", &no_ckpt, "write no checkpoints"),
-        ARG_S("resume", &resume, "continue the run whose checkpoints are in DIR (or DIR/checkpoints)"),
+        ARG_SM("resume", &resume, "DIR", "continue the run whose checkpoints are in DIR (or DIR/checkpoints)"),
     };
     memcpy(specs + TRAIN_FLAG_COUNT, extra, sizeof extra);
     int n = TRAIN_FLAG_COUNT + 9;
@@ -206,15 +239,29 @@ int cmd_train(int argc, char **argv) {
         dp_checkpoint_free(ck);
         return 2;
     }
-    dp_train_config cfg;
-    if ((rc = train_flags_to_config(cmd, &tf, &cfg))) {
+    if (!out) {
+        fprintf(stderr, "%s: --resume: the checkpoints in %s are no longer where their run wrote them, and the "
+                        "run's outputs were not in the folder above them: give --out DIR for this run's outputs\n",
+                cmd, resume_dir);
         dp_checkpoint_free(ck);
-        return rc;
+        return 2;
+    }
+    dp_train_config cfg;
+    if (train_refuse_ignored_flags(cmd, &tf, specs, n, "DP flags need --dp") ||
+        train_flags_to_config(cmd, &tf, &cfg)) {
+        dp_checkpoint_free(ck);
+        return 2;
     }
     dp_dataset ds;
     if ((rc = load_data(cmd, data, format, &ds))) {
         if (ck) fprintf(stderr, "%s: (the checkpoint's dataset; give --data if the file has moved)\n", cmd);
         dp_checkpoint_free(ck);
+        return rc;
+    }
+    /* a resumed run takes its frequencies from the checkpoint and does not read the file again */
+    if (!ck && (rc = train_check_item_freq_file(cmd, &cfg, ds.n_items))) {
+        dp_checkpoint_free(ck);
+        dp_dataset_free(&ds);
         return rc;
     }
     cfg.model.n_items = ds.n_items;
@@ -236,7 +283,8 @@ int cmd_train(int argc, char **argv) {
     /* bad settings or data, a checkpoint that does not fit them, or unfinished checkpoints in the way:
      * usage errors, nothing trained */
     if (dp_train_check(&ds, &cfg, &err) || (ck && dp_checkpoint_check_resume(ck, &ds, &cfg, &err)) ||
-        (cfg.checkpoint_dir && dp_checkpoint_prepare_dir(cfg.checkpoint_dir, ck, stderr, &err))) {
+        outputs_are_not_inputs(&cfg, &err) || dp_train_plan_check(&ds, &cfg, &err) ||
+        (cfg.checkpoint_dir && dp_checkpoint_check_dir(cfg.checkpoint_dir, ck, &err))) {
         fprintf(stderr, "%s: %s\n", cmd, err.msg);
         goto done;
     }
@@ -268,14 +316,18 @@ int cmd_train(int argc, char **argv) {
     }
     dp_rank_metrics pop;
     dp_popularity_eval(&ds, DP_SPLIT_TEST, cfg.exclude_seen, &pop);
-    printf("trained %d epochs (%.2f s/epoch, %.0f examples/s); kept epoch %d by validation NDCG@10\n", res.epochs_run,
-           res.seconds_per_epoch, res.examples_per_second, res.best_epoch);
+    printf("trained %d epochs (%.2f s/epoch, %.0f examples/s); kept epoch %d %s\n", res.epochs_run,
+           res.seconds_per_epoch, res.examples_per_second, res.best_epoch,
+           cfg.keep_last ? "(the last)" : "by validation NDCG@10");
     printf("ranking: full, over all %d items, seen items %s\n", ds.n_items, cfg.exclude_seen ? "excluded" : "included");
     print_summary(stdout, "validation", &res.valid);
     print_summary(stdout, "test", &res.test);
     print_summary(stdout, "test, popularity", &pop);
     print_privacy(stdout, &cfg, &res);
     printf("saved %s/model.safetensors and %s/metrics.jsonl%s\n", out, out, cfg.dp.enabled ? " and privacy.json" : "");
+    if (cfg.dp.enabled)
+        printf("privacy.json records the events, delta, accountant and epsilon: dpformer privacy --history "
+               "%s/privacy.json recomputes it\n", out);
     if (cfg.checkpoint_dir && res.checkpoint[0]) printf("checkpoint %s\n", res.checkpoint);
     rc = 0;
 done:
@@ -285,17 +337,43 @@ done:
     return rc;
 }
 
+/* Memory an allocation can have: the machine's, or less under a limit on the address space (0: unknown). */
+static double available_memory(void) {
+    double have = (double)dp_physical_memory();
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_AS, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY && (have == 0 || (double)rl.rlim_cur < have))
+        have = (double)rl.rlim_cur;
+    return have;
+}
+
+/* The model for batches of B users on the device, or NULL after a message; when only the batch is too
+ * large to fit, the message names --batch-size. */
+static dp_model *load_eval_model(const char *cmd, const char *path, int B, dp_device device, dp_error *err) {
+    dp_model *m = dp_model_load(path, B, err);
+    if (m && !dp_model_set_device(m, device, err)) return m;
+    dp_model_free(m);
+    dp_model *one = NULL;
+    dp_error e1;
+    if (B > 1 && (one = dp_model_load(path, 1, &e1)) && !dp_model_set_device(one, device, &e1))
+        fprintf(stderr, "%s: --batch-size: %s; lower --batch-size (default 256)\n", cmd, err->msg);
+    else
+        fprintf(stderr, "%s: %s\n", cmd, err->msg);
+    dp_model_free(one);
+    return NULL;
+}
+
 int cmd_eval(int argc, char **argv) {
     const char *cmd = "dpformer eval";
     const char *model = NULL, *data = NULL, *format = "auto", *split = "test", *device_s = "cpu";
-    int exclude_seen = 0, json = 0, batch = 256;
+    int exclude_seen = 0, json = 0, batch = 256, threads = 0;
     arg_spec specs[] = {
-        ARG_S("model", &model, "model.safetensors written by dpformer train (required)"),
-        ARG_S("data", &data, "the dataset the model was trained on (required)"),
-        ARG_S("format", &format, "auto, interactions, sequences, ml-dat or u.data"),
+        ARG_SM("model", &model, "FILE", "model.safetensors written by dpformer train or demo (required)"),
+        ARG_SM("data", &data, "FILE", "the dataset the model was trained on (required)"),
+        ARG_SM("format", &format, "FMT", "auto, interactions, sequences, ml-dat or u.data"),
         ARG_S("split", &split, "valid or test"),
         ARG_F("exclude-seen", &exclude_seen, "exclude a user's history items from the ranking"),
-        ARG_IR("batch-size", &batch, "users scored at once", 1, 1 << 20),
+        ARG_IR("batch-size", &batch, "users scored at once (memory: batch x items x 4 bytes for the scores)", 1, 1 << 20),
+        ARG_IR("threads", &threads, "threads (0 = all cores)", 0, 4096),
         ARG_S("device", &device_s, "where the model runs: cpu or cuda"),
         ARG_F("json", &json, "print one JSON object"),
     };
@@ -315,12 +393,31 @@ int cmd_eval(int argc, char **argv) {
     }
     dp_device device;
     if ((rc = args_device(cmd, device_s, &device))) return rc;
+    ops_set_threads(threads);
     dp_dataset ds;
     if ((rc = load_data(cmd, data, format, &ds))) return rc;
+    /* more users at once than the dataset has buys nothing: a larger --batch-size only costs memory */
+    const int B = batch < ds.n_users ? batch : ds.n_users > 0 ? ds.n_users : 1;
+    const double score_bytes = (double)B * ((double)ds.n_items + 1) * sizeof(dp_real), have = available_memory();
+    if (have > 0 && score_bytes > have) {
+        fprintf(stderr, "%s: --batch-size %d: scoring %d users at once needs %.1f GiB for their item scores (%d x %d "
+                        "items x %zu bytes), more than the %.1f GiB of memory available; lower --batch-size "
+                        "(default 256)\n", cmd, batch, B, score_bytes / 1073741824.0, B, ds.n_items + 1,
+                sizeof(dp_real), have / 1073741824.0);
+        dp_dataset_free(&ds);
+        return 2;
+    }
     dp_error err;
-    dp_model *m = dp_model_load(model, batch, &err);
-    if (!m || dp_model_set_device(m, device, &err)) {
-        fprintf(stderr, "%s: %s\n", cmd, err.msg);
+    dp_model *m = load_eval_model(cmd, model, B, device, &err);
+    if (!m) {
+        dp_dataset_free(&ds);
+        return 2;
+    }
+    const dp_model_config *mc = dp_model_config_of(m);
+    if (mc->n_classes) {
+        fprintf(stderr, "%s: %s is a text classifier (%d classes, written by dpformer train-text), not a next-item "
+                        "model: evaluate it with dpformer eval-text --model %s --data FILE.tsv\n",
+                cmd, model, mc->n_classes, model);
         dp_model_free(m);
         dp_dataset_free(&ds);
         return 2;

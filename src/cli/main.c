@@ -1,4 +1,5 @@
 /* Entry point of the `dpformer` command-line tool: dispatches to the sub-commands in commands.h. */
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -30,6 +31,11 @@ static void usage(FILE *f) {
 }
 
 int main(int argc, char **argv) {
+    /* Past a file-size limit (ulimit -f, RLIMIT_FSIZE) the kernel sends SIGXFSZ, whose default action
+     * kills the process without a word and leaves temporary files behind. Ignored, the write() fails
+     * with EFBIG instead: the writers report it naming the file, remove their temporary file and leave
+     * the previous file (a checkpoint, a model) as it was. */
+    signal(SIGXFSZ, SIG_IGN);
     if (argc < 2) {
         usage(stderr);
         return 2;

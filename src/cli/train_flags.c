@@ -58,7 +58,10 @@ void train_flags_specs(train_flags *f, arg_spec *o) {
         ARG_LR("seed", &f->seed, "random seed (initialisation, order, dropout)", 0, 9.2e18),
         ARG_IR("threads", &f->threads, "threads (0 = all cores)", 0, 4096),
         ARG_S("device", &f->device, "where the model runs: cpu or cuda (an NVIDIA GPU; docs/gpu.md)"),
-        ARG_F("keep-last", &f->keep_last, "keep the last epoch's model instead of the best by validation NDCG@10"),
+        ARG_F("keep-last", &f->keep_last, "keep the last epoch's model instead of the best by validation NDCG@10 "
+                                          "(the default with --dp)"),
+        ARG_F("select-best", &f->select_best, "DP: keep the best epoch by validation NDCG@10 instead of the last; the "
+                                              "printed epsilon does NOT cover that choice"),
         ARG_F("dp", &f->dp, "train with DP-SGD (privacy unit: one user's whole sequence)"),
         ARG_DR("noise-multiplier", &f->noise_multiplier, "DP: noise std / max grad norm (sigma); 0 = clipping only, no privacy (-1 = unset)", 0, 1e6),
         ARG_DR("target-epsilon", &f->target_epsilon, "DP: calibrate sigma so the planned run has this epsilon; with --noise-multiplier, stop before exceeding it", 1e-6, 1e6),
@@ -113,7 +116,15 @@ int train_flags_to_config(const char *cmd, const train_flags *f, dp_train_config
     cfg->exclude_seen = f->exclude_seen;
     cfg->max_eval_users = f->max_eval_users;
     cfg->seed = (uint64_t)f->seed;
-    cfg->keep_last = f->keep_last;
+    if (f->keep_last && f->select_best) {
+        fprintf(stderr, "%s: --keep-last and --select-best exclude each other (on --resume, the run's saved choice "
+                        "counts as given: model selection cannot change within a run)\n", cmd);
+        return 2;
+    }
+    /* Under --dp the last epoch is kept unless --select-best: choosing by validation NDCG@10 looks at each
+     * user's held-out validation item, which the accounted steps never touch (docs/privacy.md). Without
+     * DP the best epoch is kept, as always. */
+    cfg->keep_last = f->keep_last || (f->dp && !f->select_best);
     dp_privacy_config *p = &cfg->dp;
     p->enabled = f->dp;
     p->noise_multiplier = f->noise_multiplier > 0 ? f->noise_multiplier : 0;

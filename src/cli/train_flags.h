@@ -8,7 +8,7 @@
 
 typedef struct {
     int max_len, d_model, n_heads, n_layers, d_ff, untied, epochs, batch_size, eval_every, exclude_seen, threads;
-    int no_progress, dp, seeded_noise, keep_last, max_physical_batch;
+    int no_progress, dp, seeded_noise, keep_last, select_best, max_physical_batch;
     double noise_multiplier, target_epsilon, delta, max_grad_norm, sample_rate;
     const char *clip_mode, *accountant;
     double dropout, lr, weight_decay, momentum, min_lr_ratio;
@@ -20,7 +20,7 @@ typedef struct {
     const char *device;
 } train_flags;
 
-#define TRAIN_FLAG_COUNT 38
+#define TRAIN_FLAG_COUNT 39
 void train_flags_defaults(train_flags *f);
 /* Writes TRAIN_FLAG_COUNT specs pointing into f. */
 void train_flags_specs(train_flags *f, arg_spec *out);

@@ -26,6 +26,44 @@ int dp_fail(dp_error *err, const char *fmt, ...) __attribute__((format(printf, 2
 /* Create a directory and its missing parents (like mkdir -p). Returns 0, or -1 with err. */
 int dp_mkdir_p(const char *path, dp_error *err);
 
+/* Replacing a file atomically: the new content goes to a temporary file in the same folder
+ * (".<name>.tmp-<pid>-<n>"), which is flushed, fsync'ed and renamed over the file; then the folder is
+ * fsync'ed. Until the rename the old file (if any) is untouched; a write that fails (a full disk,
+ * EFBIG under a file-size limit, an I/O error) removes the temporary file and leaves the old one as it
+ * was. A symbolic link at the path is followed (its target is replaced); a path that exists but is not
+ * a regular file is refused. Every error message names the file as given ("path: write failed: ..."). */
+typedef struct {
+    FILE *f;          /* write the new content here */
+    const char *name; /* the path as given, for messages */
+    char *target;     /* the file replaced: the path, or a symbolic link's target */
+    char *tmp;        /* the temporary file */
+    char *dir;        /* the folder of both */
+} dp_atomic_file;
+/* Create the temporary file (with the old file's permissions, if it exists). */
+int dp_atomic_open(dp_atomic_file *a, const char *path, dp_error *err);
+/* Write n bytes, or fail with "name: write failed: <reason>". */
+int dp_atomic_write(dp_atomic_file *a, const void *p, size_t n, dp_error *err);
+/* Flush, fsync, rename into place, fsync the folder. With keep non-NULL the stream stays open and is
+ * handed to the caller (*keep; it now writes to the file in place; fclose it); otherwise it is closed.
+ * On failure the temporary file is removed. a's strings are freed either way. */
+int dp_atomic_commit(dp_atomic_file *a, FILE **keep, dp_error *err);
+/* Give up: close and remove the temporary file, free a's strings. */
+void dp_atomic_abort(dp_atomic_file *a);
+/* The whole of a file (len bytes) replaced atomically. */
+int dp_write_file_atomic(const char *path, const void *data, size_t len, dp_error *err);
+
+/* 1 if the two paths name the same file, however spelled (relative, through symbolic links, hard
+ * links: same device and inode). A path that does not exist (yet) is compared by its folder's real
+ * path and its name. 0 otherwise, or if neither can be resolved. */
+int dp_same_file(const char *a, const char *b);
+
+/* FNV-1a 64-bit hash of n bytes, continuing from h (start with DP_FNV1A64_INIT); the checksum of the
+ * checkpoint and model files (also declared in dpformer/checkpoint.h). */
+#ifndef DP_FNV1A64_INIT
+#define DP_FNV1A64_INIT 0xcbf29ce484222325ull
+#endif
+uint64_t dp_fnv1a64(const void *data, size_t n, uint64_t h);
+
 /* Wall-clock seconds (monotonic). */
 double dp_now(void);
 

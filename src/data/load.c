@@ -88,11 +88,25 @@ static int count_tokens(const char *b, const char *e) {
     return n;
 }
 
-/* A printable copy of a token for messages (truncated, control bytes shown as '?'). */
+/* A printable copy of a token for messages (truncated): a byte-order mark shows as <U+FEFF>, other
+ * bytes outside printable ASCII as \xNN, so the message says what is really in the file. */
 static const char *show(const char *b, const char *e, char *buf, size_t cap) {
     size_t n = 0;
-    for (const char *s = b; s < e && n + 4 < cap; s++) buf[n++] = (*s >= 32 && *s < 127) ? *s : '?';
-    if (b + n < e) {
+    const char *s = b;
+    while (s < e && n + 12 < cap) {
+        unsigned char c = (unsigned char)*s;
+        if (e - s >= 3 && c == 0xEF && (unsigned char)s[1] == 0xBB && (unsigned char)s[2] == 0xBF) {
+            n += (size_t)snprintf(buf + n, cap - n, "<U+FEFF>");
+            s += 3;
+        } else if (c >= 32 && c < 127) {
+            buf[n++] = (char)c;
+            s++;
+        } else {
+            n += (size_t)snprintf(buf + n, cap - n, "\\x%02X", c);
+            s++;
+        }
+    }
+    if (s < e) {
         buf[n++] = '.';
         buf[n++] = '.';
         buf[n++] = '.';
@@ -423,6 +437,11 @@ int dp_dataset_load_detected(dp_dataset *ds, const char *path, dp_data_format fm
 int dp_dataset_parse(dp_dataset *ds, const char *name, const char *buf, size_t len, dp_data_format fmt,
                      dp_data_format *used, dp_error *err) {
     memset(ds, 0, sizeof *ds);
+    /* A UTF-8 byte-order mark (written by some editors and spreadsheet exports) is not data. */
+    if (len >= 3 && (unsigned char)buf[0] == 0xEF && (unsigned char)buf[1] == 0xBB && (unsigned char)buf[2] == 0xBF) {
+        buf += 3;
+        len -= 3;
+    }
     if (len == 0) return dp_fail(err, "%s: file: empty (no interactions)", name);
     if (fmt == DP_FMT_AUTO && detect_buffer(name, buf, len, &fmt, err)) return -1;
     if ((unsigned)fmt > DP_FMT_UDATA) return dp_fail(err, "%s: format: unknown format %d", name, (int)fmt);

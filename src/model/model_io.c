@@ -1,7 +1,9 @@
 /* Saving and loading a model as a safetensors file: every parameter tensor in float32 under its name
  * (dpformer/model.h lists them) and the configuration as JSON in the metadata (docs/file-format.md).
  * A model with Re-Attention attached also stores that setting (metadata dpformer.reattention and the
- * F64 tensor reattention.item_freq), and loading such a file attaches it again. */
+ * F64 tensor reattention.item_freq), and loading such a file attaches it again. Every file written has
+ * a checksum of each tensor and of the metadata (dpformer.checksums, as checkpoints have), verified
+ * on loading when present. */
 #include <cjson/cJSON.h>
 #include <inttypes.h>
 #include <math.h>
@@ -60,8 +62,8 @@ int dp_model_save(const dp_model *m, const char *path, const char *extra_meta, d
     }
     char cfg[640], rcfg[256];
     config_json(&m->cfg, cfg, sizeof cfg);
-    const char *keys[5] = {"format", "dpformer.format_version", "dpformer.config", "dpformer.run"};
-    const char *vals[5] = {"pt", FORMAT_VERSION, cfg, extra_meta ? extra_meta : "{}"};
+    const char *keys[6] = {"format", "dpformer.format_version", "dpformer.config", "dpformer.run"};
+    const char *vals[6] = {"pt", FORMAT_VERSION, cfg, extra_meta ? extra_meta : "{}"};
     int n_meta = 4;
     if (with_ra) {
         snprintf(rcfg, sizeof rcfg, "{\"kappa\":%.17g,\"sigma\":%.17g,\"batch_size\":%.17g,\"n_examples\":%" PRId64 "}",
@@ -69,7 +71,12 @@ int dp_model_save(const dp_model *m, const char *path, const char *extra_meta, d
         keys[n_meta] = KEY_REATT;
         vals[n_meta++] = rcfg;
     }
+    /* last: the checksums of every tensor and of the metadata above (docs/file-format.md#checksums) */
+    char *sums = dp_st_checksums_json(t, n, keys, vals, n_meta);
+    keys[n_meta] = DP_ST_KEY_CHECKSUMS;
+    vals[n_meta++] = sums;
     int rc = dp_safetensors_write(path, t, n, keys, vals, n_meta, err);
+    free(sums);
     for (int i = 0; i < n; i++) free(bufs[i]);
     free(bufs);
     free(t);
@@ -218,8 +225,12 @@ static int reattention_from_file(const char *path, const dp_st_file *f, const ch
     return 0;
 }
 
-/* A model from a safetensors file already read and validated; path names it in messages. */
-static dp_model *load_from(const char *path, const dp_st_file *f, int max_batch, dp_error *err) {
+/* A model from a safetensors file already read and validated; path names it in messages. The
+ * checksums, when the file has them, are verified before the model is handed over (after the checks of
+ * the configuration, shapes and values, whose messages say more about a file built wrongly); a file
+ * without them (written before they existed, or by another tool) is loaded with a note on `note` (if
+ * not NULL). */
+static dp_model *load_from(const char *path, const dp_st_file *f, int max_batch, FILE *note, dp_error *err) {
     const char *ver = dp_st_meta(f, "dpformer.format_version"), *cs = dp_st_meta(f, "dpformer.config");
     if (!ver || !cs) {
         dp_fail(err, "%s: not a dpformer model (metadata dpformer.config / dpformer.format_version missing)", path);
@@ -258,13 +269,21 @@ static dp_model *load_from(const char *path, const dp_st_file *f, int max_batch,
         dp_model_free(m);
         return NULL;
     }
+    const int sums = dp_st_verify_checksums(f, path, err);
+    if (sums < 0) {
+        dp_model_free(m);
+        return NULL;
+    }
+    if (sums == 0 && note)
+        fprintf(note, "note: %s has no checksums (metadata " DP_ST_KEY_CHECKSUMS "; written by an older dpformer or "
+                      "another tool): its data cannot be verified\n", path);
     return m;
 }
 
 dp_model *dp_model_load(const char *path, int max_batch, dp_error *err) {
     dp_st_file *f = NULL;
     if (dp_safetensors_read(path, &f, err)) return NULL;
-    dp_model *m = load_from(path, f, max_batch, err);
+    dp_model *m = load_from(path, f, max_batch, stderr, err);
     dp_st_close(f);
     return m;
 }
@@ -273,7 +292,7 @@ dp_model *dp_model_load_buffer(const char *name, const void *data, size_t len, i
     dp_st_file *f = NULL;
     if (!name) name = "(buffer)";
     if (dp_safetensors_read_buffer(name, data, len, &f, err)) return NULL;
-    dp_model *m = load_from(name, f, max_batch, err);
+    dp_model *m = load_from(name, f, max_batch, NULL, err);
     dp_st_close(f);
     return m;
 }

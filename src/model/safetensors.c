@@ -1,17 +1,13 @@
 /* Strict reading and atomic writing of safetensors files (see include/dpformer/safetensors.h and
  * docs/file-format.md). The JSON header is built and parsed with cJSON; tensor bytes are copied as
  * they are in memory, which is why a little-endian machine is required. */
-#define _XOPEN_SOURCE 700 /* realpath, fchmod and POSIX 2008 */
+#define _POSIX_C_SOURCE 200809L /* fileno, fstat */
 #include "dpformer/safetensors.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
-#include <fcntl.h>
-#include <limits.h>
 #include <math.h>
-#include <stdatomic.h>
 #include <sys/stat.h>
-#include <unistd.h>
 
 #include "core/common.h"
 
@@ -221,21 +217,6 @@ int dp_safetensors_write_stream(FILE *fp, const char *what, const dp_st_tensor *
     return rc;
 }
 
-/* Directory part of path ("." when it has none). */
-static char *dir_of(const char *path) {
-    const char *slash = strrchr(path, '/');
-    if (!slash) {
-        char *d = dp_malloc(2);
-        strcpy(d, ".");
-        return d;
-    }
-    size_t len = slash == path ? 1 : (size_t)(slash - path); /* "/x" lives in "/" */
-    char *d = dp_malloc(len + 1);
-    memcpy(d, path, len);
-    d[len] = '\0';
-    return d;
-}
-
 int dp_safetensors_write(const char *path, const dp_st_tensor *t, int n, const char *const *meta_keys,
                          const char *const *meta_vals, int n_meta, dp_error *err) {
     if (!path || !path[0]) return dp_fail(err, "safetensors: empty output path");
@@ -243,109 +224,124 @@ int dp_safetensors_write(const char *path, const dp_st_tensor *t, int n, const c
     char *hdr;
     size_t hlen;
     if (build_header(path, t, n, meta_keys, meta_vals, n_meta, &hdr, &hlen, err)) return -1;
-
-    int rc = -1, fd = -1;
-    FILE *fp = NULL;
-    char *target = NULL, *dir = NULL, *tmp = NULL;
-    struct stat st;
-    int exists = 0;
-    if (lstat(path, &st) == 0) {
-        if (S_ISLNK(st.st_mode)) {
-            /* Replace what the link points to, not the link itself. */
-            target = realpath(path, NULL);
-            if (!target) {
-                dp_fail(err, "%s: cannot resolve symbolic link: %s", path, strerror(errno));
-                goto done;
-            }
-            if (stat(target, &st) != 0) {
-                dp_fail(err, "%s: %s", target, strerror(errno));
-                goto done;
-            }
-        }
-        if (!S_ISREG(st.st_mode)) {
-            dp_fail(err, "%s: exists and is not a regular file; refusing to replace it", path);
-            goto done;
-        }
-        exists = 1;
-    } else if (errno != ENOENT) {
-        dp_fail(err, "%s: %s", path, strerror(errno));
-        goto done;
+    /* temporary file, fsync, rename, folder fsync (core/common.h); a failed write removes it */
+    dp_atomic_file a;
+    int rc = -1;
+    if (dp_atomic_open(&a, path, err) == 0) {
+        if (encode(a.f, path, hdr, hlen, t, n, err)) dp_atomic_abort(&a);
+        else rc = dp_atomic_commit(&a, NULL, err);
     }
-    if (!target) {
-        target = dp_malloc(strlen(path) + 1);
-        strcpy(target, path);
-    }
-    size_t tl = strlen(target);
-    if (target[tl - 1] == '/') {
-        dp_fail(err, "%s: is a directory name, not a file name", path);
-        goto done;
-    }
-    dir = dir_of(target);
-
-    /* A hidden temporary file next to the target, so that rename() stays within one file system. */
-    const char *slash = strrchr(target, '/');
-    const char *base = slash ? slash + 1 : target;
-    size_t cap = strlen(dir) + strlen(base) + 64;
-    tmp = dp_malloc(cap);
-    static _Atomic unsigned counter = 0;
-    for (int attempt = 0; attempt < 100 && fd < 0; attempt++) {
-        snprintf(tmp, cap, "%s/.%s.tmp-%ld-%u", dir, base, (long)getpid(), counter++);
-        fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-        if (fd < 0 && errno != EEXIST) break;
-    }
-    if (fd < 0) {
-        dp_fail(err, "%s: cannot create a temporary file in %s: %s", path, dir, strerror(errno));
-        goto done;
-    }
-    if (exists) (void)fchmod(fd, st.st_mode & 07777); /* keep the old file's permissions */
-    fp = fdopen(fd, "wb");
-    if (!fp) {
-        dp_fail(err, "%s: %s", tmp, strerror(errno));
-        close(fd);
-        unlink(tmp);
-        goto done;
-    }
-    if (encode(fp, path, hdr, hlen, t, n, err)) goto fail_tmp;
-    if (fsync(fileno(fp)) != 0) {
-        dp_fail(err, "%s: fsync failed: %s", path, strerror(errno));
-        goto fail_tmp;
-    }
-    FILE *closing = fp;
-    fp = NULL;
-    if (fclose(closing) != 0) {
-        dp_fail(err, "%s: closing the file failed: %s", path, strerror(errno));
-        unlink(tmp);
-        goto done;
-    }
-    if (rename(tmp, target) != 0) {
-        dp_fail(err, "%s: cannot move the new file into place: %s", path, strerror(errno));
-        unlink(tmp);
-        goto done;
-    }
-    /* Make the rename itself durable. Some file systems cannot sync a directory (EINVAL): the file
-     * is in place either way, so only a real I/O error is reported. */
-    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd >= 0) {
-        int bad = fsync(dfd) != 0 && errno != EINVAL && errno != EROFS;
-        int e = errno;
-        close(dfd);
-        if (bad) {
-            dp_fail(err, "%s: written, but syncing its folder %s failed: %s", path, dir, strerror(e));
-            goto done;
-        }
-    }
-    rc = 0;
-    goto done;
-
-fail_tmp:
-    fclose(fp);
-    fp = NULL;
-    unlink(tmp);
-done:
     free(hdr);
-    free(target);
-    free(dir);
-    free(tmp);
+    return rc;
+}
+
+/* ------------------------------------------------------------------------------------------------ */
+/* Checksums                                                                                        */
+/* ------------------------------------------------------------------------------------------------ */
+
+static void hex64(uint64_t v, char out[17]) { snprintf(out, 17, "%016llx", (unsigned long long)v); }
+
+/* The metadata hash covers every metadata pair but the checksums themselves (key NUL value NUL, in
+ * file order) and the tensor table (name NUL dtype NUL dims as "d0,d1," NUL, in file order), so that
+ * a change of a shape or a dtype in the header is caught even where the structure stays valid. The
+ * tensors come from t (n of them) or, when t is NULL, from the file f. */
+static uint64_t meta_hash(int n_meta, const char *const *keys, const char *const *vals, const dp_st_tensor *t,
+                          const dp_st_file *f, int n) {
+    uint64_t h = DP_FNV1A64_INIT;
+    for (int i = 0; i < n_meta; i++) {
+        if (strcmp(keys[i], DP_ST_KEY_CHECKSUMS) == 0) continue;
+        h = dp_fnv1a64(keys[i], strlen(keys[i]) + 1, h);
+        h = dp_fnv1a64(vals[i], strlen(vals[i]) + 1, h);
+    }
+    for (int i = 0; i < n; i++) {
+        const dp_st_tensor *x = t ? &t[i] : dp_st_get(f, i);
+        h = dp_fnv1a64(x->name, strlen(x->name) + 1, h);
+        h = dp_fnv1a64(x->dtype, strlen(x->dtype) + 1, h);
+        for (int d = 0; d < x->ndim; d++) {
+            char b[32];
+            int len = snprintf(b, sizeof b, "%lld,", (long long)x->shape[d]);
+            h = dp_fnv1a64(b, (size_t)len, h);
+        }
+        h = dp_fnv1a64("", 1, h);
+    }
+    return h;
+}
+
+uint64_t dp_st_tensor_checksum(const dp_st_tensor *t) {
+    double bytes = shape_bytes(t->shape, t->ndim, dp_st_dtype_size(t->dtype));
+    if (!(bytes > 0) || !t->data) return DP_FNV1A64_INIT;
+    return dp_fnv1a64(t->data, (size_t)bytes, DP_FNV1A64_INIT);
+}
+
+char *dp_st_checksums_json(const dp_st_tensor *t, int n, const char *const *meta_keys, const char *const *meta_vals,
+                           int n_meta) {
+    cJSON *cs = cJSON_CreateObject();
+    char hx[17];
+    cJSON_AddStringToObject(cs, "algorithm", "fnv1a64");
+    hex64(meta_hash(n_meta, meta_keys, meta_vals, t, NULL, n), hx);
+    cJSON_AddStringToObject(cs, "metadata", hx);
+    cJSON *tsum = cJSON_AddObjectToObject(cs, "tensors");
+    for (int i = 0; i < n; i++) {
+        hex64(dp_st_tensor_checksum(&t[i]), hx);
+        cJSON_AddStringToObject(tsum, t[i].name, hx);
+    }
+    char *s = cJSON_PrintUnformatted(cs);
+    cJSON_Delete(cs);
+    if (!s) abort();
+    char *out = dp_malloc(strlen(s) + 1);
+    strcpy(out, s);
+    cJSON_free(s);
+    return out;
+}
+
+int dp_st_verify_checksums(const dp_st_file *f, const char *path, dp_error *err) {
+    const char *v = dp_st_meta(f, DP_ST_KEY_CHECKSUMS);
+    if (!v) return 0;
+    cJSON *cs = cJSON_Parse(v);
+    int rc = -1;
+    const cJSON *alg = cJSON_GetObjectItemCaseSensitive(cs, "algorithm");
+    const cJSON *mh = cJSON_GetObjectItemCaseSensitive(cs, "metadata");
+    const cJSON *th = cJSON_GetObjectItemCaseSensitive(cs, "tensors");
+    if (!cs || !cJSON_IsString(alg) || strcmp(alg->valuestring, "fnv1a64") != 0 || !cJSON_IsString(mh) ||
+        !cJSON_IsObject(th)) {
+        dp_fail(err, "%s: metadata " DP_ST_KEY_CHECKSUMS " is malformed (corrupted?)", path);
+        goto out;
+    }
+    const int n = dp_st_count(f), nm = dp_st_meta_count(f);
+    const char **keys = dp_malloc(sizeof *keys * (size_t)(nm ? nm : 1));
+    const char **vals = dp_malloc(sizeof *vals * (size_t)(nm ? nm : 1));
+    for (int i = 0; i < nm; i++) keys[i] = dp_st_meta_at(f, i, &vals[i]);
+    char hx[17];
+    hex64(meta_hash(nm, keys, vals, NULL, f, n), hx);
+    free(keys);
+    free(vals);
+    if (strcmp(hx, mh->valuestring) != 0) {
+        dp_fail(err, "%s: metadata checksum mismatch (stored %.16s, computed %s): the header or metadata is corrupted",
+                path, mh->valuestring, hx);
+        goto out;
+    }
+    if (cJSON_GetArraySize(th) != n) {
+        dp_fail(err, "%s: the checksum table lists %d tensors but the file has %d (corrupted?)", path,
+                cJSON_GetArraySize(th), n);
+        goto out;
+    }
+    for (int i = 0; i < n; i++) {
+        const dp_st_tensor *t = dp_st_get(f, i);
+        const cJSON *e = cJSON_GetObjectItemCaseSensitive(th, t->name);
+        if (!cJSON_IsString(e)) {
+            dp_fail(err, "%s: tensor %s has no checksum (corrupted?)", path, t->name);
+            goto out;
+        }
+        hex64(dp_st_tensor_checksum(t), hx);
+        if (strcmp(hx, e->valuestring) != 0) {
+            dp_fail(err, "%s: tensor %s: checksum mismatch (stored %.16s, computed %s): its data is corrupted", path,
+                    t->name, e->valuestring, hx);
+            goto out;
+        }
+    }
+    rc = 1;
+out:
+    cJSON_Delete(cs);
     return rc;
 }
 

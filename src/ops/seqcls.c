@@ -2,6 +2,8 @@
  * hidden states, the DP-FP representation clip with its noise, and softmax cross-entropy over K
  * classes. The head's linear layer itself is linear_forward/backward. Layouts as in ops.h. */
 #include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
 
 #include "dpformer/model.h"
 #include "ops/ops.h"
@@ -92,6 +94,13 @@ void rep_clip_backward(real *dx, const real *drep, const real *x, const real *sc
 }
 
 void softmax_xent(real *loss, real *dz, const real *z, const int32_t *labels, const real *weight, int B, int K) {
+    if (!labels && B > 0) {
+        /* a classifier run on a next-item batch (targets, no labels): the callers check the model's task
+         * (n_classes) first; stop here with a message rather than read through a null pointer */
+        fprintf(stderr, "dpformer: internal error: the loss of a classification model needs labels (dp_batch.labels), "
+                        "and the batch has none (a next-item batch given to a classifier?)\n");
+        abort();
+    }
     for (int b = 0; b < B; b++) {
         const real *zb = z + (size_t)b * K;
         double mx = zb[0], sum = 0;

@@ -52,6 +52,67 @@ static int check_target(double target, double delta, double q, dp_error *err) {
     return 0;
 }
 
+/* The prior's ε above the target: a message naming it (only called with a non-empty prior, since an
+ * empty history has ε = 0). */
+static int prior_exceeds(const dp_history *prior, double eps, double target, double delta, dp_error *err) {
+    size_t n = prior ? prior->n : 0;
+    return dp_fail(err, "the earlier events (%zu event%s, %lld steps) alone already spend epsilon = %.4g > target %.4g "
+                        "at delta %g", n, n == 1 ? "" : "s", (long long)(prior ? dp_history_total_steps(prior) : 0),
+                   eps, target, delta);
+}
+
+/* What the RDP conversion costs on its own at δ as the RDP tends to 0 (the best ε any noise can reach
+ * with these orders). */
+static double rdp_conversion_floor(const dp_accounting_options *o, double delta, double *max_order) {
+    double def[DP_RDP_DEFAULT_N_ORDERS];
+    const double *orders = o->orders;
+    size_t n = o->n_orders;
+    if (!orders) n = dp_rdp_default_orders(def), orders = def;
+    double best = INFINITY;
+    *max_order = 0;
+    for (size_t i = 0; i < n; i++) {
+        double a = orders[i], e;
+        if (!(a > 1) || !isfinite(a)) continue;
+        if (a > *max_order) *max_order = a;
+        if (o->conversion == DP_CONVERSION_CLASSIC) e = -log(delta) / (a - 1);
+        else e = log1p(-1 / a) - (log(delta) + log(a)) / (a - 1);
+        if (e < best) best = e;
+    }
+    return best > 0 ? best : 0.0;
+}
+
+int dp_calibrate_feasible(double target, double delta, double q, int64_t steps, const dp_history *prior,
+                          const dp_accounting_options *o, dp_error *err) {
+    dp_accounting_options def;
+    if (!o) dp_accounting_default_options(&def), o = &def;
+    if (check_target(target, delta, q, err)) return -1;
+    if (steps < 0 || steps > DP_MAX_STEPS) return dp_fail(err, "steps must lie in [0, 2^53], got %lld", (long long)steps);
+    double eps;
+    /* The prior alone (σ → ∞ for the new run) is the best that any σ can do. */
+    if (eps_with_run(prior, q, 1.0, 0, delta, o, &eps, err)) return -1;
+    if (eps > target) return prior_exceeds(prior, eps, target, delta, err);
+    if (steps == 0) return 0;
+    if (eps_with_run(prior, q, DP_CALIBRATE_MAX_SIGMA, steps, delta, o, &eps, err)) return -1;
+    if (eps <= target) return 0;
+    char why[200] = "";
+    if (o->accountant == DP_ACCOUNTANT_PLD) {
+        if (!isfinite(eps))
+            snprintf(why, sizeof why, "; delta %g is not above the mass the PLD accountant truncates (at least %g), so "
+                                      "epsilon is infinite at any noise: raise delta", delta,
+                     0.5 * o->pld.tail_mass_truncation);
+    } else {
+        double amax, floor_eps = rdp_conversion_floor(o, delta, &amax);
+        if (floor_eps >= 0.5 * target)
+            snprintf(why, sizeof why, "; at this delta the conversion from RDP to (epsilon, delta) alone costs %.4g "
+                                      "with orders up to %g: raise delta, widen the orders or use the PLD accountant",
+                     floor_eps, amax);
+    }
+    return dp_fail(err, "no noise multiplier can meet target epsilon %.4g at delta %g over %lld step%s (sample rate "
+                        "%.4g) with the %s accountant: even sigma = %g gives epsilon %.4g%s", target, delta,
+                   (long long)steps, steps == 1 ? "" : "s", q, o->accountant == DP_ACCOUNTANT_PLD ? "PLD" : "RDP",
+                   DP_CALIBRATE_MAX_SIGMA, eps, why);
+}
+
 int dp_calibrate_sigma(double target, double delta, double q, int64_t steps, const dp_history *prior,
                        const dp_accounting_options *o, double *sigma_out, double *eps_out, dp_error *err) {
     dp_accounting_options def;
@@ -61,17 +122,16 @@ int dp_calibrate_sigma(double target, double delta, double q, int64_t steps, con
     if (!(o->sigma_tolerance >= 0) || !(o->epsilon_tolerance >= 0))
         return dp_fail(err, "calibration tolerances must be >= 0");
     double eps;
-    /* The prior alone (σ → ∞ for the new run) is the best that any σ can do. */
-    if (eps_with_run(prior, q, 1.0, 0, delta, o, &eps, err)) return -1;
-    if (eps > target)
-        return dp_fail(err, "the earlier events alone already spend epsilon = %.4g > target %.4g", eps, target);
+    if (dp_calibrate_feasible(target, delta, q, steps, prior, o, err)) return -1;
     double lo = 0, hi = 10, eps_hi = INFINITY;
     for (;;) {
         if (eps_with_run(prior, q, hi, steps, delta, o, &eps_hi, err)) return -1;
         if (eps_hi <= target) break;
         lo = hi;
         hi *= 2;
-        if (hi > 1e6) return dp_fail(err, "no noise multiplier up to 1e6 reaches epsilon %.4g", target);
+        /* not reached: dp_calibrate_feasible found ε <= target at DP_CALIBRATE_MAX_SIGMA = 10 · 2^16 */
+        if (hi > DP_CALIBRATE_MAX_SIGMA) return dp_fail(err, "no noise multiplier up to %g reaches epsilon %.4g",
+                                                        DP_CALIBRATE_MAX_SIGMA, target);
     }
     double stol = o->sigma_tolerance > 0 ? o->sigma_tolerance : 1e-12;
     while (hi - lo > stol * hi) {
@@ -95,8 +155,7 @@ int dp_max_steps(double target, double delta, double q, double sigma, const dp_h
     if (!(sigma > 0) || !isfinite(sigma)) return dp_fail(err, "noise multiplier must be a finite number > 0, got %g", sigma);
     double eps;
     if (eps_with_run(prior, q, sigma, 0, delta, o, &eps, err)) return -1;
-    if (eps > target)
-        return dp_fail(err, "the earlier events alone already spend epsilon = %.4g > target %.4g", eps, target);
+    if (eps > target) return prior_exceeds(prior, eps, target, delta, err);
     double eps_lo = eps;
     int64_t lo = 0, hi = 1; /* invariant: ε(lo) <= target; ε(hi) > target once found */
     for (;;) {

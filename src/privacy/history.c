@@ -93,6 +93,16 @@ static cJSON *raw_double(double v) {
     return cJSON_CreateRaw(buf);
 }
 
+/* The shortest of %.15g, %.16g, %.17g that reads back to the same double: exact, and 1e-06 stays 1e-06. */
+static cJSON *raw_double_short(double v) {
+    char buf[40];
+    for (int prec = 15; prec <= 17; prec++) {
+        snprintf(buf, sizeof buf, "%.*g", prec, v);
+        if (strtod(buf, NULL) == v) break;
+    }
+    return cJSON_CreateRaw(buf);
+}
+
 static cJSON *raw_int(int64_t v) {
     char buf[32];
     snprintf(buf, sizeof buf, "%lld", (long long)v);
@@ -158,8 +168,49 @@ static int event_from_cjson(const cJSON *o, size_t idx, dp_event *ev, dp_error *
     return 0;
 }
 
+static int cmp_str(const void *a, const void *b) {
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* cJSON keeps every member of an object, and a lookup returns the first one with the name: a key given
+ * twice would be read as its first value while other tools take the last. Refused everywhere in the
+ * document, naming the key and where it is (`where` describes `node`). */
+static int check_duplicate_keys(const cJSON *node, const char *where, dp_error *err) {
+    if (!cJSON_IsObject(node) && !cJSON_IsArray(node)) return 0;
+    size_t n = 0;
+    const cJSON *c;
+    for (c = node->child; c; c = c->next) n++;
+    if (cJSON_IsObject(node) && n > 1) {
+        const char **names = dp_malloc(n * sizeof *names);
+        size_t k = 0;
+        for (c = node->child; c; c = c->next) names[k++] = c->string ? c->string : "";
+        qsort(names, n, sizeof *names, cmp_str);
+        for (k = 1; k < n; k++)
+            if (strcmp(names[k - 1], names[k]) == 0) {
+                int rc = dp_fail(err, "privacy history: duplicate key \"%.64s\" in %s", names[k], where);
+                free(names);
+                return rc;
+            }
+        free(names);
+    }
+    size_t idx = 0;
+    for (c = node->child; c; c = c->next, idx++) {
+        char sub[160];
+        if (cJSON_IsArray(node)) {
+            /* an array element: the events are named as the other messages name them */
+            if (strcmp(where, "\"events\"") == 0) snprintf(sub, sizeof sub, "event %zu", idx);
+            else snprintf(sub, sizeof sub, "element %zu of %.100s", idx, where);
+        } else {
+            snprintf(sub, sizeof sub, "\"%.64s\"", c->string);
+        }
+        if (check_duplicate_keys(c, sub, err)) return -1;
+    }
+    return 0;
+}
+
 int dp_history_from_cjson(dp_history *h, const cJSON *root, dp_error *err) {
     if (!cJSON_IsObject(root)) return dp_fail(err, "privacy history: expected a JSON object");
+    if (check_duplicate_keys(root, "the top-level object", err)) return -1;
     const cJSON *fmt = cJSON_GetObjectItemCaseSensitive(root, "format");
     if (fmt && (!cJSON_IsString(fmt) || strcmp(fmt->valuestring, HISTORY_FORMAT) != 0))
         return dp_fail(err, "privacy history: \"format\" must be \"%s\"", HISTORY_FORMAT);
@@ -223,20 +274,11 @@ int dp_history_from_json(dp_history *h, const char *json, dp_error *err) {
 }
 
 int dp_history_save(const dp_history *h, const char *path, dp_error *err) {
-    char *s = dp_history_to_json(h);
-    if (!s) return dp_fail(err, "%s: out of memory formatting the privacy history", path);
-    FILE *f = fopen(path, "w");
-    if (!f) {
-        free(s);
-        return dp_fail(err, "%s: cannot write: %s", path, strerror(errno));
-    }
-    int ok = fputs(s, f) >= 0 && fputc('\n', f) != EOF;
-    ok = (fclose(f) == 0) && ok;
-    free(s);
-    return ok ? 0 : dp_fail(err, "%s: write failed", path);
+    return dp_ledger_save(h, NULL, path, err);
 }
 
-int dp_history_load(dp_history *h, const char *path, dp_error *err) {
+/* The file's text, NUL-terminated; a NUL inside is refused. */
+static int read_text(const char *path, char **out, dp_error *err) {
     FILE *f = fopen(path, "rb");
     if (!f) return dp_fail(err, "%s: cannot open: %s", path, strerror(errno));
     size_t cap = 4096, len = 0;
@@ -267,9 +309,233 @@ int dp_history_load(dp_history *h, const char *path, dp_error *err) {
         free(buf);
         return dp_fail(err, "%s: NUL byte at offset %zu (not a JSON text file)", path, at);
     }
+    *out = buf;
+    return 0;
+}
+
+int dp_history_load(dp_history *h, const char *path, dp_error *err) {
+    char *buf;
+    if (read_text(path, &buf, err)) return -1;
     dp_error e2;
     int rc = dp_history_from_json(h, buf, &e2);
     free(buf);
     if (rc) return dp_fail(err, "%s: %s", path, e2.msg);
+    return 0;
+}
+
+/* ---- the ledger ---- */
+
+void dp_ledger_init(dp_privacy_ledger *l) {
+    memset(l, 0, sizeof *l);
+    l->epsilon = l->delta = l->pld_interval = l->pld_tail = NAN;
+    l->accountant = l->conversion = l->selection_covered = -1;
+}
+
+void dp_ledger_free(dp_privacy_ledger *l) {
+    free(l->orders);
+    dp_ledger_init(l);
+}
+
+void dp_ledger_set_accounting(dp_privacy_ledger *l, const dp_accounting_options *o, double delta, double epsilon) {
+    dp_accounting_options def;
+    if (!o) dp_accounting_default_options(&def), o = &def;
+    free(l->orders);
+    l->orders = NULL;
+    l->n_orders = 0;
+    l->pld_interval = l->pld_tail = NAN;
+    l->conversion = -1;
+    l->accountant = (int)o->accountant;
+    if (o->accountant == DP_ACCOUNTANT_PLD) {
+        l->pld_interval = o->pld.value_discretization_interval;
+        l->pld_tail = o->pld.tail_mass_truncation;
+    } else {
+        l->conversion = (int)o->conversion;
+        if (o->orders && o->n_orders > 0) {
+            l->orders = dp_malloc(o->n_orders * sizeof *l->orders);
+            memcpy(l->orders, o->orders, o->n_orders * sizeof *l->orders);
+            l->n_orders = o->n_orders;
+        }
+    }
+    l->delta = delta;
+    l->epsilon = epsilon;
+}
+
+int dp_ledger_has_accounting(const dp_privacy_ledger *l) {
+    return l && isfinite(l->delta) && (l->accountant == DP_ACCOUNTANT_RDP || l->accountant == DP_ACCOUNTANT_PLD);
+}
+
+static void add_text(cJSON *o, const char *key, const char *v) {
+    if (v && v[0]) cJSON_AddStringToObject(o, key, v);
+}
+
+cJSON *dp_ledger_to_cjson(const dp_history *h, const dp_privacy_ledger *l) {
+    cJSON *root = dp_history_to_cjson(h);
+    if (!l) return root;
+    /* The ledger's fields go before the events, so that a reader sees them first. */
+    cJSON *events = cJSON_DetachItemFromObjectCaseSensitive(root, "events");
+    add_text(root, "command", l->command);
+    add_text(root, "mechanism", l->mechanism);
+    add_text(root, "privacy_unit", l->privacy_unit);
+    if (l->epsilon == INFINITY) cJSON_AddNullToObject(root, "epsilon"); /* no guarantee */
+    else if (isfinite(l->epsilon)) cJSON_AddItemToObject(root, "epsilon", raw_double_short(l->epsilon));
+    if (isfinite(l->delta)) cJSON_AddItemToObject(root, "delta", raw_double_short(l->delta));
+    if (l->accountant == DP_ACCOUNTANT_RDP || l->accountant == DP_ACCOUNTANT_PLD)
+        cJSON_AddStringToObject(root, "accountant", l->accountant == DP_ACCOUNTANT_PLD ? "pld" : "rdp");
+    if (l->accountant == DP_ACCOUNTANT_RDP) {
+        if (l->conversion >= 0)
+            cJSON_AddStringToObject(root, "rdp_conversion", l->conversion == DP_CONVERSION_CLASSIC ? "classic" : "improved");
+        if (l->orders && l->n_orders) {
+            cJSON *a = cJSON_AddArrayToObject(root, "rdp_orders");
+            for (size_t i = 0; i < l->n_orders; i++) cJSON_AddItemToArray(a, raw_double_short(l->orders[i]));
+        } else {
+            cJSON_AddStringToObject(root, "rdp_orders", "default");
+        }
+    }
+    if (isfinite(l->pld_interval)) cJSON_AddItemToObject(root, "pld_interval", raw_double_short(l->pld_interval));
+    if (isfinite(l->pld_tail)) cJSON_AddItemToObject(root, "pld_tail_mass", raw_double_short(l->pld_tail));
+    add_text(root, "epsilon_covers", l->epsilon_covers);
+    add_text(root, "model_selection", l->model_selection);
+    if (l->selection_covered >= 0) cJSON_AddBoolToObject(root, "selection_covered", l->selection_covered);
+    add_text(root, "warning", l->warning);
+    cJSON_AddItemToObject(root, "events", events);
+    return root;
+}
+
+static int ledger_text(const cJSON *o, const char *key, char *dst, size_t cap, dp_error *err) {
+    const cJSON *it = cJSON_GetObjectItemCaseSensitive(o, key);
+    if (!it) return 0;
+    if (!cJSON_IsString(it)) return dp_fail(err, "privacy history: \"%s\" must be a string", key);
+    snprintf(dst, cap, "%s", it->valuestring);
+    return 0;
+}
+
+/* A number field: absent leaves *v; lo < v < hi (open; hi NAN: no upper bound). */
+static int ledger_number(const cJSON *o, const char *key, double lo, double hi, double *v, dp_error *err) {
+    const cJSON *it = cJSON_GetObjectItemCaseSensitive(o, key);
+    if (!it) return 0;
+    if (!cJSON_IsNumber(it) || !isfinite(it->valuedouble) || !(it->valuedouble > lo) ||
+        !(isnan(hi) || it->valuedouble < hi)) {
+        char range[64];
+        if (isnan(hi)) snprintf(range, sizeof range, "a finite number > %g", lo);
+        else snprintf(range, sizeof range, "a number in (%g, %g)", lo, hi);
+        if (cJSON_IsNumber(it))
+            return dp_fail(err, "privacy history: \"%s\" must be %s, got %.17g", key, range, it->valuedouble);
+        return dp_fail(err, "privacy history: \"%s\" must be %s", key, range);
+    }
+    *v = it->valuedouble;
+    return 0;
+}
+
+int dp_ledger_from_cjson(dp_privacy_ledger *out, const cJSON *root, dp_error *err) {
+    if (!cJSON_IsObject(root)) return dp_fail(err, "privacy history: expected a JSON object");
+    if (check_duplicate_keys(root, "the top-level object", err)) return -1;
+    dp_privacy_ledger l;
+    dp_ledger_init(&l);
+    int rc = 0;
+    const cJSON *it = cJSON_GetObjectItemCaseSensitive(root, "epsilon");
+    if (it) {
+        if (cJSON_IsNull(it)) l.epsilon = INFINITY;
+        else if (cJSON_IsNumber(it) && it->valuedouble >= 0 && isfinite(it->valuedouble)) l.epsilon = it->valuedouble;
+        else rc = dp_fail(err, "privacy history: \"epsilon\" must be a number >= 0 or null (no guarantee)");
+    }
+    if (!rc) rc = ledger_number(root, "delta", 0, 1, &l.delta, err);
+    if (!rc && (it = cJSON_GetObjectItemCaseSensitive(root, "accountant"))) {
+        if (cJSON_IsString(it) && strcmp(it->valuestring, "rdp") == 0) l.accountant = DP_ACCOUNTANT_RDP;
+        else if (cJSON_IsString(it) && strcmp(it->valuestring, "pld") == 0) l.accountant = DP_ACCOUNTANT_PLD;
+        else rc = dp_fail(err, "privacy history: \"accountant\" must be \"rdp\" or \"pld\"");
+    }
+    if (!rc && (it = cJSON_GetObjectItemCaseSensitive(root, "rdp_conversion"))) {
+        if (cJSON_IsString(it) && strcmp(it->valuestring, "improved") == 0) l.conversion = DP_CONVERSION_IMPROVED;
+        else if (cJSON_IsString(it) && strcmp(it->valuestring, "classic") == 0) l.conversion = DP_CONVERSION_CLASSIC;
+        else rc = dp_fail(err, "privacy history: \"rdp_conversion\" must be \"improved\" or \"classic\"");
+    }
+    if (!rc && (it = cJSON_GetObjectItemCaseSensitive(root, "rdp_orders"))) {
+        if (cJSON_IsString(it) && strcmp(it->valuestring, "default") == 0) {
+            /* the default grid: orders stay NULL */
+        } else if (cJSON_IsArray(it) && cJSON_GetArraySize(it) > 0 && cJSON_GetArraySize(it) <= 100000) {
+            size_t n = (size_t)cJSON_GetArraySize(it), k = 0;
+            l.orders = dp_malloc(n * sizeof *l.orders);
+            const cJSON *x;
+            cJSON_ArrayForEach(x, it) {
+                if (!cJSON_IsNumber(x) || !isfinite(x->valuedouble) || !(x->valuedouble > 1)) {
+                    rc = dp_fail(err, "privacy history: \"rdp_orders\": element %zu must be a finite number > 1", k);
+                    break;
+                }
+                l.orders[k++] = x->valuedouble;
+            }
+            l.n_orders = k;
+        } else {
+            rc = dp_fail(err, "privacy history: \"rdp_orders\" must be \"default\" or an array of 1 to 100000 orders");
+        }
+    }
+    if (!rc) rc = ledger_number(root, "pld_interval", 0, NAN, &l.pld_interval, err);
+    if (!rc) rc = ledger_number(root, "pld_tail_mass", 0, 1e-3, &l.pld_tail, err);
+    if (!rc) rc = ledger_text(root, "command", l.command, sizeof l.command, err);
+    if (!rc) rc = ledger_text(root, "mechanism", l.mechanism, sizeof l.mechanism, err);
+    if (!rc) rc = ledger_text(root, "privacy_unit", l.privacy_unit, sizeof l.privacy_unit, err);
+    if (!rc) rc = ledger_text(root, "epsilon_covers", l.epsilon_covers, sizeof l.epsilon_covers, err);
+    if (!rc) rc = ledger_text(root, "model_selection", l.model_selection, sizeof l.model_selection, err);
+    if (!rc) rc = ledger_text(root, "warning", l.warning, sizeof l.warning, err);
+    if (!rc && (it = cJSON_GetObjectItemCaseSensitive(root, "selection_covered"))) {
+        if (cJSON_IsBool(it)) l.selection_covered = cJSON_IsTrue(it);
+        else rc = dp_fail(err, "privacy history: \"selection_covered\" must be true or false");
+    }
+    if (rc) {
+        dp_ledger_free(&l);
+        return -1;
+    }
+    dp_ledger_free(out);
+    *out = l;
+    return 0;
+}
+
+int dp_ledger_save(const dp_history *h, const dp_privacy_ledger *l, const char *path, dp_error *err) {
+    cJSON *root = dp_ledger_to_cjson(h, l);
+    char *s = root ? cJSON_Print(root) : NULL;
+    cJSON_Delete(root);
+    if (!s) return dp_fail(err, "%s: out of memory formatting the privacy history", path ? path : "");
+    size_t n = strlen(s);
+    char *text = dp_malloc(n + 2);
+    memcpy(text, s, n);
+    text[n] = '\n';
+    text[n + 1] = 0;
+    free(s);
+    /* atomic (src/core): a failed write leaves an existing file as it was */
+    int rc = dp_write_file_atomic(path, text, n + 1, err);
+    free(text);
+    return rc;
+}
+
+int dp_ledger_load(dp_history *h, dp_privacy_ledger *l, const char *path, dp_error *err) {
+    char *buf;
+    if (read_text(path, &buf, err)) return -1;
+    const char *end = NULL;
+    cJSON *root = cJSON_ParseWithOpts(buf, &end, 0);
+    dp_error e2;
+    int rc = 0;
+    if (!root) {
+        const char *at = cJSON_GetErrorPtr();
+        rc = dp_fail(&e2, "privacy history: invalid JSON near '%.20s'", at ? at : "");
+    } else {
+        end += strspn(end, " \t\r\n");
+        if (*end) rc = dp_fail(&e2, "privacy history: unexpected text after the JSON object near '%.20s'", end);
+    }
+    dp_history th;
+    dp_history_init(&th);
+    dp_privacy_ledger tl;
+    dp_ledger_init(&tl);
+    if (!rc) rc = dp_history_from_cjson(&th, root, &e2);
+    if (!rc) rc = dp_ledger_from_cjson(&tl, root, &e2);
+    cJSON_Delete(root);
+    free(buf);
+    if (rc) {
+        dp_history_free(&th);
+        dp_ledger_free(&tl);
+        return dp_fail(err, "%s: %s", path, e2.msg);
+    }
+    dp_history_free(h);
+    *h = th;
+    dp_ledger_free(l);
+    *l = tl;
     return 0;
 }

@@ -102,12 +102,26 @@ static void cell_mass(int dir, double q, boundary lo, boundary hi, double *pm, d
     else *pm = m0, *qm = mix;
 }
 
-static void build_step(int dir, double q, double s, double h, double tau, step_pmf *out) {
-    /* Outside x in [−σz, 1 + σz] the P-mass is at most tau (either Gaussian component). */
+/* The loss range [lmin, lmax] that one step's grid covers: outside x in [−σz, 1 + σz] the P-mass is at
+ * most tau (either Gaussian component). */
+static void step_range(int dir, double q, double s, double tau, double *lmin, double *lmax) {
     double z = pm_norm_isf(tau);
     double la = loss_remove(q, s, -s * z), lb = loss_remove(q, s, 1 + s * z);
     if (dir == 1) la = -la, lb = -lb;
-    double lmin = fmin(la, lb), lmax = fmax(la, lb);
+    *lmin = fmin(la, lb);
+    *lmax = fmax(la, lb);
+}
+
+/* Grid points of one step at interval h (as a double: it may not fit any integer type). */
+static double step_points(double lmin, double lmax, double h) {
+    double jb = floor(lmin / h), jt = ceil(lmax / h);
+    if (jt <= jb) jt = jb + 1;
+    return jt - jb + 1;
+}
+
+static void build_step(int dir, double q, double s, double h, double tau, step_pmf *out) {
+    double lmin, lmax;
+    step_range(dir, q, s, tau, &lmin, &lmax);
     int64_t jb = (int64_t)floor(lmin / h), jt = (int64_t)ceil(lmax / h);
     if (jt <= jb) jt = jb + 1;
     size_t n = (size_t)(jt - jb + 1);
@@ -184,26 +198,53 @@ typedef struct {
     double extra; /* infinite-loss mass + wrap-around bound */
 } composed;
 
-/* Returns 0 on success, 1 if the window needs more than max_grid points at this h. */
-static int compose_direction(const dp_history *hist, int dir, double h, const dp_pld_params *prm, composed *out) {
+/* The per-step tail budget of event e: half of the budget, spread over every step of every event. */
+static double step_tau(const dp_history *hist, const dp_event *ev, double tau) {
     size_t n_active = 0;
     for (size_t e = 0; e < hist->n; e++) n_active += hist->events[e].steps > 0;
-    double tau = prm->tail_mass_truncation;
-    step_pmf *st = dp_calloc(n_active ? n_active : 1, sizeof *st);
-    size_t ns = 0;
-    double log_keep = 0; /* log of the probability that no step lands at infinite loss */
+    return 0.5 * tau / ((double)n_active * (double)ev->steps);
+}
+
+/* The largest single-step grid (points at interval h) over the events, in one direction (-1: both). */
+static double max_step_points(const dp_history *hist, int dir, double h, double tau, double *max_width) {
+    double pts = 0, w = 0;
     for (size_t e = 0; e < hist->n; e++) {
         const dp_event *ev = &hist->events[e];
         if (ev->steps == 0) continue;
         double q = ev->type == DP_EVENT_GAUSSIAN ? 1.0 : ev->sample_rate;
-        /* Half of the budget for the per-step tails, spread over every step of every event. */
-        build_step(dir, q, ev->noise_multiplier, h, 0.5 * tau / ((double)n_active * (double)ev->steps), &st[ns]);
+        for (int d = 0; d < 2; d++) {
+            if (dir >= 0 && d != dir) continue;
+            double lmin, lmax;
+            step_range(d, q, ev->noise_multiplier, step_tau(hist, ev, tau), &lmin, &lmax);
+            double p = step_points(lmin, lmax, h);
+            if (!(p <= pts)) pts = p; /* NaN or larger */
+            if (!(lmax - lmin <= w)) w = lmax - lmin;
+        }
+    }
+    if (max_width) *max_width = w;
+    return pts;
+}
+
+/* Every event's one-step distribution in direction dir at interval h (st has one slot per event with
+ * steps > 0); *log_keep = log of the probability that no step lands at infinite loss. */
+static size_t build_steps(const dp_history *hist, int dir, double h, double tau, step_pmf *st, double *log_keep) {
+    size_t ns = 0;
+    *log_keep = 0;
+    for (size_t e = 0; e < hist->n; e++) {
+        const dp_event *ev = &hist->events[e];
+        if (ev->steps == 0) continue;
+        double q = ev->type == DP_EVENT_GAUSSIAN ? 1.0 : ev->sample_rate;
+        build_step(dir, q, ev->noise_multiplier, h, step_tau(hist, ev, tau), &st[ns]);
         st[ns].steps = ev->steps;
-        log_keep += (double)ev->steps * log1p(-st[ns].p_inf);
+        *log_keep += (double)ev->steps * log1p(-st[ns].p_inf);
         ns++;
     }
-    /* Chernoff: P(S >= s) <= exp(K(λ) − λ s), P(S <= s) <= exp(K(−λ) + λ s); each side gets a quarter of the
-     * budget. The λ grid spans the useful range for loss spreads from 1e-4 to 1e4. */
+    return ns;
+}
+
+/* Chernoff: P(S >= s) <= exp(K(λ) − λ s), P(S <= s) <= exp(K(−λ) + λ s); each side gets a quarter of the
+ * budget. The λ grid spans the useful range for loss spreads from 1e-4 to 1e4. */
+static void chernoff_window(const step_pmf *st, size_t ns, double h, double tau, double *s_lo_out, double *s_hi_out) {
     double lt = log(0.25 * tau), s_hi = INFINITY, s_lo = -INFINITY;
     for (double lam = 1e-4; lam <= 1e5; lam *= 1.4) {
         double kp = 0, km = 0;
@@ -215,6 +256,23 @@ static int compose_direction(const dp_history *hist, int dir, double h, const dp
         if (hi < s_hi) s_hi = hi;
         if (lo > s_lo) s_lo = lo;
     }
+    *s_lo_out = s_lo;
+    *s_hi_out = s_hi;
+}
+
+/* Returns 0 on success, 1 if the window needs more than max_grid points at this h. */
+static int compose_direction(const dp_history *hist, int dir, double h, const dp_pld_params *prm, composed *out) {
+    size_t n_active = 0;
+    for (size_t e = 0; e < hist->n; e++) n_active += hist->events[e].steps > 0;
+    double tau = prm->tail_mass_truncation;
+    /* One step's grid alone must fit: checked before anything is allocated (a tiny interval would
+     * otherwise ask for trillions of points here). */
+    if (!(max_step_points(hist, dir, h, tau, NULL) <= (double)prm->max_grid)) return 1;
+    step_pmf *st = dp_calloc(n_active ? n_active : 1, sizeof *st);
+    double log_keep;
+    size_t ns = build_steps(hist, dir, h, tau, st, &log_keep);
+    double s_lo, s_hi;
+    chernoff_window(st, ns, h, tau, &s_lo, &s_hi);
     int rc = 0;
     double span = (s_hi - s_lo) / h + 3;
     if (!(span < (double)prm->max_grid) || !isfinite(s_lo / h) || fabs(s_hi / h) > 1e15) {
@@ -326,8 +384,22 @@ static int pld_run(const dp_history *hist, const dp_pld_params *prm_in, int want
     out->interval_used = h;
     if (dp_history_total_steps(hist) == 0) return 0; /* nothing released: ε = 0, δ = 0 */
     composed c[2];
-    int tries;
-    for (tries = 0; tries <= PLD_MAX_COARSENINGS; tries++, h *= 2) {
+    int tries = 0;
+    /* Skip the intervals that clearly cannot fit (estimated grid more than 1.25 times the limit): each
+     * failed try builds every step's distribution, which at a tiny interval takes long. */
+    dp_pld_estimate_result est;
+    if (dp_pld_estimate(hist, &prm, &est, NULL) == 0) {
+        while (tries < PLD_MAX_COARSENINGS &&
+               (est.points > 1.25 * (double)prm.max_grid || est.step_points > (double)prm.max_grid)) {
+            tries++, h *= 2;
+            est.points /= 2, est.step_points /= 2;
+        }
+        if (est.points > 1.25 * (double)prm.max_grid || est.step_points > (double)prm.max_grid)
+            return dp_fail(err, "PLD: the composed loss distribution is too wide even at interval %g (about %.3g grid "
+                                "points, the limit is %zu); use the RDP accountant for this history", h,
+                           fmax(est.points, est.step_points), prm.max_grid);
+    }
+    for (; tries <= PLD_MAX_COARSENINGS; tries++, h *= 2) {
         if (compose_direction(hist, 0, h, &prm, &c[0])) continue;
         if (compose_direction(hist, 1, h, &prm, &c[1])) {
             fftw_free(c[0].p);
@@ -349,6 +421,56 @@ static int pld_run(const dp_history *hist, const dp_pld_params *prm_in, int want
     }
     if (want_eps) out->epsilon = best > 0 ? best : 0.0;
     else out->delta = best;
+    return 0;
+}
+
+/* Points of the composed window measured on a grid coarse enough to be cheap (at most ~4096 points per
+ * step) and scaled to h: the window is a range of losses that hardly depends on the interval. */
+#define PLD_ESTIMATE_STEP_POINTS 4096.0
+
+int dp_pld_estimate(const dp_history *hist, const dp_pld_params *prm_in, dp_pld_estimate_result *out, dp_error *err) {
+    dp_pld_params prm;
+    if (prm_in) prm = *prm_in;
+    else dp_pld_default_params(&prm);
+    memset(out, 0, sizeof *out);
+    double h = prm.value_discretization_interval, tau = prm.tail_mass_truncation;
+    if (!(h > 0) || !isfinite(h))
+        return dp_fail(err, "PLD: discretisation interval must be a finite number > 0, got %g", h);
+    if (!(tau > 0 && tau < 1e-3))
+        return dp_fail(err, "PLD: tail mass truncation must lie in (0, 1e-3), got %g", tau);
+    for (size_t e = 0; e < hist->n; e++)
+        if (dp_event_check(&hist->events[e], err)) return -1;
+    out->min_interval = h;
+    if (dp_history_total_steps(hist) == 0) return 0;
+    size_t n_active = 0;
+    for (size_t e = 0; e < hist->n; e++) n_active += hist->events[e].steps > 0;
+    double width;
+    out->step_points = max_step_points(hist, -1, h, tau, &width);
+    double atoms = 0; /* every event's step distribution at h, held during the composition */
+    for (size_t e = 0; e < hist->n; e++) {
+        const dp_event *ev = &hist->events[e];
+        if (ev->steps == 0) continue;
+        double q = ev->type == DP_EVENT_GAUSSIAN ? 1.0 : ev->sample_rate, lmin, lmax;
+        step_range(0, q, ev->noise_multiplier, step_tau(hist, ev, tau), &lmin, &lmax);
+        atoms += step_points(lmin, lmax, h);
+    }
+    double hc = fmax(h, width / PLD_ESTIMATE_STEP_POINTS), span = 0;
+    step_pmf *st = dp_calloc(n_active, sizeof *st);
+    for (int dir = 0; dir < 2; dir++) {
+        double log_keep, s_lo, s_hi;
+        size_t ns = build_steps(hist, dir, hc, tau, st, &log_keep);
+        chernoff_window(st, ns, hc, tau, &s_lo, &s_hi);
+        for (size_t i = 0; i < ns; i++) free(st[i].p);
+        if (!(s_hi - s_lo <= span)) span = s_hi - s_lo;
+    }
+    free(st);
+    out->points = span / h + 3;
+    if (out->points < out->step_points) out->points = out->step_points;
+    /* peak: the first direction's composed window kept while the second one is computed (two arrays of
+     * the FFT length), and the step distributions */
+    out->bytes = 8.0 * (3.0 * (out->points + 2) + atoms);
+    double need = fmax(out->points, out->step_points) / (double)prm.max_grid;
+    out->min_interval = need > 1 ? h * need * 1.02 : h;
     return 0;
 }
 

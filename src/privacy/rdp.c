@@ -194,6 +194,10 @@ int dp_rdp_epsilon(const dp_history *h, const double *orders, size_t n, double d
     double *rdp = dp_malloc((n ? n : 1) * sizeof *rdp);
     int rc = dp_rdp_compute(h, orders, n, rdp, err);
     if (!rc) rc = dp_rdp_to_epsilon(orders, rdp, n, delta, conv, out, err);
+    /* Nothing released: ε = 0 at any δ. The conversion alone would not say so when δ² underflows
+     * (δ below ~1e-154: its (0, δ) test compares δ² = 0 with the RDP) or with the classic conversion,
+     * and report the conversion's cost (11.06 at δ = 1e-300) as if something had been spent. */
+    if (!rc && dp_history_total_steps(h) == 0) out->epsilon = 0.0;
     free(rdp);
     return rc;
 }

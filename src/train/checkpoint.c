@@ -7,6 +7,7 @@
  * parameters, the training order), the rest is JSON text in the metadata. Doubles in that JSON are
  * printed with 17 significant digits so that they read back bit for bit. */
 #define _POSIX_C_SOURCE 200809L
+#define _XOPEN_SOURCE 700 /* realpath */
 #include <cjson/cJSON.h>
 #include <dirent.h>
 #include <errno.h>
@@ -23,7 +24,7 @@
 #define CKPT_SUFFIX ".safetensors"
 #define REAL_DTYPE (sizeof(dp_real) == 4 ? "F32" : "F64")
 #define NAME_CAP 160
-#define KEY_CHECKSUMS "dpformer.checksums"
+#define KEY_CHECKSUMS DP_ST_KEY_CHECKSUMS
 #define TENSOR_ITEM_FREQ "reattention.item_freq"
 
 /* The tensor sets of a checkpoint, each with one tensor per model parameter tensor. */
@@ -38,15 +39,6 @@ static const char *set_prefix(int set, dp_optimizer_kind kind) {
     }
 }
 
-uint64_t dp_fnv1a64(const void *data, size_t n, uint64_t h) {
-    const unsigned char *p = data;
-    for (size_t i = 0; i < n; i++) {
-        h ^= p[i];
-        h *= 0x100000001b3ull;
-    }
-    return h;
-}
-
 uint64_t dp_dataset_fingerprint(const dp_dataset *ds) {
     int64_t sizes[3] = {ds->n_users, ds->n_items, ds->n_interactions};
     uint64_t h = dp_fnv1a64(sizes, sizeof sizes, DP_FNV1A64_INIT);
@@ -57,33 +49,8 @@ uint64_t dp_dataset_fingerprint(const dp_dataset *ds) {
 
 static void hex64(uint64_t v, char out[17]) { snprintf(out, 17, "%016llx", (unsigned long long)v); }
 
-/* The metadata checksum covers every metadata pair but the checksums themselves (key NUL value NUL,
- * in file order) and the tensor table (name NUL dtype NUL dims as "d0,d1," NUL, in file order), so
- * that a change of a shape or a dtype in the header is caught even where the structure stays valid. */
-static uint64_t meta_hash(int n_meta, const char *const *keys, const char *const *vals, const dp_st_tensor *const *t,
-                          int n) {
-    uint64_t h = DP_FNV1A64_INIT;
-    for (int i = 0; i < n_meta; i++) {
-        if (strcmp(keys[i], KEY_CHECKSUMS) == 0) continue;
-        h = dp_fnv1a64(keys[i], strlen(keys[i]) + 1, h);
-        h = dp_fnv1a64(vals[i], strlen(vals[i]) + 1, h);
-    }
-    for (int i = 0; i < n; i++) {
-        h = dp_fnv1a64(t[i]->name, strlen(t[i]->name) + 1, h);
-        h = dp_fnv1a64(t[i]->dtype, strlen(t[i]->dtype) + 1, h);
-        for (int d = 0; d < t[i]->ndim; d++) {
-            char b[32];
-            int len = snprintf(b, sizeof b, "%lld,", (long long)t[i]->shape[d]);
-            h = dp_fnv1a64(b, (size_t)len, h);
-        }
-        h = dp_fnv1a64("", 1, h);
-    }
-    return h;
-}
-
-static uint64_t tensor_hash(const dp_st_tensor *t) {
-    return dp_fnv1a64(t->data, (size_t)dp_st_numel(t) * dp_st_dtype_size(t->dtype), DP_FNV1A64_INIT);
-}
+/* The checksums (metadata dpformer.checksums) are computed and verified by safetensors.c
+ * (dp_st_checksums_json, dp_st_verify_checksums), the same for checkpoints and model files. */
 
 /* ------------------------------------------------------------------------------------------------ */
 /* JSON helpers                                                                                     */
@@ -502,6 +469,46 @@ static char *print_and_free(cJSON *o) {
     return s;
 }
 
+/* The same folder (the same device and inode), however it is spelled. */
+static int same_dir(const char *a, const char *b) {
+    struct stat sa, sb;
+    return stat(a, &sa) == 0 && stat(b, &sb) == 0 && sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+}
+
+/* The folder that holds dir ("runs/x" for "runs/x/checkpoints/"), as a malloc'd string: by name when
+ * dir ends in a plain name, else through its real path; NULL if it cannot be resolved. */
+static char *parent_of(const char *dir) {
+    size_t n = strlen(dir);
+    while (n > 1 && dir[n - 1] == '/') n--;
+    const char *end = dir + n, *slash = NULL;
+    for (const char *p = dir; p < end; p++)
+        if (*p == '/') slash = p;
+    const char *base = slash ? slash + 1 : dir;
+    size_t blen = (size_t)(end - base);
+    if (blen > 0 && !(blen == 1 && base[0] == '.') && !(blen == 2 && base[0] == '.' && base[1] == '.')) {
+        size_t len = !slash ? 1 : slash == dir ? 1 : (size_t)(slash - dir);
+        char *p = dp_malloc(len + 1);
+        if (!slash) p[0] = '.';
+        else memcpy(p, dir, len);
+        p[len] = 0;
+        return p;
+    }
+    char *real = realpath(dir, NULL);
+    if (!real) return NULL;
+    char *slash2 = strrchr(real, '/');
+    if (slash2 == real) slash2[1] = 0; /* "/x": "/" */
+    else if (slash2) *slash2 = 0;
+    return real;
+}
+
+/* dir is the folder `parent`/<name> (compared as folders: device and inode). */
+static int is_parent_of(const char *parent, const char *dir) {
+    char *p = parent_of(dir);
+    int same = p && same_dir(p, parent);
+    free(p);
+    return same;
+}
+
 int dp_ckpt_write(const char *dir, const dp_ckpt_source *s, char *path, size_t path_cap, dp_error *err) {
     const dp_train_config *cfg = s->cfg;
     const int nt = dp_model_num_tensors(s->m);
@@ -560,8 +567,20 @@ int dp_ckpt_write(const char *dir, const dp_ckpt_source *s, char *path, size_t p
     t[n].shape[0] = s->n_train;
     n++;
 
+    /* where the run's outputs are relative to this folder, so that a resume of a copied or moved
+     * run folder writes into the copy (dpformer.train_config "layout") */
+    if (dp_mkdir_p(dir, err)) goto out;
     jw w = {NULL};
-    jcfg = print_and_free(config_to_json(&w, cfg));
+    cJSON *jc = config_to_json(&w, cfg);
+    cJSON *lay = cJSON_AddObjectToObject(jc, "layout");
+    char *real_dir = realpath(dir, NULL);
+    jstr(lay, "checkpoint_dir", real_dir);
+    jbool(lay, "out_dir_is_parent", cfg->out_dir && is_parent_of(cfg->out_dir, dir));
+    free(real_dir);
+    real_dir = cfg->out_dir ? realpath(cfg->out_dir, NULL) : NULL;
+    jstr(lay, "out_dir", real_dir);
+    free(real_dir);
+    jcfg = print_and_free(jc);
     jpg = print_and_free(progress_to_json(&w, s->pg));
     if (w.bad) {
         dp_fail(err, "%s: refusing to write a checkpoint at step %lld: \"%s\" is not finite", dir, (long long)s->pg->step,
@@ -598,23 +617,9 @@ int dp_ckpt_write(const char *dir, const dp_ckpt_source *s, char *path, size_t p
         keys[nm] = "dpformer.privacy_history", vals[nm++] = jhist;
     }
     /* checksums last: over everything above and over each tensor */
-    const dp_st_tensor **tp = dp_malloc(sizeof *tp * (size_t)n);
-    for (int i = 0; i < n; i++) tp[i] = &t[i];
-    cJSON *cs = cJSON_CreateObject();
-    jstr(cs, "algorithm", "fnv1a64");
-    char hx[17];
-    hex64(meta_hash(nm, keys, vals, tp, n), hx);
-    jstr(cs, "metadata", hx);
-    cJSON *tsum = cJSON_AddObjectToObject(cs, "tensors");
-    for (int i = 0; i < n; i++) {
-        hex64(tensor_hash(&t[i]), hx);
-        jstr(tsum, t[i].name, hx);
-    }
-    free(tp);
-    jsum = print_and_free(cs);
+    jsum = dp_st_checksums_json(t, n, keys, vals, nm);
     keys[nm] = KEY_CHECKSUMS, vals[nm++] = jsum;
 
-    if (dp_mkdir_p(dir, err)) goto out;
     snprintf(path, path_cap, "%s/" CKPT_PREFIX "%012lld" CKPT_SUFFIX, dir, (long long)s->pg->step);
     if (dp_safetensors_write(path, t, n, keys, vals, nm, err)) goto out;
     /* Only now, with the new file durable, may older ones go. */
@@ -626,7 +631,7 @@ out:
     cJSON_free(jpg);
     cJSON_free(jds);
     cJSON_free(jhist);
-    cJSON_free(jsum);
+    free(jsum);
     free(names);
     free(t);
     for (int k = 0; k < 3; k++) free(host[k]);
@@ -650,12 +655,14 @@ struct dp_checkpoint {
     int n_metrics;
     const char **metrics;
     const double *item_freq; /* Re-Attention's frequencies [n_items + 1] (in f), or NULL */
+    char *out_dir;           /* where a resumed run writes its outputs (derive_out_dir), or NULL */
 };
 
 void dp_checkpoint_free(dp_checkpoint *c) {
     if (!c) return;
     free(c->path);
     free(c->dir);
+    free(c->out_dir);
     dp_st_close(c->f);
     cJSON_Delete(c->jcfg);
     cJSON_Delete(c->jpg);
@@ -683,6 +690,38 @@ static char *dir_of(const char *path) {
     return d;
 }
 
+/* The output folder of a run resumed from c, as the checkpoint folder is now (not as it was when the
+ * run started: the run folder may have been copied or moved): with the default layout (the
+ * checkpoints in OUT/checkpoints) the folder holding c's folder; with another checkpoint folder, the
+ * run's output folder if the checkpoints are still where they were written, else unknown (NULL).
+ * Checkpoints written before the layout was recorded: the default layout when the folder is called
+ * "checkpoints", else the saved output folder. */
+static void derive_out_dir(dp_checkpoint *c) {
+    const cJSON *lay = cJSON_GetObjectItemCaseSensitive(c->jcfg, "layout");
+    const cJSON *par = cJSON_GetObjectItemCaseSensitive(lay, "out_dir_is_parent");
+    if (cJSON_IsTrue(par)) {
+        c->out_dir = parent_of(c->dir);
+        return;
+    }
+    if (cJSON_IsBool(par)) {
+        const cJSON *cd = cJSON_GetObjectItemCaseSensitive(lay, "checkpoint_dir");
+        const cJSON *od = cJSON_GetObjectItemCaseSensitive(lay, "out_dir");
+        char *real = realpath(c->dir, NULL);
+        int stayed = real && cJSON_IsString(cd) && strcmp(real, cd->valuestring) == 0;
+        free(real);
+        if (stayed && cJSON_IsString(od)) c->out_dir = dup_str(od->valuestring);
+        else if (stayed && c->cfg.out_dir) c->out_dir = dup_str(c->cfg.out_dir);
+        return;
+    }
+    size_t n = strlen(c->dir);
+    while (n > 1 && c->dir[n - 1] == '/') n--;
+    const size_t k = strlen("checkpoints");
+    if (n >= k && strncmp(c->dir + n - k, "checkpoints", k) == 0 && (n == k || c->dir[n - k - 1] == '/'))
+        c->out_dir = parent_of(c->dir);
+    else if (c->cfg.out_dir)
+        c->out_dir = dup_str(c->cfg.out_dir);
+}
+
 static cJSON *parse_meta(const dp_checkpoint *c, const char *key, int required, dp_error *err, int *bad) {
     const char *v = dp_st_meta(c->f, key);
     if (!v) {
@@ -701,57 +740,9 @@ static cJSON *parse_meta(const dp_checkpoint *c, const char *key, int required, 
 }
 
 static int verify_checksums(dp_checkpoint *c, dp_error *err) {
-    const char *v = dp_st_meta(c->f, KEY_CHECKSUMS);
-    if (!v) return dp_fail(err, "%s: metadata %s is missing (not a complete checkpoint)", c->path, KEY_CHECKSUMS);
-    cJSON *cs = cJSON_Parse(v);
-    int rc = -1;
-    const cJSON *alg = cJSON_GetObjectItemCaseSensitive(cs, "algorithm");
-    const cJSON *mh = cJSON_GetObjectItemCaseSensitive(cs, "metadata");
-    const cJSON *th = cJSON_GetObjectItemCaseSensitive(cs, "tensors");
-    if (!cs || !cJSON_IsString(alg) || strcmp(alg->valuestring, "fnv1a64") != 0 || !cJSON_IsString(mh) ||
-        !cJSON_IsObject(th)) {
-        dp_fail(err, "%s: metadata %s is malformed (corrupted?)", c->path, KEY_CHECKSUMS);
-        goto out;
-    }
-    int n = dp_st_count(c->f), nm = dp_st_meta_count(c->f);
-    const char **keys = dp_malloc(sizeof *keys * (size_t)(nm ? nm : 1));
-    const char **vals = dp_malloc(sizeof *vals * (size_t)(nm ? nm : 1));
-    for (int i = 0; i < nm; i++) keys[i] = dp_st_meta_at(c->f, i, &vals[i]);
-    const dp_st_tensor **tp = dp_malloc(sizeof *tp * (size_t)(n ? n : 1));
-    for (int i = 0; i < n; i++) tp[i] = dp_st_get(c->f, i);
-    char hx[17];
-    hex64(meta_hash(nm, keys, vals, tp, n), hx);
-    free(keys);
-    free(vals);
-    free(tp);
-    if (strcmp(hx, mh->valuestring) != 0) {
-        dp_fail(err, "%s: metadata checksum mismatch (stored %s, computed %s): the header or metadata is corrupted",
-                c->path, mh->valuestring, hx);
-        goto out;
-    }
-    if (cJSON_GetArraySize(th) != n) {
-        dp_fail(err, "%s: the checksum table lists %d tensors but the file has %d (corrupted?)", c->path,
-                cJSON_GetArraySize(th), n);
-        goto out;
-    }
-    for (int i = 0; i < n; i++) {
-        const dp_st_tensor *t = dp_st_get(c->f, i);
-        const cJSON *e = cJSON_GetObjectItemCaseSensitive(th, t->name);
-        if (!cJSON_IsString(e)) {
-            dp_fail(err, "%s: tensor %s has no checksum (corrupted?)", c->path, t->name);
-            goto out;
-        }
-        hex64(tensor_hash(t), hx);
-        if (strcmp(hx, e->valuestring) != 0) {
-            dp_fail(err, "%s: tensor %s: checksum mismatch (stored %s, computed %s): its data is corrupted", c->path,
-                    t->name, e->valuestring, hx);
-            goto out;
-        }
-    }
-    rc = 0;
-out:
-    cJSON_Delete(cs);
-    return rc;
+    if (!dp_st_meta(c->f, KEY_CHECKSUMS))
+        return dp_fail(err, "%s: metadata %s is missing (not a complete checkpoint)", c->path, KEY_CHECKSUMS);
+    return dp_st_verify_checksums(c->f, c->path, err) == 1 ? 0 : -1;
 }
 
 /* Every tensor the configuration calls for, with its shape and dtype, finite; nothing else. */
@@ -863,6 +854,7 @@ dp_checkpoint *dp_checkpoint_read(const char *path, dp_error *err) {
         if (fp && (strlen(fp) != 16 || *end)) jr_fail(&r, "fingerprint", "is not 16 hex digits");
     }
     if (r.bad) goto fail;
+    derive_out_dir(c);
     if (!cJSON_IsArray(c->jmetrics)) {
         dp_fail(err, "%s: metadata dpformer.metrics is not an array", path);
         goto fail;
@@ -918,7 +910,11 @@ dp_checkpoint *dp_checkpoint_open_latest(const char *dir, FILE *log, dp_error *e
     int n;
     if (list_entries(dir, &e, &n, 0, err)) return NULL;
     if (n == 0) {
-        dp_fail(err, "%s: no checkpoint files (" CKPT_PREFIX "<step>" CKPT_SUFFIX ") in this folder", dir);
+        struct stat st;
+        if (stat(dir, &st) != 0)
+            dp_fail(err, "%s: does not exist", dir);
+        else
+            dp_fail(err, "%s: no checkpoint files (" CKPT_PREFIX "<step>" CKPT_SUFFIX ") in this folder", dir);
         free(e);
         return NULL;
     }
@@ -950,41 +946,63 @@ dp_checkpoint *dp_checkpoint_open_latest(const char *dir, FILE *log, dp_error *e
     return c;
 }
 
-/* The same folder (the same device and inode), however it is spelled. */
-static int same_dir(const char *a, const char *b) {
-    struct stat sa, sb;
-    return stat(a, &sa) == 0 && stat(b, &sb) == 0 && sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
-}
-
-int dp_checkpoint_prepare_dir(const char *dir, const dp_checkpoint *resume, FILE *log, dp_error *err) {
+/* Whether dir may take the checkpoints of a run (resuming `resume`, or a fresh one): 0 when it is the
+ * resumed run's folder, absent, empty or holds only a finished run's checkpoints (*n_finished of them,
+ * listed in *e); -1 with err otherwise. Touches nothing. */
+static int check_dir(const char *dir, const dp_checkpoint *resume, ckpt_entry **e, int *n, dp_error *err) {
+    *e = NULL;
+    *n = 0;
     if (resume && same_dir(dir, resume->dir)) return 0;
-    ckpt_entry *e;
-    int n;
-    if (list_entries(dir, &e, &n, 1, err)) return -1;
-    if (n == 0) {
-        free(e);
-        return 0;
-    }
+    struct stat st;
+    if (stat(dir, &st) == 0 && !S_ISDIR(st.st_mode))
+        return dp_fail(err, "%s: exists and is not a directory (the checkpoint folder)", dir);
+    if (list_entries(dir, e, n, 0, err)) return -1;
+    if (*n == 0) return 0;
     dp_error why;
-    dp_checkpoint *c = dp_checkpoint_read(e[0].path, &why);
+    dp_checkpoint *c = dp_checkpoint_read((*e)[0].path, &why);
     int rc = 0;
     if (!c) {
         rc = dp_fail(err, "%s holds checkpoints of another run and the newest cannot be read (%s); resume from the "
                           "folder (which falls back to an older checkpoint) or remove them first", dir, why.msg);
     } else if (!c->pg.complete) {
         rc = dp_fail(err, "%s holds checkpoints of another run that did not finish (newest: %s, step %lld); "
-                          "resume it (dpformer train --resume %s) or remove them first", dir, e[0].path,
+                          "resume it (dpformer train --resume %s) or remove them first", dir, (*e)[0].path,
                      (long long)c->pg.step, dir);
-    } else {
-        for (int i = 0; i < n; i++) (void)unlink(e[i].path);
-        if (log) fprintf(log, "removed %d checkpoint(s) of another, finished run from %s\n", n, dir);
     }
     dp_checkpoint_free(c);
+    if (rc) {
+        free_entries(*e, *n);
+        *e = NULL;
+        *n = 0;
+    }
+    return rc;
+}
+
+int dp_checkpoint_check_dir(const char *dir, const dp_checkpoint *resume, dp_error *err) {
+    ckpt_entry *e;
+    int n;
+    if (check_dir(dir, resume, &e, &n, err)) return -1;
+    free_entries(e, n);
+    return 0;
+}
+
+int dp_checkpoint_prepare_dir(const char *dir, const dp_checkpoint *resume, FILE *log, dp_error *err) {
+    ckpt_entry *e;
+    int n;
+    if (check_dir(dir, resume, &e, &n, err)) return -1;
+    int rc = 0, removed = 0;
+    for (int i = 0; i < n && rc == 0; i++) {
+        if (unlink(e[i].path) == 0 || errno == ENOENT) removed++;
+        else rc = dp_fail(err, "%s: cannot remove this checkpoint of another, finished run: %s", e[i].path,
+                          strerror(errno));
+    }
+    if (removed && log) fprintf(log, "removed %d checkpoint(s) of another, finished run from %s\n", removed, dir);
     free_entries(e, n);
     return rc;
 }
 
 const char *dp_checkpoint_path(const dp_checkpoint *c) { return c->path; }
+const char *dp_checkpoint_out_dir(const dp_checkpoint *c) { return c->out_dir; }
 int64_t dp_checkpoint_step(const dp_checkpoint *c) { return c->pg.step; }
 int dp_checkpoint_epochs_done(const dp_checkpoint *c) { return c->pg.epochs_run; }
 int64_t dp_checkpoint_epoch_step(const dp_checkpoint *c) { return c->pg.epoch_step; }
@@ -1001,6 +1019,7 @@ const double *dp_ckpt_item_freq(const dp_checkpoint *c) { return c->item_freq; }
 dp_train_config dp_checkpoint_train_config(const dp_checkpoint *c) {
     dp_train_config cfg = c->cfg;
     cfg.checkpoint_dir = c->dir;
+    cfg.out_dir = c->out_dir;
     cfg.checkpoint_extra = c->extra;
     cfg.resume = c;
     return cfg;

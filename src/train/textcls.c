@@ -267,7 +267,8 @@ static int setup_private(text_run *r, int64_t planned_steps, FILE *log, dp_error
     dp_accounting_default_options(&r->acc);
     r->acc.accountant = p->accountant;
     int64_t max_events;
-    if (dp_noise_plan(p, r->q, planned, NULL, &r->acc, "mechanism events", log, &r->sigma, &max_events, err)) return -1;
+    if (dp_noise_plan(p, r->q, planned, per_step, NULL, &r->acc, "mechanism events", log, &r->sigma, &max_events, err))
+        return -1;
     r->max_steps = max_events < 0 ? -1 : max_events / per_step;
     if (c->mode == DP_TEXT_DPFP)
         fprintf(log, "privacy: DP-FP -- epsilon covers the noised representations released during training; it does "
@@ -294,6 +295,32 @@ static const char *coverage(dp_text_mode mode) {
     return mode == DP_TEXT_DPFP ? "the noised pooled representations released during training (NOT the trained "
                                   "weights, NOT the labels)"
                                 : "the trained weights (example-level DP)";
+}
+
+/* privacy.json: the events, and how the printed ε was computed and what it is about, so that
+ * `dpformer privacy --history privacy.json` recomputes it alone. */
+static int save_ledger(const text_run *r, const dp_text_train_result *res, int has_dev, const char *path,
+                       dp_error *err) {
+    const dp_text_train_config *c = r->cfg;
+    dp_privacy_ledger l;
+    dp_ledger_init(&l);
+    dp_ledger_set_accounting(&l, &r->acc, c->dp.delta, res->epsilon);
+    snprintf(l.command, sizeof l.command, "train-text");
+    snprintf(l.mechanism, sizeof l.mechanism, "%s", dp_text_mode_name(c->mode));
+    snprintf(l.privacy_unit, sizeof l.privacy_unit, "one labelled training sentence");
+    snprintf(l.epsilon_covers, sizeof l.epsilon_covers, "%s", coverage(c->mode));
+    snprintf(l.model_selection, sizeof l.model_selection, "%s",
+             !has_dev ? "last epoch (no dev set)"
+             : c->keep_last ? "last epoch (no selection on the dev set)"
+                            : "best epoch by dev accuracy (the dev sentences it looks at are not covered)");
+    l.selection_covered = !has_dev || c->keep_last;
+    if (r->sigma <= 0)
+        snprintf(l.warning, sizeof l.warning, "noise multiplier 0: NO differential privacy guarantee");
+    else if (c->dp.seeded_noise)
+        snprintf(l.warning, sizeof l.warning, "seeded noise: reproducible from the seed, so this run is NOT private");
+    int rc = dp_ledger_save(&r->hist, &l, path, err);
+    dp_ledger_free(&l);
+    return rc;
 }
 
 static char *run_meta(const dp_text_train_config *c, const dp_text_train_result *res) {
@@ -427,7 +454,7 @@ int dp_text_train(const dp_text_train_config *cfg, const dp_text_dataset *train,
     const int64_t steps_per_epoch = DP_MAX((int64_t)1, N / cfg->batch_size);
     if (priv) {
         const int per_step = cfg->mode == DP_TEXT_DPFP ? cfg->micro_batches : 1;
-        r.q = DP_MIN(1.0, (double)cfg->batch_size / ((double)per_step * (double)N));
+        r.q = dp_text_sample_rate(cfg->batch_size, per_step, N); /* as dp_text_plan_check plans it */
         if ((rc = setup_private(&r, steps_per_epoch * cfg->epochs, log, err))) goto out;
     }
     dp_optim_config oc = cfg->optim;
@@ -516,7 +543,7 @@ int dp_text_train(const dp_text_train_config *cfg, const dp_text_dataset *train,
                     cfg->dp.target_epsilon);
         if (cfg->out_dir) {
             snprintf(path, sizeof path, "%s/privacy.json", cfg->out_dir);
-            if ((rc = dp_history_save(&r.hist, path, err))) goto out;
+            if ((rc = save_ledger(&r, res, dev != NULL, path, err))) goto out;
         }
     }
     if (cfg->out_dir) {

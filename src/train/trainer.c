@@ -9,6 +9,7 @@
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <math.h>
+#include <sys/stat.h>
 
 #include "core/common.h"
 #include "dpformer/itemfreq.h"
@@ -308,7 +309,7 @@ static int setup_private(run_state *r, dp_error *err) {
     const dp_privacy_config *p = &c->dp;
     dp_train_progress *g = &r->pg;
     FILE *log = r->log;
-    g->q = p->sample_rate > 0 ? p->sample_rate : DP_MIN(1.0, (double)c->batch_size / r->n_train);
+    g->q = dp_rec_sample_rate(p, c->batch_size, r->n_train); /* as dp_train_plan_check plans it */
     r->expected_batch = g->q * r->n_train;
     dp_history_init(&r->hist);
     dp_accounting_default_options(&r->acc);
@@ -364,7 +365,7 @@ static int setup_private(run_state *r, dp_error *err) {
     if (p->reattention && item_frequencies(r, &item_p, err)) return -1;
     const dp_history *prior = r->hist.n ? &r->hist : NULL;
     int64_t planned = (int64_t)c->epochs * r->steps_per_epoch;
-    if (dp_noise_plan(p, g->q, planned, prior, &r->acc, "steps", log, &g->sigma, &g->max_steps, err)) {
+    if (dp_noise_plan(p, g->q, planned, 1, prior, &r->acc, "steps", log, &g->sigma, &g->max_steps, err)) {
         free(item_p);
         return -1;
     }
@@ -464,6 +465,33 @@ static char *run_meta(const dp_train_config *cfg, const dp_train_result *res) {
     char *s = cJSON_PrintUnformatted(o);
     cJSON_Delete(o);
     return s;
+}
+
+/* privacy.json: the events, and how the printed ε was computed (δ, accountant and its settings, the ε
+ * itself) and what it is about, so that `dpformer privacy --history privacy.json` recomputes it alone. */
+static int save_ledger(run_state *r, const char *path, dp_error *err) {
+    const dp_train_config *cfg = r->cfg;
+    const dp_privacy_config *p = &cfg->dp;
+    dp_privacy_ledger l;
+    dp_ledger_init(&l);
+    dp_ledger_set_accounting(&l, &r->acc, p->delta, r->res->epsilon);
+    snprintf(l.command, sizeof l.command, "train");
+    snprintf(l.mechanism, sizeof l.mechanism, "dp-sgd");
+    snprintf(l.privacy_unit, sizeof l.privacy_unit, "user (one user's whole sequence)");
+    snprintf(l.epsilon_covers, sizeof l.epsilon_covers,
+             "the released model parameters, trained on the users' training prefixes%s",
+             p->reattention && !p->item_freq_public ? ", and the released item frequencies (Re-Attention)" : "");
+    snprintf(l.model_selection, sizeof l.model_selection, "%s",
+             cfg->keep_last ? "last epoch (no selection on validation data)"
+                            : "best epoch by validation NDCG@10 (looks at each user's held-out validation item)");
+    l.selection_covered = cfg->keep_last != 0;
+    if (r->pg.sigma <= 0)
+        snprintf(l.warning, sizeof l.warning, "noise multiplier 0: clipping only, NO differential privacy guarantee");
+    else if (p->seeded_noise)
+        snprintf(l.warning, sizeof l.warning, "seeded noise: reproducible from the seed, so this run is NOT private");
+    int rc = dp_ledger_save(&r->hist, &l, path, err);
+    dp_ledger_free(&l);
+    return rc;
 }
 
 /* Write a checkpoint of the current state (nothing without a checkpoint folder). A failure leaves the
@@ -631,7 +659,23 @@ static int run_epoch_steps(run_state *r, dp_error *err) {
     return 0;
 }
 
-/* A resumed run starts from the saved metrics lines, so that no epoch is lost or written twice. */
+/* Before anything else: can the run write where it is asked to? Nothing is touched here (an output
+ * folder that exists must be a folder; the checkpoint folder must not hold another run's unfinished
+ * checkpoints); the outputs of an earlier run go only once the run is known to start (open_metrics). */
+static int check_outputs(const dp_train_config *cfg, const dp_checkpoint *ck, dp_error *err) {
+    struct stat st;
+    if (cfg->out_dir && stat(cfg->out_dir, &st) == 0 && !S_ISDIR(st.st_mode))
+        return dp_fail(err, "%s: exists and is not a directory (the output folder)", cfg->out_dir);
+    return cfg->checkpoint_dir ? dp_checkpoint_check_dir(cfg->checkpoint_dir, ck, err) : 0;
+}
+
+/* The run is known to start (data, configuration, model, privacy set-up and any resume all in
+ * order): only now are the files of an earlier run in the same folders replaced, and only those this
+ * run replaces. metrics.jsonl is replaced atomically by the lines this run starts from (a resumed run:
+ * the checkpoint's, so that no epoch is lost or written twice; a fresh run: none) and kept open for
+ * the epochs' lines; the checkpoints of an earlier, finished run in the checkpoint folder are deleted
+ * (not before the new metrics file is complete on disk: a failure in between leaves everything as it
+ * was). model.safetensors and privacy.json stay until this run writes its own, atomically, at its end. */
 static int open_metrics(run_state *r, dp_error *err) {
     const dp_train_config *cfg = r->cfg;
     if (cfg->resume) {
@@ -640,14 +684,22 @@ static int open_metrics(run_state *r, dp_error *err) {
             text_append(&r->mtext, "\n");
         }
     }
-    if (!cfg->out_dir) return 0;
+    dp_atomic_file mf;
     char path[4096];
-    if (dp_mkdir_p(cfg->out_dir, err)) return -1;
-    snprintf(path, sizeof path, "%s/metrics.jsonl", cfg->out_dir);
-    if (!(r->metrics = fopen(path, "w"))) return dp_fail(err, "%s: cannot open for writing: %s", path, strerror(errno));
-    if (r->mtext.len && (fputs(r->mtext.s, r->metrics) < 0 || fflush(r->metrics) != 0))
-        return dp_fail(err, "%s: write failed: %s", path, strerror(errno));
-    return 0;
+    if (cfg->out_dir) {
+        if (dp_mkdir_p(cfg->out_dir, err)) return -1;
+        snprintf(path, sizeof path, "%s/metrics.jsonl", cfg->out_dir);
+        if (dp_atomic_open(&mf, path, err)) return -1;
+        if (dp_atomic_write(&mf, r->mtext.s ? r->mtext.s : "", r->mtext.len, err)) {
+            dp_atomic_abort(&mf);
+            return -1;
+        }
+    }
+    if (cfg->checkpoint_dir && dp_checkpoint_prepare_dir(cfg->checkpoint_dir, cfg->resume, r->log, err)) {
+        if (cfg->out_dir) dp_atomic_abort(&mf);
+        return -1;
+    }
+    return cfg->out_dir ? dp_atomic_commit(&mf, &r->metrics, err) : 0;
 }
 
 /* After a resume from a checkpoint that is not the newest of the checkpoint folder (possible through
@@ -684,7 +736,7 @@ int dp_train(const dp_dataset *ds, const dp_train_config *cfg, dp_model **out_mo
     const dp_checkpoint *ck = cfg->resume;
     FILE *log = cfg->log ? cfg->log : stderr;
     if (ck && dp_checkpoint_check_resume(ck, ds, cfg, err)) return -1;
-    if (cfg->checkpoint_dir && dp_checkpoint_prepare_dir(cfg->checkpoint_dir, ck, log, err)) return -1;
+    if (check_outputs(cfg, ck, err)) return -1;
     const int priv = cfg->dp.enabled;
     run_state r;
     memset(&r, 0, sizeof r);
@@ -713,7 +765,6 @@ int dp_train(const dp_dataset *ds, const dp_train_config *cfg, dp_model **out_mo
         rc = dp_fail(err, "no user has at least 2 training items (nothing to learn from)");
         goto out;
     }
-    if ((rc = open_metrics(&r, err))) goto out;
     if (!(r.m = dp_model_create_on(&cfg->model, r.cap, cfg->seed, cfg->device, err))) {
         rc = -1;
         goto out;
@@ -730,10 +781,10 @@ int dp_train(const dp_dataset *ds, const dp_train_config *cfg, dp_model **out_mo
     r.opt = dp_optimizer_create(&oc, r.m);
     const size_t np = dp_model_num_params(r.m);
     r.best = dp_alloc_aligned(sizeof(dp_real) * np);
-    if (ck) {
-        if ((rc = dp_ckpt_restore(ck, r.m, r.opt, r.users, r.n_train, r.best, &r.has_best, err))) goto out;
-        supersede_newer(&r);
-    }
+    if (ck && (rc = dp_ckpt_restore(ck, r.m, r.opt, r.users, r.n_train, r.best, &r.has_best, err))) goto out;
+    /* the run starts: only now may the files of an earlier run go (open_metrics) */
+    if ((rc = open_metrics(&r, err))) goto out;
+    if (ck) supersede_newer(&r);
 
     r.t_run = dp_now();
     r.elapsed0 = r.pg.elapsed;
@@ -803,7 +854,7 @@ int dp_train(const dp_dataset *ds, const dp_train_config *cfg, dp_model **out_mo
         free(meta);
         if (rc == 0 && priv) {
             snprintf(path, sizeof path, "%s/privacy.json", cfg->out_dir);
-            rc = dp_history_save(&r.hist, path, err);
+            rc = save_ledger(&r, path, err);
         }
     }
 out:
