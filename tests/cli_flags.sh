@@ -23,6 +23,9 @@ printf '%s' "$out" | grep -A1 -- "--target-epsilon" | grep -q "(default" && fail
 for c in train demo train-text; do
     expect 0 "plain epoch lines instead of a progress bar" -- "$BIN" $c --help
 done
+# --version: the version and the build, exit 0
+expect_e 0 "^dpformer [0-9]+\.[0-9]+\.[0-9]+" -- "$BIN" --version
+expect 0 "cuda: " -- "$BIN" --version
 
 awk 'BEGIN { for (u = 1; u <= 40; u++) { printf "%d", u; for (k = 0; k < 6; k++) printf " %d", 1 + (u * 7 + k * 3) % 30;
      printf "\n" } }' > "$TMP/seq.txt"

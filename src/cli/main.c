@@ -2,8 +2,48 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli/commands.h"
+#include "dpformer/backend.h"
+
+#ifndef DPFORMER_VERSION
+#define DPFORMER_VERSION "unknown"
+#endif
+
+/* `dpformer --version`: the version, the build, and what the machine offers (the GPU check loads the
+ * CUDA module only here, never for the other commands unless --device cuda is given). */
+static void version(void) {
+    printf("dpformer %s\n", DPFORMER_VERSION);
+    printf("  build: C11, %s, %s\n",
+#ifdef NDEBUG
+           "optimised",
+#else
+           "debug (assertions on)",
+#endif
+           sizeof(dp_real) == 8 ? "float64" : "float32");
+    char model[256] = "unknown model", line[512];
+    FILE *ci = fopen("/proc/cpuinfo", "r");
+    while (ci && fgets(line, sizeof line, ci)) {
+        char *c = strchr(line, ':');
+        if (strncmp(line, "model name", 10) == 0 && c) {
+            c++;
+            while (*c == ' ' || *c == '\t') c++;
+            snprintf(model, sizeof model, "%s", c);
+            model[strcspn(model, "\n")] = 0;
+            break;
+        }
+    }
+    if (ci) fclose(ci);
+    printf("  cpu: %s, %ld cores online\n", model, sysconf(_SC_NPROCESSORS_ONLN));
+    if (!dp_built_with_cuda()) {
+        printf("  cuda: not built (the CUDA toolkit was not found when dpformer was configured)\n");
+        return;
+    }
+    dp_error err;
+    if (dp_device_check(DP_DEVICE_CUDA, &err) == 0) printf("  cuda: %s\n", dp_device_description(DP_DEVICE_CUDA));
+    else printf("  cuda: built; not usable here: %s\n", err.msg);
+}
 
 typedef struct {
     const char *name;
@@ -28,7 +68,7 @@ static const command COMMANDS[] = {
 static void usage(FILE *f) {
     fprintf(f, "dpformer: differentially private Transformer training\n\nusage: dpformer COMMAND [flags]\n\ncommands:\n");
     for (size_t i = 0; i < N_COMMANDS; i++) fprintf(f, "  %-10s %s\n", COMMANDS[i].name, COMMANDS[i].summary);
-    fprintf(f, "\n`dpformer COMMAND --help` lists a command's flags.\n");
+    fprintf(f, "\n`dpformer COMMAND --help` lists a command's flags; `dpformer --version` the version and build.\n");
 }
 
 int main(int argc, char **argv) {
@@ -43,6 +83,10 @@ int main(int argc, char **argv) {
     }
     if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "help") == 0) {
         usage(stdout);
+        return 0;
+    }
+    if (strcmp(argv[1], "--version") == 0 || strcmp(argv[1], "version") == 0) {
+        version();
         return 0;
     }
     for (size_t i = 0; i < N_COMMANDS; i++)
