@@ -98,6 +98,10 @@ rc=$?
 [ "$rc" -ne 0 ] || fail "save-history under a file-size limit of 0 exited 0: $out"
 printf '%s' "$out" | grep -q 'keep.json' || fail "save-history write error does not name the file: $out"
 cmp -s "$TMP/keep.json" "$TMP/keep.orig" || fail "a failed save-history changed the old file ($(wc -c < "$TMP/keep.json") bytes)"
+# ---- an output that is its own input is refused: --save-history onto the --history file (however spelled) ----
+expect 2 'is the --history file' -- "$BIN" privacy --history "$TMP/keep.json" --steps 10 --sample-rate 0.1 \
+    --noise-multiplier 1 --save-history "$TMP/./keep.json"
+cmp -s "$TMP/keep.json" "$TMP/keep.orig" || fail "a refused save-history onto its input changed the file"
 [ -z "$(ls -A "$TMP" | grep '^\.keep\.json\.tmp')" ] || fail "a temporary file was left behind: $(ls -A "$TMP")"
 # the file saved by privacy records how its epsilon was computed, and reads back to the same epsilon
 a=$("$BIN" privacy "${RUN[@]}" --steps 100 --delta 1e-7 --accountant pld --json --save-history "$TMP/pld.json" |

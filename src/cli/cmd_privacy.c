@@ -10,6 +10,7 @@
 
 #include "cli/args.h"
 #include "cli/commands.h"
+#include "core/common.h"
 #include "dpformer/accountant.h"
 
 #define CMD "dpformer privacy"
@@ -222,6 +223,11 @@ int cmd_privacy(int argc, char **argv) {
         return usage_error("%s must be a finite number > 0, got %g", "--pld-interval", pld_interval);
     if (!(pld_tail > 0 && pld_tail < 1e-3)) return usage_error("%s must lie in (0, 1e-3), got %g", "--pld-tail", pld_tail);
     if (!(eps_tol >= 0)) return usage_error("%s must be >= 0, got %g", "--epsilon-tolerance", eps_tol);
+    if (history_path && save_path && dp_same_file(history_path, save_path)) {
+        fprintf(stderr, CMD ": --save-history %s is the --history file: writing the composed history there would "
+                        "replace the run's own ledger; choose another file\n", save_path);
+        return 2;
+    }
     if (seen_steps && seen_epochs) {
         fprintf(stderr, CMD ": give --steps or --epochs, not both\n");
         return 2;
