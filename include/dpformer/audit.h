@@ -1,0 +1,54 @@
+/* dpformer public API: empirical privacy auditing, the statistics part.
+ *
+ * An audit plants m canaries, includes each independently with probability 1/2 in the training data,
+ * trains, scores every canary (higher score = "looks included") and turns the scores into a lower
+ * bound on ε that holds with a chosen confidence: the one-run bound of Steinke, Nasr and Jagielski,
+ * "Privacy Auditing with One (1) Training Run" (NeurIPS 2023). If a run's lower bound ever exceeds the
+ * ε its accountant printed, the implementation is broken. Here: the bound for given counts, the bound
+ * over the guesses made from scores, and the membership-inference AUC and TPR at a low FPR of the same
+ * scores. All arithmetic in double. See docs/audit.md. */
+#ifndef DPFORMER_AUDIT_H
+#define DPFORMER_AUDIT_H
+
+#include <stdint.h>
+
+#include "dpformer/common.h"
+
+/* The p-value of v or more correct guesses out of r, for m canaries, under the hypothesis that the
+ * training is (ε, δ)-DP (Steinke et al., the (ε, δ) form of their main theorem): with
+ * q = e^ε / (1 + e^ε) and X ~ Binomial(r, q), β = P[X ≥ v] and, for δ > 0,
+ * α = max over i = 1..v of P[v − i ≤ X < v] / i; the p-value is min(1, β + 2·m·δ·α).
+ * Requires 0 ≤ v ≤ r ≤ m, ε ≥ 0, 0 ≤ δ < 1. */
+double dp_audit_p_value(int64_t m, int64_t r, int64_t v, double eps, double delta);
+
+/* The largest ε whose p-value is at most `significance` (the (ε, δ) claim is then rejected at that
+ * level): the lower bound on ε at confidence 1 − significance from one pre-chosen guess set. 0 when no
+ * ε ≥ 0 is rejected. Accurate to 1e-6 in ε. Returns a negative value on invalid arguments (with err). */
+double dp_audit_epsilon_lower_bound(int64_t m, int64_t r, int64_t v, double significance, double delta,
+                                    dp_error *err);
+
+/* What one audit's scores give. */
+typedef struct {
+    int64_t canaries;       /* m */
+    int64_t included;       /* canaries that were in the training data */
+    double significance;    /* 1 − confidence */
+    double delta;           /* δ of the claim being tested */
+    double epsilon_lower;   /* the lower bound on ε (0 if nothing is rejected) */
+    int64_t guesses;        /* r of the guess set that gave it: the r highest-scored canaries, guessed "in" */
+    int64_t correct;        /* v: how many of those were in */
+    int64_t hypotheses;     /* guess sets considered (the significance is divided by this: Bonferroni) */
+    double auc;             /* membership-inference area under the ROC curve (ties count one half) */
+    double tpr_at_fpr;      /* the largest TPR over thresholds whose FPR is at most `fpr` */
+    double fpr;             /* that FPR limit */
+} dp_audit_result;
+
+/* Score m canaries: scores[i] (higher = more likely included) and included[i] (0/1, the secret
+ * inclusion bits). A guess set is "the k highest-scored canaries are in" (ties ordered by the sort,
+ * which looks at the scores only). With guesses > 0 only k = guesses is tried (a count fixed before
+ * the audit: no correction needed); with guesses = 0 the halving grid k = m, ⌈m/2⌉, ⌈m/4⌉, ..., 1 is
+ * tried and the significance divided by its size (Bonferroni), so the bound stays valid for the best
+ * of them. Scores must be finite. Returns 0, or non-zero with err on invalid input. */
+int dp_audit_evaluate(const double *scores, const uint8_t *included, int64_t m, int64_t guesses,
+                      double significance, double delta, double fpr, dp_audit_result *out, dp_error *err);
+
+#endif
