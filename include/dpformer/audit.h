@@ -13,6 +13,9 @@
 #include <stdint.h>
 
 #include "dpformer/common.h"
+#include "dpformer/data.h"
+#include "dpformer/model.h"
+#include "dpformer/noise.h"
 
 /* The p-value of v or more correct guesses out of r, for m canaries, under the hypothesis that the
  * training is (ε, δ)-DP (Steinke et al., the (ε, δ) form of their main theorem): with
@@ -50,5 +53,33 @@ typedef struct {
  * of them. Scores must be finite. Returns 0, or non-zero with err on invalid input. */
 int dp_audit_evaluate(const double *scores, const uint8_t *included, int64_t m, int64_t guesses,
                       double significance, double delta, double fpr, dp_audit_result *out, dp_error *err);
+
+/* ---- canaries for the recommendation task (src/audit/canary.c) ----
+ * A canary is a fresh user whose sequence is `len` items drawn uniformly from the catalogue: an
+ * outlier (real sequences follow popularity and transitions), so that its membership is as easy to
+ * detect as it can be. Each canary is included in the training data independently with probability
+ * 1/2; the bits come from the generator given (the secure one for a real audit) and are looked at
+ * only by the scoring. */
+typedef struct {
+    int32_t m;          /* canaries */
+    int len;            /* items per canary (>= 3: training prefix, validation and test items) */
+    int32_t *items;     /* [m * len], item ids in 1..V */
+    uint8_t *included;  /* [m] */
+} dp_audit_canaries;
+
+/* Draw m canaries of len items over items 1..n_items and their inclusion bits. */
+int dp_audit_canaries_make(dp_audit_canaries *c, int32_t m, int len, int32_t n_items, dp_rng *rng,
+                           dp_error *err);
+void dp_audit_canaries_free(dp_audit_canaries *c);
+
+/* The training data of the audit: base's users, then the included canaries as new users (raw user ids
+ * above every existing one, so users stay sorted). out is a new dataset (dp_dataset_free). */
+int dp_audit_dataset(const dp_dataset *base, const dp_audit_canaries *c, dp_dataset *out, dp_error *err);
+
+/* Membership scores of every canary: its loss over its training window (the targets training used)
+ * under `reference` (the same initialisation, untrained) minus under `trained`. Higher = more likely
+ * included. scores[m]. */
+void dp_audit_canary_scores(dp_model *trained, dp_model *reference, const dp_audit_canaries *c,
+                            double *scores);
 
 #endif

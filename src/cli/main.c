@@ -61,6 +61,7 @@ static const command COMMANDS[] = {
     {"clip-check", cmd_clip_check, "per-example gradient norms and clipped gradient sum of a batch (verification)"},
     {"privacy", cmd_privacy, "privacy accounting: epsilon for a run, noise calibration"},
     {"bench", cmd_bench, "benchmarks: training step time, GFLOP/s, memory"},
+    {"audit", cmd_audit, "empirical lower bound on epsilon from one training run with canaries"},
     {"tokenize", cmd_tokenize, "GPT-2 byte-level BPE: text to token ids and back, one line at a time"},
 };
 #define N_COMMANDS (sizeof COMMANDS / sizeof COMMANDS[0])
