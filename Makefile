@@ -33,7 +33,7 @@ test-sanitize: deps
 # scratch copy of its corpus; fails on any crash, leak, hang or sanitizer report (docs/fuzzing.md).
 fuzz:
 	@scripts/deps.sh fuzz
-	@cmake -S . -B $(FUZZ_BUILD) -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=RelWithDebInfo -DDPFORMER_FUZZ=ON -DDPFORMER_CUDA=OFF >/dev/null
+	@cmake -S . -B $(FUZZ_BUILD) -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=RelWithDebInfo -DDPFORMER_FUZZ=ON -DDPFORMER_CUDA=OFF -DDPFORMER_MPI=OFF >/dev/null
 	@cmake --build $(FUZZ_BUILD) -j$(JOBS) --target fuzzers
 	scripts/fuzz.sh $(FUZZ_BUILD) $(FUZZ_SECONDS)
 

@@ -3,7 +3,7 @@
 # missing with apt-get; otherwise it prints the exact apt-get line to run and fails.
 # `scripts/deps.sh fuzz` adds what `make fuzz` needs: clang with libFuzzer and OpenMP.
 set -euo pipefail
-PKGS=(build-essential cmake pkg-config libopenblas-openmp-dev libfftw3-dev libcjson-dev libpcre2-dev python3)
+PKGS=(build-essential cmake pkg-config libopenblas-openmp-dev libfftw3-dev libcjson-dev libpcre2-dev libopenmpi-dev openmpi-bin python3)
 if [ "${1:-}" = fuzz ]; then
   PKGS+=(clang libclang-rt-dev libomp-dev)
 fi
