@@ -28,6 +28,15 @@ void *dp_calloc_check(size_t n, size_t size, const char *file, int line) {
     return p;
 }
 
+void *dp_realloc_check(void *p, size_t size, const char *file, int line) {
+    void *q = realloc(p, size ? size : 1);
+    if (!q) {
+        fprintf(stderr, "dpformer: out of memory reallocating %zu bytes at %s:%d\n", size, file, line);
+        exit(EXIT_FAILURE);
+    }
+    return q;
+}
+
 void *dp_alloc_aligned_check(size_t size, const char *file, int line) {
     size_t rounded = (size + 63) / 64 * 64;
     void *p = aligned_alloc(64, rounded ? rounded : 64);

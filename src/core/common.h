@@ -16,6 +16,9 @@ void *dp_malloc_check(size_t size, const char *file, int line);
 void *dp_calloc_check(size_t n, size_t size, const char *file, int line);
 #define dp_malloc(sz) dp_malloc_check((sz), __FILE__, __LINE__)
 #define dp_calloc(n, sz) dp_calloc_check((n), (sz), __FILE__, __LINE__)
+/* realloc that never returns NULL (exits with the place, as dp_malloc) */
+void *dp_realloc_check(void *p, size_t size, const char *file, int line);
+#define dp_realloc(p, sz) dp_realloc_check((p), (sz), __FILE__, __LINE__)
 /* 64-byte aligned allocation for tensors (free with free()). Zero-initialised. */
 void *dp_alloc_aligned_check(size_t size, const char *file, int line);
 #define dp_alloc_aligned(sz) dp_alloc_aligned_check((sz), __FILE__, __LINE__)

@@ -18,15 +18,6 @@
 
 #include "text/bpe_internal.h"
 
-static void *xrealloc(void *p, size_t n) {
-    void *q = realloc(p, n ? n : 1);
-    if (!q) {
-        fprintf(stderr, "%s:%d: out of memory (%zu bytes)\n", __FILE__, __LINE__, n);
-        abort();
-    }
-    return q;
-}
-
 /* ---- GPT-2's byte map, UTF-8 --------------------------------------------------------------------- */
 
 /* bytes_to_unicode(): the 188 printable bytes ('!'..'~', 0xA1..0xAC, 0xAE..0xFF) stand for themselves;
@@ -157,16 +148,16 @@ static void worker_return(bpe_worker *w, bpe_worker *tmp) {
 static void reserve_work(bpe_worker *w, size_t n) {
     if (n <= w->work_cap) return;
     size_t c = DP_MAX(n, 2 * w->work_cap);
-    w->tok = xrealloc(w->tok, c * sizeof *w->tok);
-    w->prev = xrealloc(w->prev, c * sizeof *w->prev);
-    w->next = xrealloc(w->next, c * sizeof *w->next);
-    w->heap = xrealloc(w->heap, 3 * c * sizeof *w->heap);
-    w->pend = xrealloc(w->pend, 2 * c * sizeof *w->pend);
+    w->tok = dp_realloc(w->tok, c * sizeof *w->tok);
+    w->prev = dp_realloc(w->prev, c * sizeof *w->prev);
+    w->next = dp_realloc(w->next, c * sizeof *w->next);
+    w->heap = dp_realloc(w->heap, 3 * c * sizeof *w->heap);
+    w->pend = dp_realloc(w->pend, 2 * c * sizeof *w->pend);
     w->work_cap = c;
 }
 
 static inline void push_id(dp_bpe_ids *out, int32_t id) {
-    if (out->n == out->cap) out->ids = xrealloc(out->ids, (out->cap = out->cap ? 2 * out->cap : 64) * sizeof *out->ids);
+    if (out->n == out->cap) out->ids = dp_realloc(out->ids, (out->cap = out->cap ? 2 * out->cap : 64) * sizeof *out->ids);
     out->ids[out->n++] = id;
 }
 
@@ -288,7 +279,7 @@ static void encode_piece(const dp_bpe *t, bpe_worker *w, const unsigned char *p,
         if (!e->hash) break;
         if (e->hash == h && e->klen == n && memcmp(c->arena + e->off, p, n) == 0) {
             if (out->cap - out->n < e->nids)
-                out->ids = xrealloc(out->ids, (out->cap = DP_MAX(2 * out->cap, out->n + e->nids)) * sizeof *out->ids);
+                out->ids = dp_realloc(out->ids, (out->cap = DP_MAX(2 * out->cap, out->n + e->nids)) * sizeof *out->ids);
             memcpy(out->ids + out->n, c->arena + e->off + ((n + 3) & ~(size_t)3), 4 * (size_t)e->nids);
             out->n += e->nids;
             c->hits++;
@@ -360,7 +351,7 @@ static int pattern_text(bpe_worker *w, const unsigned char *s, size_t n, unsigne
     *m = s;
     if (v == n) return 0;
     if (flags & DP_BPE_STRICT_UTF8) return dp_fail(err, "invalid UTF-8 at byte %zu (0x%02X)", base + v, s[v]);
-    if (n > w->copy_cap) w->copy = xrealloc(w->copy, w->copy_cap = DP_MAX(n, 2 * w->copy_cap));
+    if (n > w->copy_cap) w->copy = dp_realloc(w->copy, w->copy_cap = DP_MAX(n, 2 * w->copy_cap));
     memcpy(w->copy, s, n);
     for (size_t i = v; i < n;) {
         w->copy[i++] = BPE_INVALID_STANDIN;
@@ -432,7 +423,7 @@ int dp_bpe_decode(const dp_bpe *t, const int32_t *ids, size_t n, unsigned flags,
         if (!((flags & DP_BPE_SKIP_SPECIAL) && t->special[id])) total += t->bytes_off[id + 1] - t->bytes_off[id];
     }
     if (out->n + total + 1 > out->cap)
-        out->data = xrealloc(out->data, out->cap = DP_MAX(out->n + total + 1, 2 * out->cap));
+        out->data = dp_realloc(out->data, out->cap = DP_MAX(out->n + total + 1, 2 * out->cap));
     for (size_t i = 0; i < n; i++) {
         int32_t id = ids[i];
         if ((flags & DP_BPE_SKIP_SPECIAL) && t->special[id]) continue;
@@ -477,7 +468,7 @@ int64_t bpe_test_pretokenize(const dp_bpe *t, const char *text, size_t len, int 
             worker_return(w, &tmp);
             return -1;
         }
-        if (k == cap) *ends = xrealloc(*ends, (cap *= 2) * sizeof **ends);
+        if (k == cap) *ends = dp_realloc(*ends, (cap *= 2) * sizeof **ends);
         (*ends)[k++] = e;
         i = e;
     }

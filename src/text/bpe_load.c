@@ -14,15 +14,6 @@
 
 /* ---- small helpers ------------------------------------------------------------------------------- */
 
-static void *xrealloc(void *p, size_t n) {
-    void *q = realloc(p, n ? n : 1);
-    if (!q) {
-        fprintf(stderr, "%s:%d: out of memory (%zu bytes)\n", __FILE__, __LINE__, n);
-        abort();
-    }
-    return q;
-}
-
 /* A vocabulary string for messages: at most ~40 bytes (cut at a character); control bytes and bytes
  * that are not UTF-8 written as \xNN. */
 static const char *show(const char *s, size_t n, char *buf, size_t cap) {
@@ -76,12 +67,12 @@ typedef struct {
 } builder;
 
 static void add_entry(builder *b, const char *s, size_t len, int32_t id, int added, int64_t index) {
-    if (b->nv == b->capv) b->v = xrealloc(b->v, (b->capv = b->capv ? 2 * b->capv : 1024) * sizeof *b->v);
+    if (b->nv == b->capv) b->v = dp_realloc(b->v, (b->capv = b->capv ? 2 * b->capv : 1024) * sizeof *b->v);
     b->v[b->nv++] = (vocab_entry){s, len, id, (uint8_t)added, index};
 }
 
 static void add_merge(builder *b, const char *a, size_t alen, const char *c, size_t clen, int64_t where) {
-    if (b->nm == b->capm) b->m = xrealloc(b->m, (b->capm = b->capm ? 2 * b->capm : 1024) * sizeof *b->m);
+    if (b->nm == b->capm) b->m = dp_realloc(b->m, (b->capm = b->capm ? 2 * b->capm : 1024) * sizeof *b->m);
     b->m[b->nm++] = (merge_entry){a, c, alen, clen, where};
 }
 
@@ -310,7 +301,7 @@ static dp_bpe *build(builder *b, const char *source, dp_error *err) {
                 i += k;
             }
         }
-        if (m->alen + m->blen > cat_cap) cat = xrealloc(cat, cat_cap = 2 * (m->alen + m->blen));
+        if (m->alen + m->blen > cat_cap) cat = dp_realloc(cat, cat_cap = 2 * (m->alen + m->blen));
         memcpy(cat, m->a, m->alen);
         memcpy(cat + m->alen, m->b, m->blen);
         int32_t res = str_lookup(t, cat, m->alen + m->blen);
