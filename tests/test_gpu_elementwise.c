@@ -1,4 +1,5 @@
-/* CUDA backend parity of the element-wise and row ops (LayerNorm, GELU, dropout, add, embedding, the
+/* CUDA backend parity of the element-wise and row ops (LayerNorm, GELU exact and tanh, dropout, add,
+ * embedding with either position rule, the
  * classification head's pooling, representation clip and softmax cross-entropy, per-example row
  * scaling, the clipping engine's per-example reductions): each runs on the CPU (src/ops) and through
  * the CUDA backend's op table on the same random inputs; outputs that an op overwrites start as NaN on
@@ -108,6 +109,16 @@ static void test_gelu_dropout_add(int B, int T, int C) {
     gelu_backward(out, g, x, n);
     be->gelu_backward(dout, dg, dx, n);
     expect("gelu_backward", "dinp", B, T, C, dout, out, n, TOL);
+    be->free(dout);
+    dout = gt_dev_poison(be, n);
+    gelu_tanh_forward(out, x, n);
+    be->gelu_tanh_forward(dout, dx, n);
+    expect("gelu_tanh_forward", "out", B, T, C, dout, out, n, TOL);
+    be->free(dout);
+    dout = gt_dev_poison(be, n);
+    gelu_tanh_backward(out, g, x, n);
+    be->gelu_tanh_backward(dout, dg, dx, n);
+    expect("gelu_tanh_backward", "dinp", B, T, C, dout, out, n, TOL);
 
     const uint64_t seed = 0x1234abcdull, idx0 = 1000003;
     float ps[] = {0.1f, 0.0f};
@@ -157,7 +168,7 @@ static void test_gelu_dropout_add(int B, int T, int C) {
     be->free(dout);
 }
 
-static void test_embedding(int B, int T, int C) {
+static void test_embedding(int B, int T, int C, int from_first) {
     const int V = 40; /* few ids: repeats */
     size_t N = (size_t)B * T, n = N * C;
     int32_t *ids = random_ids(B, T, V, 0);
@@ -165,21 +176,21 @@ static void test_embedding(int B, int T, int C) {
     real *out = dp_malloc(sizeof(real) * n);
     int32_t *dids = dev_ids(ids, N);
     real *dE = dev(E, (size_t)(V + 1) * C), *dP = dev(P, (size_t)T * C), *dout = gt_dev_poison(be, n);
-    embedding_forward(out, ids, E, P, B, T, C);
-    be->embedding_forward(dout, dids, dE, dP, B, T, C);
-    expect("embedding_forward", "out", B, T, C, dout, out, n, TOL);
+    embedding_forward(out, ids, E, P, B, T, C, from_first);
+    be->embedding_forward(dout, dids, dE, dP, B, T, C, from_first);
+    expect("embedding_forward", from_first ? "out, positions from the first token" : "out", B, T, C, dout, out, n, TOL);
 
     real *g = gt_random(&rng, n, 1.0), *dg = dev(g, n);
     /* accumulate into E and P themselves (random initial values, the same on both sides) */
     const char *what[] = {"dE, dP (+=)", "dE only (dP NULL)", "dP only (dE NULL)"};
     for (int k = 0; k < 3; k++) {
         real *hE = k == 2 ? NULL : E, *hP = k == 1 ? NULL : P;
-        embedding_backward(hE, hP, g, ids, B, T, C);
-        be->embedding_backward(k == 2 ? NULL : dE, k == 1 ? NULL : dP, dg, dids, B, T, C);
-        char w[64];
-        snprintf(w, sizeof w, "%s: dE", what[k]);
+        embedding_backward(hE, hP, g, ids, B, T, C, from_first);
+        be->embedding_backward(k == 2 ? NULL : dE, k == 1 ? NULL : dP, dg, dids, B, T, C, from_first);
+        char w[96];
+        snprintf(w, sizeof w, "%s: dE%s", what[k], from_first ? " (positions from the first token)" : "");
         expect("embedding_backward", w, B, T, C, dE, E, (size_t)(V + 1) * C, TOL_SUM);
-        snprintf(w, sizeof w, "%s: dP", what[k]);
+        snprintf(w, sizeof w, "%s: dP%s", what[k], from_first ? " (positions from the first token)" : "");
         expect("embedding_backward", w, B, T, C, dP, P, (size_t)T * C, TOL_SUM);
     }
     free(ids);
@@ -394,7 +405,8 @@ static void run_case(int B, int T, int C) {
     printf("B=%d T=%d C=%d\n", B, T, C);
     test_layernorm(B, T, C);
     test_gelu_dropout_add(B, T, C);
-    test_embedding(B, T, C);
+    test_embedding(B, T, C, 0);
+    test_embedding(B, T, C, 1);
     test_pool(B, T, C);
     test_rep_clip(B * 2, C);
     test_softmax_xent(B * 2, 5);

@@ -70,7 +70,7 @@ static double op_loss(void *vctx) {
         nout = (size_t)c->B * c->T * c->C;
         break;
     }
-    case OP_EMB: embedding_forward(c->out, c->ids, c->E, c->P, c->B, c->T, c->C); nout = (size_t)c->B * c->T * c->C; break;
+    case OP_EMB: embedding_forward(c->out, c->ids, c->E, c->P, c->B, c->T, c->C, 0); nout = (size_t)c->B * c->T * c->C; break;
     }
     return dot(c->out, c->R, nout);
 }
@@ -166,7 +166,7 @@ static void test_embedding(void) {
     c.out = malloc(sizeof(real) * 24); c.R = malloc(sizeof(real) * 24);
     fill(c.E, 12, 1); fill(c.P, 12, 1); fill(c.R, 24, 1);
     real dE[12] = {0}, dP[12] = {0};
-    embedding_backward(dE, dP, c.R, ids, c.B, c.T, c.C);
+    embedding_backward(dE, dP, c.R, ids, c.B, c.T, c.C, 0);
     real dE_fd[12];
     memcpy(dE_fd, dE, sizeof dE);
     /* the padding row is excluded by convention (its finite difference is not zero) */

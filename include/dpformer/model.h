@@ -1,5 +1,6 @@
 /* dpformer public API: the Transformer model for next-item prediction (and, with the causal mask
- * off, sequence encoding). Conventions (docs/model.md):
+ * off, sequence encoding), and through its family field the GPT-2 language models (dpformer/lm.h,
+ * docs/lm.md): one forward and backward pass, configured. Conventions (docs/model.md):
  *  - item embedding E [V+1, d], row 0 = padding (kept at zero, never trained, never a candidate);
  *    learned positions P [L, d]; input x_t = E[s_t] + P[t] over a left-padded window of L positions;
  *  - n_layers pre-LN blocks x += Attn(LN1(x)); x += FFN(LN2(x)); final LayerNorm (eps 1e-5);
@@ -43,9 +44,32 @@ typedef struct {
                            dpformer/text.h ("bytes", "words:H"; "" = bytes); stored in model files so that
                            evaluation encodes text as training did. Letters, digits and ':' only. The
                            model itself does not interpret it. */
+    /* Family and the features it fixes. All zero (the default) is the recommender's model, which the
+     * text classifier shares; DP_FAMILY_GPT2 is a GPT-2-style language model (dpformer/lm.h): token t of
+     * a GPT-2 vocabulary of n_items tokens is item t + 1 (row 0 stays padding, so the tied output layer
+     * and Phantom Clipping apply unchanged), sequences are right-padded, and it must be a causal
+     * next-token model (n_classes 0) with positions DP_POS_FROM_FIRST. The activation is free in both
+     * families (GPT-2 itself uses the tanh GELU). */
+    int family;     /* DP_FAMILY_REC or DP_FAMILY_GPT2 */
+    int activation; /* FFN activation: DP_ACT_GELU (exact, erf) or DP_ACT_GELU_TANH (GPT-2's gelu_new) */
+    int positions;  /* DP_POS_WINDOW: window position t uses P[t] (the recommender's left-padded
+                       windows: the most recent item always at P[L−1]); DP_POS_FROM_FIRST: positions
+                       count from each sequence's first token (GPT-2; the same as DP_POS_WINDOW for
+                       right-padded sequences) */
 } dp_model_config;
 
 enum { DP_POOL_FIRST = 0, DP_POOL_MEAN = 1 };
+enum { DP_FAMILY_REC = 0, DP_FAMILY_GPT2 = 1 };
+enum { DP_ACT_GELU = 0, DP_ACT_GELU_TANH = 1 };
+enum { DP_POS_WINDOW = 0, DP_POS_FROM_FIRST = 1 };
+/* Names of the three fields' values as model files store them ("rec", "gpt2"; "gelu", "gelu_tanh";
+ * "window", "from_first"), and back (-1 for an unknown name). */
+const char *dp_model_family_name(int family);
+const char *dp_model_activation_name(int activation);
+const char *dp_model_positions_name(int positions);
+int dp_model_family_parse(const char *s);
+int dp_model_activation_parse(const char *s);
+int dp_model_positions_parse(const char *s);
 
 /* A configuration with the papers' defaults (d 64, 2 layers, 1 head, tied, causal, dropout 0.2). */
 dp_model_config dp_model_config_default(int32_t n_items, int max_len);
@@ -113,6 +137,14 @@ static inline dp_batch dp_batch_slice(const dp_batch *bt, int b0, int n) {
     return s;
 }
 
+/* Run the next passes on windows of T positions (1 <= T <= the max_len the model was created with;
+ * T <= 0 restores it): batches then have T = that window, and only the first T positional rows are
+ * used. For right-padded sequences whose tokens fit in T (language models, text classification) the
+ * outputs, losses, gradients and per-example norms equal those of the full window, at the cost of the
+ * shorter one. Meanwhile dp_model_config_of reports T as max_len; restore the full window before saving
+ * or moving the model. */
+void dp_model_set_window(dp_model *m, int T);
+
 /* Forward pass only. Writes each example's loss ℓ_b to per_example_loss[B] (0 for an example with
  * no target). `train` enables dropout with masks derived from dropout_seed. */
 void dp_model_forward(dp_model *m, const dp_batch *batch, int train, uint64_t dropout_seed, double *per_example_loss);
@@ -142,8 +174,13 @@ int dp_model_save(const dp_model *m, const char *path, const char *extra_meta, d
 /* Load a model saved by dp_model_save, able to run batches of up to max_batch sequences. The file's
  * tensors are checked against its configuration before anything is allocated, and a configuration
  * that needs more memory than the machine has is refused (NULL with err naming the file). A stored
- * Re-Attention setting is checked (err names the field) and attached to the model. */
+ * Re-Attention setting is checked (err names the field) and attached to the model.
+ * `path` may also be a folder in the Hugging Face layout (config.json + model.safetensors of a GPT-2
+ * model), which is imported as a DP_FAMILY_GPT2 model (dpformer/lm.h, docs/lm.md). */
 dp_model *dp_model_load(const char *path, int max_batch, dp_error *err);
+/* The configuration of a model file or Hugging Face folder (the one dp_model_load would build, d_ff
+ * resolved), without loading its parameters. */
+int dp_model_file_config(const char *path, dp_model_config *cfg, dp_error *err);
 /* The same from the contents of a file already in memory; `name` stands for the file in messages. */
 dp_model *dp_model_load_buffer(const char *name, const void *data, size_t len, int max_batch, dp_error *err);
 

@@ -41,12 +41,16 @@ typedef struct dp_backend {
                                const real *mean, const real *rstd, long N, int C);
     void (*gelu_forward)(real *out, const real *inp, long n);
     void (*gelu_backward)(real *dinp, const real *dout, const real *inp, long n);
+    void (*gelu_tanh_forward)(real *out, const real *inp, long n);
+    void (*gelu_tanh_backward)(real *dinp, const real *dout, const real *inp, long n);
     void (*dropout_forward)(real *out, const real *inp, long n, float p, uint64_t seed, uint64_t idx0);
     void (*dropout_backward)(real *dinp, const real *dout, long n, float p, uint64_t seed, uint64_t idx0);
     /* out[n] = a[n] + b[n] (out may alias a or b). */
     void (*add)(real *out, const real *a, const real *b, long n);
-    void (*embedding_forward)(real *out, const int32_t *ids, const real *E, const real *P, int B, int T, int C);
-    void (*embedding_backward)(real *dE, real *dP, const real *dout, const int32_t *ids, int B, int T, int C);
+    void (*embedding_forward)(real *out, const int32_t *ids, const real *E, const real *P, int B, int T, int C,
+                              int from_first);
+    void (*embedding_backward)(real *dE, real *dP, const real *dout, const int32_t *ids, int B, int T, int C,
+                               int from_first);
     void (*attention_forward_ra)(real *out, real *att, const real *qkv, const int32_t *ids, int causal, float p,
                                  uint64_t seed, int ex0, int B, int T, int C, int H, const attention_reatt *ra);
     void (*attention_backward)(real *dqkv, const real *dout, const real *qkv, const real *att, const int32_t *ids,

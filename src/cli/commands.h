@@ -15,6 +15,9 @@ int cmd_clip_check(int argc, char **argv);
 int cmd_train_text(int argc, char **argv);
 int cmd_eval_text(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
+int cmd_eval_lm(int argc, char **argv);
+int cmd_generate(int argc, char **argv);
+int cmd_export(int argc, char **argv);
 int cmd_audit(int argc, char **argv);
 
 /* Graceful stop on SIGINT / SIGTERM (src/cli/stop.c): install the handlers and get the flag a training

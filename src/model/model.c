@@ -45,8 +45,36 @@ int dp_model_config_validate(const dp_model_config *c, dp_error *err) {
             return dp_fail(err, "model: tokenizer spec may hold only lower-case letters, digits and ':'");
     }
     if (tl && !c->n_classes) return dp_fail(err, "model: a tokenizer applies to classification models only");
+    if (c->family != DP_FAMILY_REC && c->family != DP_FAMILY_GPT2) return dp_fail(err, "model: unknown family %d", c->family);
+    if (c->activation != DP_ACT_GELU && c->activation != DP_ACT_GELU_TANH)
+        return dp_fail(err, "model: unknown activation %d", c->activation);
+    if (c->positions != DP_POS_WINDOW && c->positions != DP_POS_FROM_FIRST)
+        return dp_fail(err, "model: unknown position rule %d", c->positions);
+    if (c->family == DP_FAMILY_GPT2) {
+        if (c->n_classes) return dp_fail(err, "model: a gpt2-family model is a language model (n_classes must be 0)");
+        if (!c->causal) return dp_fail(err, "model: a gpt2-family model must be causal");
+        if (c->positions != DP_POS_FROM_FIRST)
+            return dp_fail(err, "model: a gpt2-family model counts positions from each sequence's first token "
+                                "(positions from_first)");
+    }
     return 0;
 }
+
+static const char *const FAMILY_NAMES[] = {"rec", "gpt2"};
+static const char *const ACTIVATION_NAMES[] = {"gelu", "gelu_tanh"};
+static const char *const POSITIONS_NAMES[] = {"window", "from_first"};
+
+static int name_index(const char *const *names, int n, const char *s) {
+    for (int i = 0; s && i < n; i++)
+        if (strcmp(names[i], s) == 0) return i;
+    return -1;
+}
+const char *dp_model_family_name(int v) { return v >= 0 && v < 2 ? FAMILY_NAMES[v] : "?"; }
+const char *dp_model_activation_name(int v) { return v >= 0 && v < 2 ? ACTIVATION_NAMES[v] : "?"; }
+const char *dp_model_positions_name(int v) { return v >= 0 && v < 2 ? POSITIONS_NAMES[v] : "?"; }
+int dp_model_family_parse(const char *s) { return name_index(FAMILY_NAMES, 2, s); }
+int dp_model_activation_parse(const char *s) { return name_index(ACTIVATION_NAMES, 2, s); }
+int dp_model_positions_parse(const char *s) { return name_index(POSITIONS_NAMES, 2, s); }
 
 static int d_ff_of(const dp_model_config *c) { return c->d_ff > 0 ? c->d_ff : 4 * c->d_model; }
 
@@ -313,6 +341,29 @@ fail:
     return NULL;
 }
 
+dp_model *model_create_params_only(const dp_model_config *cfg, dp_error *err) {
+    if (check_create(cfg, 1, err)) return NULL;
+    const int NL = cfg->n_layers;
+    dp_model *m = dp_calloc(1, sizeof *m);
+    m->be = dp_backend_cpu();
+    m->cfg = *cfg;
+    m->full_len = cfg->max_len;
+    if (m->cfg.d_ff == 0) m->cfg.d_ff = 4 * cfg->d_model;
+    layout(m, NULL, NULL, 1);
+    double have = (double)dp_physical_memory();
+    if (have > 0 && (double)m->n_params * sizeof(real) > have) {
+        dp_fail(err, "model: its %zu parameters need %.1f GiB, more than the %.1f GiB of memory of this machine",
+                m->n_params, (double)m->n_params * sizeof(real) / 1073741824.0, have / 1073741824.0);
+        free(m);
+        return NULL;
+    }
+    m->p.layer = dp_calloc((size_t)(NL > 0 ? NL : 1), sizeof(dp_layer_view));
+    m->g.layer = dp_calloc((size_t)(NL > 0 ? NL : 1), sizeof(dp_layer_view));
+    m->params = dp_alloc_aligned(sizeof(real) * (m->n_params ? m->n_params : 1));
+    layout(m, m->params, &m->p, 0);
+    return m;
+}
+
 dp_model *dp_model_create(const dp_model_config *cfg, int max_batch, uint64_t seed, dp_error *err) {
     return dp_model_create_on(cfg, max_batch, seed, DP_DEVICE_CPU, err);
 }
@@ -503,7 +554,9 @@ void model_forward_body(dp_model *m, const int32_t *host_ids, int B, int train, 
     const int ra = m->ra.enabled, track = ra && !m->ra.frozen;
     attention_reatt ra_args;
     const int32_t *ids = m->cur_ids = upload_ints(m, m->dev_ids, host_ids, (size_t)N);
-    be->embedding_forward(a->res[0], ids, m->p.E, m->p.P, B, T, C);
+    const int from_first = c->positions == DP_POS_FROM_FIRST;
+    void (*gelu)(real *, const real *, long) = c->activation == DP_ACT_GELU_TANH ? be->gelu_tanh_forward : be->gelu_forward;
+    be->embedding_forward(a->res[0], ids, m->p.E, m->p.P, B, T, C, from_first);
     be->dropout_forward(a->res[0], a->res[0], N * C, p, site_seed(seed, -1, 0), base);
     if (track) reatt_track_input(m, ids, B, p, site_seed(seed, -1, 0), base);
     for (int l = 0; l < c->n_layers; l++) {
@@ -521,7 +574,7 @@ void model_forward_body(dp_model *m, const int32_t *host_ids, int B, int train, 
         be->add(a->res_mid[l], a->res[l], a->tmp, N * C);
         be->layernorm_forward(a->ln2[l], a->ln2_mean[l], a->ln2_rstd[l], a->res_mid[l], L->ln2_w, L->ln2_b, N, C);
         be->linear_forward(a->fc1[l], a->ln2[l], L->fc1_w, L->fc1_b, N, C, F);
-        be->gelu_forward(a->gelu[l], a->fc1[l], N * F);
+        gelu(a->gelu[l], a->fc1[l], N * F);
         be->linear_forward(a->tmp, a->gelu[l], L->fc2_w, L->fc2_b, N, F, C);
         be->dropout_forward(a->tmp, a->tmp, N * C, p, site_seed(seed, l, 3), base);
         be->add(a->res[l + 1], a->res_mid[l], a->tmp, N * C);
@@ -561,6 +614,7 @@ void model_collect_losses(const dp_model *m, const dp_batch *bt, double *per_exa
 }
 
 void model_set_window(dp_model *m, int T) { m->cfg.max_len = T >= 1 && T <= m->full_len ? T : m->full_len; }
+void dp_model_set_window(dp_model *m, int T) { model_set_window(m, T); }
 
 static int check_batch(const dp_model *m, const dp_batch *bt) {
     if (bt->B < 0 || bt->B > m->max_batch || bt->T != m->cfg.max_len) {
@@ -662,6 +716,8 @@ void model_backward_body(dp_model *m, const dp_batch *bt, int train, uint64_t se
     const uint64_t base = (uint64_t)m->ex0 * T * C;
     const int32_t *ids = m->cur_ids; /* the forward pass's */
     dp_activations *a = &m->a;
+    void (*gelu_backward)(real *, const real *, const real *, long) =
+        c->activation == DP_ACT_GELU_TANH ? be->gelu_tanh_backward : be->gelu_backward;
     be->zero(a->dres, sizeof(real) * (size_t)N * C);
     backward_layernorm(m, a->dres, m->g.lnf_w, m->g.lnf_b, a->dh, a->res[c->n_layers], m->p.lnf_w, a->lnf_mean,
                        a->lnf_rstd, N, C);
@@ -675,7 +731,7 @@ void model_backward_body(dp_model *m, const dp_batch *bt, int train, uint64_t se
         be->dropout_backward(g_fc2, a->dres, N * C, p, site_seed(seed, l, 3), base);
         be->linear_backward_input(a->dbig, g_fc2, L->fc2_w, N, F, C, 0);
         grad_linear(m, G->fc2_w, G->fc2_b, g_fc2, a->gelu[l], N, F, C);
-        be->gelu_backward(g_fc1, a->dbig, a->fc1[l], N * F);
+        gelu_backward(g_fc1, a->dbig, a->fc1[l], N * F);
         be->linear_backward_input(a->dln, g_fc1, L->fc1_w, N, C, F, 0);
         grad_linear(m, G->fc1_w, G->fc1_b, g_fc1, a->ln2[l], N, C, F);
         backward_layernorm(m, a->dres, G->ln2_w, G->ln2_b, a->dln, a->res_mid[l], L->ln2_w, a->ln2_mean[l],
@@ -693,7 +749,7 @@ void model_backward_body(dp_model *m, const dp_batch *bt, int train, uint64_t se
     }
     be->dropout_backward(a->dres, a->dres, N * C, p, site_seed(seed, -1, 0), base);
     if (m->sink) m->sink->embedding(m->sink->ctx, m->g.E, m->g.P, a->dres);
-    else be->embedding_backward(m->g.E, m->g.P, a->dres, ids, B, T, C);
+    else be->embedding_backward(m->g.E, m->g.P, a->dres, ids, B, T, C, c->positions == DP_POS_FROM_FIRST);
     /* The padding rows are not parameters of the model in any meaningful sense. */
     be->zero(m->g.E, sizeof(real) * (size_t)C);
     if (m->g.out_w && !c->tied) be->zero(m->g.out_w, sizeof(real) * (size_t)C);

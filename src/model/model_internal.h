@@ -8,7 +8,7 @@
 #include "core/common.h"
 #include "dpformer/model.h"
 
-#define DP_MAX_TENSORS 256
+#define DP_MAX_TENSORS 1024 /* 12 per block + 7: up to 84 blocks (GPT-2 XL has 48) */
 
 /* Pointers to one copy (parameters or gradients) of every tensor. */
 typedef struct {
@@ -142,6 +142,19 @@ const real *model_upload_reals(const dp_model *m, real *dev, const real *host, s
  * sizes it asks for. out has room for DP_MAX_TENSORS entries. Returns their number, or -1 with err
  * when dp_model_create would refuse the configuration. */
 int dp_model_config_tensors(const dp_model_config *cfg, dp_param_tensor *out, dp_error *err);
+
+/* dp_model_load with the window limited to max_len positions (0: the file's): the model keeps the
+ * first max_len rows of the positional embedding, which is all that sequences of up to max_len
+ * tokens use (right-padded, or with positions from the first token), and its activations are sized
+ * for that window. Loading for evaluation or generation only: such a model is not the file's model.
+ * max_batch 0: a model of parameters only (model_create_params_only), for converting files. */
+dp_model *model_load_window(const char *path, int max_batch, int max_len, dp_error *err);
+/* The Hugging Face import behind it, for a folder (hf.c), and its reading of config.json. */
+dp_model *model_hf_load(const char *dir, int max_batch, int max_len, dp_error *err);
+int model_hf_config(const char *dir, dp_model_config *cfg, dp_error *err);
+/* A model of parameters only (zero), on the cpu: no gradients, no activations, so it cannot run; its
+ * parameters can be read, written and saved (file conversion). */
+dp_model *model_create_params_only(const dp_model_config *cfg, dp_error *err);
 
 /* Run the next passes on windows of T positions, 1 <= T <= full_len (the first T positional rows);
  * T <= 0 restores the full window. For right-padded inputs whose tokens all fit in T (bidirectional

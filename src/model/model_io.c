@@ -3,10 +3,11 @@
  * A model with Re-Attention attached also stores that setting (metadata dpformer.reattention and the
  * F64 tensor reattention.item_freq), and loading such a file attaches it again. Every file written has
  * a checksum of each tensor and of the metadata (dpformer.checksums, as checkpoints have), verified
- * on loading when present. */
+ * on loading when present. A folder given to dp_model_load is a Hugging Face model (hf.c). */
 #include <cjson/cJSON.h>
 #include <inttypes.h>
 #include <math.h>
+#include <sys/stat.h>
 
 #include "dpformer/reattention.h"
 #include "dpformer/safetensors.h"
@@ -19,10 +20,12 @@
 static void config_json(const dp_model_config *c, char *buf, size_t n) {
     snprintf(buf, n,
              "{\"n_items\":%d,\"max_len\":%d,\"d_model\":%d,\"n_heads\":%d,\"n_layers\":%d,\"d_ff\":%d,\"tied\":%s,"
-             "\"causal\":%s,\"dropout\":%.9g,\"n_classes\":%d,\"pool\":\"%s\",\"rep_clip\":%.17g,\"tokenizer\":\"%s\"}",
+             "\"causal\":%s,\"dropout\":%.9g,\"n_classes\":%d,\"pool\":\"%s\",\"rep_clip\":%.17g,\"tokenizer\":\"%s\","
+             "\"family\":\"%s\",\"activation\":\"%s\",\"positions\":\"%s\"}",
              c->n_items, c->max_len, c->d_model, c->n_heads, c->n_layers, c->d_ff, c->tied ? "true" : "false",
              c->causal ? "true" : "false", c->dropout, c->n_classes, c->pool == DP_POOL_MEAN ? "mean" : "first",
-             c->rep_clip, c->tokenizer);
+             c->rep_clip, c->tokenizer, dp_model_family_name(c->family), dp_model_activation_name(c->activation),
+             dp_model_positions_name(c->positions));
 }
 
 int dp_model_save(const dp_model *m, const char *path, const char *extra_meta, dp_error *err) {
@@ -127,6 +130,21 @@ static int parse_config(const char *path, const char *cs, dp_model_config *c, dp
             memcpy(c->tokenizer, tk->valuestring, strlen(tk->valuestring) + 1);
         else if (tk) bad = 1;
     }
+    /* family fields (absent in files written before the language models: the recommender's values) */
+    const char *named[] = {"family", "activation", "positions"};
+    int (*parse[])(const char *) = {dp_model_family_parse, dp_model_activation_parse, dp_model_positions_parse};
+    int *dst[] = {&c->family, &c->activation, &c->positions};
+    for (int k = 0; k < 3 && !bad; k++) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, named[k]);
+        if (!v) continue;
+        int x = cJSON_IsString(v) ? parse[k](v->valuestring) : -1;
+        if (x < 0) {
+            cJSON_Delete(j);
+            return dp_fail(err, "%s: metadata dpformer.config: field \"%s\": unknown value (expected %s)", path, named[k],
+                           k == 0 ? "\"rec\" or \"gpt2\"" : k == 1 ? "\"gelu\" or \"gelu_tanh\"" : "\"window\" or \"from_first\"");
+        }
+        *dst[k] = x;
+    }
     cJSON_Delete(j);
     if (bad) return dp_fail(err, "%s: metadata dpformer.config: malformed or missing field", path);
     return 0;
@@ -230,7 +248,8 @@ static int reattention_from_file(const char *path, const dp_st_file *f, const ch
  * the configuration, shapes and values, whose messages say more about a file built wrongly); a file
  * without them (written before they existed, or by another tool) is loaded with a note on `note` (if
  * not NULL). */
-static dp_model *load_from(const char *path, const dp_st_file *f, int max_batch, FILE *note, dp_error *err) {
+static dp_model *load_from(const char *path, const dp_st_file *f, int max_batch, int max_len, FILE *note,
+                           dp_error *err) {
     const char *ver = dp_st_meta(f, "dpformer.format_version"), *cs = dp_st_meta(f, "dpformer.config");
     if (!ver || !cs) {
         dp_fail(err, "%s: not a dpformer model (metadata dpformer.config / dpformer.format_version missing)", path);
@@ -246,8 +265,10 @@ static dp_model *load_from(const char *path, const dp_st_file *f, int max_batch,
     if (parse_config(path, cs, &c, err) || (rs && reattention_from_file(path, f, rs, c.n_items, &ra, err)) ||
         check_tensors(path, f, &c, rs != NULL, err))
         return NULL;
+    /* a shorter window keeps the first max_len positional rows (the prefix of pos_emb.weight) */
+    if (max_len > 0 && max_len < c.max_len) c.max_len = max_len;
     dp_error e2;
-    dp_model *m = dp_model_create(&c, max_batch, 0, &e2);
+    dp_model *m = max_batch > 0 ? dp_model_create(&c, max_batch, 0, &e2) : model_create_params_only(&c, &e2);
     if (!m) {
         dp_fail(err, "%s: metadata dpformer.config: %s", path, e2.msg);
         return NULL;
@@ -280,19 +301,49 @@ static dp_model *load_from(const char *path, const dp_st_file *f, int max_batch,
     return m;
 }
 
-dp_model *dp_model_load(const char *path, int max_batch, dp_error *err) {
+dp_model *model_load_window(const char *path, int max_batch, int max_len, dp_error *err) {
+    struct stat st;
+    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) return model_hf_load(path, max_batch, max_len, err);
     dp_st_file *f = NULL;
     if (dp_safetensors_read(path, &f, err)) return NULL;
-    dp_model *m = load_from(path, f, max_batch, stderr, err);
+    dp_model *m = load_from(path, f, max_batch, max_len, stderr, err);
     dp_st_close(f);
     return m;
+}
+
+dp_model *dp_model_load(const char *path, int max_batch, dp_error *err) {
+    if (max_batch < 1) {
+        dp_fail(err, "%s: max_batch must be at least 1", path);
+        return NULL;
+    }
+    return model_load_window(path, max_batch, 0, err);
+}
+
+int dp_model_file_config(const char *path, dp_model_config *cfg, dp_error *err) {
+    struct stat st;
+    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) return model_hf_config(path, cfg, err);
+    dp_st_file *f = NULL;
+    if (dp_safetensors_read(path, &f, err)) return -1;
+    const char *ver = dp_st_meta(f, "dpformer.format_version"), *cs = dp_st_meta(f, "dpformer.config");
+    int rc = -1;
+    if (!ver || !cs) dp_fail(err, "%s: not a dpformer model (metadata dpformer.config / dpformer.format_version missing)", path);
+    else if (strcmp(ver, FORMAT_VERSION) != 0)
+        dp_fail(err, "%s: model format version %s is not supported (this build reads %s)", path, ver, FORMAT_VERSION);
+    else rc = parse_config(path, cs, cfg, err);
+    if (rc == 0 && cfg->d_ff == 0) cfg->d_ff = 4 * cfg->d_model;
+    dp_st_close(f);
+    return rc;
 }
 
 dp_model *dp_model_load_buffer(const char *name, const void *data, size_t len, int max_batch, dp_error *err) {
     dp_st_file *f = NULL;
     if (!name) name = "(buffer)";
+    if (max_batch < 1) {
+        dp_fail(err, "%s: max_batch must be at least 1", name);
+        return NULL;
+    }
     if (dp_safetensors_read_buffer(name, data, len, &f, err)) return NULL;
-    dp_model *m = load_from(name, f, max_batch, NULL, err);
+    dp_model *m = load_from(name, f, max_batch, 0, NULL, err);
     dp_st_close(f);
     return m;
 }

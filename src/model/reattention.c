@@ -62,6 +62,11 @@ int dp_model_set_reattention(dp_model *m, const dp_reattention_config *c, dp_err
     if (!model_on_host(m))
         return dp_fail(err, "reattention: not available on device %s yet (its variance track runs on the cpu only)",
                        m->be->name);
+    /* The variance rules (docs/reattention.md) are those of the exact GELU and window positions. */
+    if (m->cfg.activation != DP_ACT_GELU || m->cfg.positions != DP_POS_WINDOW)
+        return dp_fail(err, "reattention: defined for models with the exact GELU and window positions (the "
+                            "recommender's); this model has activation %s and positions %s",
+                       dp_model_activation_name(m->cfg.activation), dp_model_positions_name(m->cfg.positions));
     if (!(c->kappa >= 0 && isfinite(c->kappa))) return dp_fail(err, "reattention: kappa must be finite and >= 0 (got %g)", c->kappa);
     if (!(c->sigma >= 0 && isfinite(c->sigma)))
         return dp_fail(err, "reattention: noise multiplier must be finite and >= 0 (got %g)", c->sigma);

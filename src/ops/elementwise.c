@@ -1,5 +1,5 @@
 /* Element-wise kernels: exact GELU (and its squared derivative, for the Re-Attention variance track),
- * hash-mask dropout, and a vectorisable exp for the softmax. */
+ * GPT-2's tanh-approximated GELU, hash-mask dropout, and a vectorisable exp for the softmax. */
 #include <math.h>
 
 #include "ops/ops.h"
@@ -195,5 +195,70 @@ void gelu_deriv_sq_rowmean(real *out, const real *inp, long N, int F) {
             acc += d * d;
         }
         out[r] = (real)(acc / F);
+    }
+}
+
+/* ---- GPT-2's GELU (tanh approximation, Hugging Face's gelu_new):
+ *   0.5·x·(1 + tanh(u)),  u = √(2/π)·(x + 0.044715·x³),
+ * computed as x·σ(2u) (σ the logistic function; 0.5·(1 + tanh(u)) = σ(2u)), which needs one exp and
+ * has no cancellation near u = 0. The derivative is σ(2u) + x·σ(2u)·(1 − σ(2u))·2u'. ---- */
+#define GELU_TANH_K 0.79788456080286535588 /* √(2/π) */
+#define GELU_TANH_A 0.044715
+
+static inline void gelu_tanh_scalar(double x, double *y, double *dy) {
+    const double u2 = 2.0 * GELU_TANH_K * (x + GELU_TANH_A * x * x * x);
+    const double s = 1.0 / (1.0 + exp(-u2)); /* exp overflow gives s = 0, the limit */
+    *y = x * s;
+    if (dy) *dy = s + x * s * (1.0 - s) * 2.0 * GELU_TANH_K * (1.0 + 3.0 * GELU_TANH_A * x * x);
+}
+
+#if !defined(DP_REAL_DOUBLE) && defined(__AVX512F__)
+/* σ(2u) for 16 floats, through the clamped exp above (σ is 0 or 1 to float precision where it clamps). */
+static inline __m512 gelu_tanh_sigma_avx512(__m512 x) {
+    const __m512 x2 = _mm512_mul_ps(x, x);
+    const __m512 inner = _mm512_fmadd_ps(_mm512_set1_ps((float)GELU_TANH_A), _mm512_mul_ps(x2, x), x);
+    const __m512 mu2 = _mm512_mul_ps(_mm512_set1_ps((float)(-2.0 * GELU_TANH_K)), inner);
+    const __m512 one = _mm512_set1_ps(1.0f);
+    return _mm512_div_ps(one, _mm512_add_ps(one, exp_avx512(mu2)));
+}
+#endif
+
+void gelu_tanh_forward(real *out, const real *inp, long n) {
+#pragma omp parallel for schedule(static)
+    for (long b = 0; b < n; b += 4096) {
+        long i = b, end = DP_MIN(n, b + 4096);
+#if !defined(DP_REAL_DOUBLE) && defined(__AVX512F__)
+        for (; i + 16 <= end; i += 16) {
+            __m512 x = _mm512_loadu_ps(inp + i);
+            _mm512_storeu_ps(out + i, _mm512_mul_ps(x, gelu_tanh_sigma_avx512(x)));
+        }
+#endif
+        for (; i < end; i++) {
+            double y;
+            gelu_tanh_scalar(inp[i], &y, NULL);
+            out[i] = (real)y;
+        }
+    }
+}
+
+void gelu_tanh_backward(real *dinp, const real *dout, const real *inp, long n) {
+#pragma omp parallel for schedule(static)
+    for (long b = 0; b < n; b += 4096) {
+        long i = b, end = DP_MIN(n, b + 4096);
+#if !defined(DP_REAL_DOUBLE) && defined(__AVX512F__)
+        const __m512 one = _mm512_set1_ps(1.0f), k2 = _mm512_set1_ps((float)(2.0 * GELU_TANH_K)),
+                     a3 = _mm512_set1_ps((float)(3.0 * GELU_TANH_A));
+        for (; i + 16 <= end; i += 16) {
+            __m512 x = _mm512_loadu_ps(inp + i), s = gelu_tanh_sigma_avx512(x);
+            __m512 du2 = _mm512_mul_ps(k2, _mm512_fmadd_ps(a3, _mm512_mul_ps(x, x), one)); /* 2u' */
+            __m512 d = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_mul_ps(x, s), _mm512_sub_ps(one, s)), du2, s);
+            _mm512_storeu_ps(dinp + i, _mm512_mul_ps(_mm512_loadu_ps(dout + i), d));
+        }
+#endif
+        for (; i < end; i++) {
+            double y, dy;
+            gelu_tanh_scalar(inp[i], &y, &dy);
+            dinp[i] = (real)(dout[i] * dy);
+        }
     }
 }

@@ -1,26 +1,40 @@
-/* Token + position embedding lookup and its backward (scatter-add into the used rows). */
+/* Token + position embedding lookup and its backward (scatter-add into the used rows), with either
+ * position rule: the window's (row t uses P[t]) or GPT-2's (positions counted from each sequence's
+ * first token). */
 #include "ops/ops.h"
 
-void embedding_forward(real *out, const int32_t *ids, const real *E, const real *P, int B, int T, int C) {
+/* The position row of (sequence b, window position t); ids_b = that sequence's ids. */
+static inline int position_of(const int32_t *ids_b, int t, int from_first) {
+    if (!from_first) return t;
+    int f = 0;
+    while (f < t && ids_b[f] == 0) f++;
+    return t - f; /* padding rows before the first token (f == t) use P[0] */
+}
+
+void embedding_forward(real *out, const int32_t *ids, const real *E, const real *P, int B, int T, int C,
+                       int from_first) {
 #pragma omp parallel for schedule(static)
     for (long r = 0; r < (long)B * T; r++) {
-        const real *e = E + (size_t)ids[r] * C, *p = P + (size_t)(r % T) * C;
+        const int t = (int)(r % T);
+        const real *e = E + (size_t)ids[r] * C, *p = P + (size_t)position_of(ids + (r - t), t, from_first) * C;
         real *o = out + r * C;
         for (int i = 0; i < C; i++) o[i] = e[i] + p[i];
     }
 }
 
-void embedding_backward(real *dE, real *dP, const real *dout, const int32_t *ids, int B, int T, int C) {
+void embedding_backward(real *dE, real *dP, const real *dout, const int32_t *ids, int B, int T, int C,
+                        int from_first) {
     /* Serial: rows may repeat an id, and a fixed order keeps results identical across thread counts. */
     for (long r = 0; r < (long)B * T; r++) {
         if (ids[r] == 0) continue;
+        const int t = (int)(r % T);
         const real *g = dout + r * C;
         if (dE) {
             real *e = dE + (size_t)ids[r] * C;
             for (int i = 0; i < C; i++) e[i] += g[i];
         }
         if (dP) {
-            real *p = dP + (size_t)(r % T) * C;
+            real *p = dP + (size_t)position_of(ids + (r - t), t, from_first) * C;
             for (int i = 0; i < C; i++) p[i] += g[i];
         }
     }

@@ -29,6 +29,10 @@ void layernorm_backward(real *dinp, real *dw, real *db, const real *dout, const 
 void gelu_forward(real *out, const real *inp, long n);
 /* dinp[n] = dout · GELU'(inp)  (overwrites). */
 void gelu_backward(real *dinp, const real *dout, const real *inp, long n);
+/* ---- GPT-2's GELU, the tanh approximation (Hugging Face's gelu_new, PyTorch's approximate="tanh"):
+ * 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))); the same argument order as the exact pair ---- */
+void gelu_tanh_forward(real *out, const real *inp, long n);
+void gelu_tanh_backward(real *dinp, const real *dout, const real *inp, long n);
 
 /* ---- dropout with masks derived from (seed, index) by a counter-based hash, so the backward pass
  * regenerates the mask instead of storing it. p = drop probability; p = 0 is the identity. Element i
@@ -49,11 +53,18 @@ void dropout_backward(real *dinp, const real *dout, long n, float p, uint64_t se
 /* out[n] = a[n] + b[n] (out may alias a or b): the residual connection. */
 void add_into(real *out, const real *a, const real *b, long n);
 
-/* ---- embedding: out[B,T,C] = E[ids[b,t]] + P[t] ---- */
-void embedding_forward(real *out, const int32_t *ids, const real *E, const real *P, int B, int T, int C);
-/* dE[V+1,C] += at rows ids (row 0, padding, gets nothing); dP[T,C] += over non-padding positions.
- * dE or dP may be NULL. */
-void embedding_backward(real *dE, real *dP, const real *dout, const int32_t *ids, int B, int T, int C);
+/* ---- embedding: out[B,T,C] = E[ids[b,t]] + P[pos(b,t)] ----
+ * from_first = 0: pos(b,t) = t, the window position (the recommender's left-padded windows);
+ * from_first = 1: pos(b,t) = t − f_b, f_b the first non-padding position of sequence b (GPT-2: positions
+ * count from each sequence's first token; padding rows before it use P[0]). For right-padded sequences
+ * (f_b = 0) the two rules agree. Within one sequence the non-padding rows always have distinct
+ * positions (the per-example position-gradient norm relies on it). */
+void embedding_forward(real *out, const int32_t *ids, const real *E, const real *P, int B, int T, int C,
+                       int from_first);
+/* dE[V+1,C] += at rows ids (row 0, padding, gets nothing); dP[T,C] += at the positions of the
+ * non-padding rows. dE or dP may be NULL. */
+void embedding_backward(real *dE, real *dP, const real *dout, const int32_t *ids, int B, int T, int C,
+                        int from_first);
 
 /* ---- multi-head scaled dot-product attention ----
  * qkv[B,T,3C]: q = cols [0,C), k = [C,2C), v = [2C,3C); head h uses cols h·hd .. (h+1)·hd, hd = C/H.

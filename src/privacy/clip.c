@@ -212,7 +212,7 @@ static int clipped_grad_bookkeeping(dp_model *m, const dp_batch *bt, dp_clip_mod
         be->weighted_rows_sum(r->db, r->gb, c_dev, B, C);
     }
     be->rows_scale_by_example(s->G_in, c_dev, B, T, C);
-    be->embedding_backward(m->g.E, m->g.P, s->G_in, m->cur_ids, B, T, C);
+    be->embedding_backward(m->g.E, m->g.P, s->G_in, m->cur_ids, B, T, C, cfg->positions == DP_POS_FROM_FIRST);
     if (K) {
         be->rows_scale_by_example(a->head_dz, c_dev, B, 1, K);
         be->linear_backward_params(m->g.head_w, m->g.head_b, a->head_dz, a->rep, B, C, K);

@@ -242,6 +242,8 @@ static dp_backend make_table(void) {
     t.layernorm_backward = cuda_layernorm_backward;
     t.gelu_forward = cuda_gelu_forward;
     t.gelu_backward = cuda_gelu_backward;
+    t.gelu_tanh_forward = cuda_gelu_tanh_forward;
+    t.gelu_tanh_backward = cuda_gelu_tanh_backward;
     t.dropout_forward = cuda_dropout_forward;
     t.dropout_backward = cuda_dropout_backward;
     t.add = cuda_add;

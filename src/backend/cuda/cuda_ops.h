@@ -31,11 +31,15 @@ void cuda_layernorm_backward(real *dinp, real *dw, real *db, const real *dout, c
                              const real *mean, const real *rstd, long N, int C);
 void cuda_gelu_forward(real *out, const real *inp, long n);
 void cuda_gelu_backward(real *dinp, const real *dout, const real *inp, long n);
+void cuda_gelu_tanh_forward(real *out, const real *inp, long n);
+void cuda_gelu_tanh_backward(real *dinp, const real *dout, const real *inp, long n);
 void cuda_dropout_forward(real *out, const real *inp, long n, float p, uint64_t seed, uint64_t idx0);
 void cuda_dropout_backward(real *dinp, const real *dout, long n, float p, uint64_t seed, uint64_t idx0);
 void cuda_add(real *out, const real *a, const real *b, long n);
-void cuda_embedding_forward(real *out, const int32_t *ids, const real *E, const real *P, int B, int T, int C);
-void cuda_embedding_backward(real *dE, real *dP, const real *dout, const int32_t *ids, int B, int T, int C);
+void cuda_embedding_forward(real *out, const int32_t *ids, const real *E, const real *P, int B, int T, int C,
+                            int from_first);
+void cuda_embedding_backward(real *dE, real *dP, const real *dout, const int32_t *ids, int B, int T, int C,
+                             int from_first);
 void cuda_pool_forward(real *pooled, const real *h, const int32_t *ids, int pool, int B, int T, int C);
 void cuda_pool_backward(real *dh, const real *dpooled, const int32_t *ids, int pool, int B, int T, int C);
 void cuda_rep_clip_forward(real *rep, real *scale, const real *x, const real *noise, double clip, int B, int C);

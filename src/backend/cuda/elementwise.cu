@@ -1,4 +1,4 @@
-/* CUDA twins of the row-wise and element-wise ops of src/ops: LayerNorm, exact GELU, hash-mask
+/* CUDA twins of the row-wise and element-wise ops of src/ops: LayerNorm, exact and tanh GELU, hash-mask
  * dropout, add, the embedding lookup and its scatter-add, the sequence-classification head's pooling,
  * representation clip and softmax cross-entropy, and the privacy engine's per-example row scaling and
  * small reductions (squared norms, inner products, weighted row sums). Semantics (what accumulates,
@@ -198,6 +198,43 @@ void cuda_gelu_backward(real *dinp, const real *dout, const real *inp, long n) {
     CUDA_CHECK_LAUNCH();
 }
 
+/* ---- GPT-2's GELU (tanh approximation) as x·σ(2u), u = √(2/π)(x + 0.044715x³), like the CPU ---- */
+
+#define GELU_TANH_K_F 0.79788456080286535588f
+#define GELU_TANH_A_F 0.044715f
+
+__device__ __forceinline__ float gelu_tanh_sigma(float x) {
+    float u2 = 2.0f * GELU_TANH_K_F * (x + GELU_TANH_A_F * x * x * x);
+    return 1.0f / (1.0f + expf(-u2));
+}
+
+__global__ void gelu_tanh_forward_kernel(real *out, const real *inp, long n) {
+    GRID_STRIDE(i, n) {
+        float x = inp[i];
+        out[i] = x * gelu_tanh_sigma(x);
+    }
+}
+
+__global__ void gelu_tanh_backward_kernel(real *dinp, const real *dout, const real *inp, long n) {
+    GRID_STRIDE(i, n) {
+        float x = inp[i], s = gelu_tanh_sigma(x);
+        float du2 = 2.0f * GELU_TANH_K_F * (1.0f + 3.0f * GELU_TANH_A_F * x * x);
+        dinp[i] = dout[i] * (s + x * s * (1.0f - s) * du2);
+    }
+}
+
+void cuda_gelu_tanh_forward(real *out, const real *inp, long n) {
+    if (n <= 0) return;
+    gelu_tanh_forward_kernel<<<ew_blocks(n), EW_THREADS>>>(out, inp, n);
+    CUDA_CHECK_LAUNCH();
+}
+
+void cuda_gelu_tanh_backward(real *dinp, const real *dout, const real *inp, long n) {
+    if (n <= 0) return;
+    gelu_tanh_backward_kernel<<<ew_blocks(n), EW_THREADS>>>(dinp, dout, inp, n);
+    CUDA_CHECK_LAUNCH();
+}
+
 /* ---- dropout (masks bit-identical to the CPU's: element i uses index idx0 + i) ---- */
 
 __global__ void dropout_kernel(real *out, const real *inp, long n, float p, real scale, uint64_t seed,
@@ -234,18 +271,31 @@ void cuda_add(real *out, const real *a, const real *b, long n) {
 
 /* ---- embedding ---- */
 
+/* The position row of window position t of a sequence (ids_b its ids), as embedding.c's position_of:
+ * t, or t − (first non-padding position) with from_first (a short scan: right-padded sequences, the
+ * language models' layout, start with a token). */
+__device__ __forceinline__ int emb_position(const int32_t *ids_b, int t, int from_first) {
+    if (!from_first) return t;
+    int f = 0;
+    while (f < t && ids_b[f] == 0) f++;
+    return t - f;
+}
+
 __global__ void embedding_forward_kernel(real *out, const int32_t *ids, const real *E, const real *P, int T, int C,
-                                         long n) {
+                                         int from_first, long n) {
     GRID_STRIDE(k, n) {
         size_t r = k / (size_t)C, i = k % (size_t)C;
-        out[k] = E[(size_t)ids[r] * C + i] + P[(r % (size_t)T) * C + i];
+        int t = (int)(r % (size_t)T);
+        int pos = emb_position(ids + (r - (size_t)t), t, from_first);
+        out[k] = E[(size_t)ids[r] * C + i] + P[(size_t)pos * C + i];
     }
 }
 
-void cuda_embedding_forward(real *out, const int32_t *ids, const real *E, const real *P, int B, int T, int C) {
+void cuda_embedding_forward(real *out, const int32_t *ids, const real *E, const real *P, int B, int T, int C,
+                            int from_first) {
     long n = (long)B * T * C;
     if (B <= 0 || T <= 0 || C <= 0) return;
-    embedding_forward_kernel<<<ew_blocks(n), EW_THREADS>>>(out, ids, E, P, T, C, n);
+    embedding_forward_kernel<<<ew_blocks(n), EW_THREADS>>>(out, ids, E, P, T, C, from_first, n);
     CUDA_CHECK_LAUNCH();
 }
 
@@ -258,12 +308,22 @@ __global__ void embedding_backward_dE_kernel(real *dE, const real *dout, const i
     }
 }
 
-/* dP[t, i] += Σ_b over non-padding (b, t), in the CPU's order (b ascending), one thread per element. */
-__global__ void embedding_backward_dP_kernel(real *dP, const real *dout, const int32_t *ids, int B, int T, int C) {
+/* dP[p, i] += Σ_b over the non-padding row of sequence b at position p (window position p, or p + f_b
+ * with from_first), in the CPU's order (b ascending), one thread per element. */
+__global__ void embedding_backward_dP_kernel(real *dP, const real *dout, const int32_t *ids, int B, int T, int C,
+                                             int from_first) {
     GRID_STRIDE(k, (size_t)T * C) {
-        size_t t = k / (size_t)C;
+        size_t p = k / (size_t)C;
         real acc = dP[k];
         for (int b = 0; b < B; b++) {
+            const int32_t *ids_b = ids + (size_t)b * T;
+            size_t t = p;
+            if (from_first) {
+                size_t f = 0;
+                while (f < (size_t)T && ids_b[f] == 0) f++;
+                t = p + f;
+                if (t >= (size_t)T) continue;
+            }
             size_t r = (size_t)b * T + t;
             if (ids[r] != 0) acc += dout[r * C + (k % (size_t)C)];
         }
@@ -271,7 +331,8 @@ __global__ void embedding_backward_dP_kernel(real *dP, const real *dout, const i
     }
 }
 
-void cuda_embedding_backward(real *dE, real *dP, const real *dout, const int32_t *ids, int B, int T, int C) {
+void cuda_embedding_backward(real *dE, real *dP, const real *dout, const int32_t *ids, int B, int T, int C,
+                             int from_first) {
     if (B <= 0 || T <= 0 || C <= 0) return;
     if (dE) {
         long n = (long)B * T * C;
@@ -279,7 +340,7 @@ void cuda_embedding_backward(real *dE, real *dP, const real *dout, const int32_t
         CUDA_CHECK_LAUNCH();
     }
     if (dP) {
-        embedding_backward_dP_kernel<<<ew_blocks((long)T * C), EW_THREADS>>>(dP, dout, ids, B, T, C);
+        embedding_backward_dP_kernel<<<ew_blocks((long)T * C), EW_THREADS>>>(dP, dout, ids, B, T, C, from_first);
         CUDA_CHECK_LAUNCH();
     }
 }
