@@ -31,11 +31,15 @@ for mode in $MODES; do
   esac
   for lr in $LRS; do for bs in $BATCHES; do for seed in $SEEDS; do
     run="$mode.lr$lr.bs$bs.s$seed"
-    [ -f "$OUT/$run.log" ] && grep -q "^model:" "$OUT/$run.log" && ! grep -q "stopped in epoch" "$OUT/$run.log" &&
-        continue   # done already
+    [ -f "$OUT/$run.log" ] && grep -q "^model:" "$OUT/$run.log" && continue   # done already
     echo "== $run"
-    "$BIN" train-text $common $priv --lr "$lr" --batch-size "$bs" --seed "$seed" --out "$OUT/$run" > "$OUT/$run.log" 2>&1 ||
-        { echo "   FAILED (exit $?): see $OUT/$run.log"; continue; }
+    if [ -d "$OUT/$run/checkpoints" ]; then   # an interrupted run: continue it
+      "$BIN" train-text --resume "$OUT/$run" > "$OUT/$run.log" 2>&1 ||
+          { echo "   FAILED (exit $?): see $OUT/$run.log"; continue; }
+    else
+      "$BIN" train-text $common $priv --lr "$lr" --batch-size "$bs" --seed "$seed" --out "$OUT/$run" > "$OUT/$run.log" 2>&1 ||
+          { echo "   FAILED (exit $?): see $OUT/$run.log"; continue; }
+    fi
     grep -E "accuracy|per epoch" "$OUT/$run.log" | sed 's/^/   /'
   done; done; done
 done

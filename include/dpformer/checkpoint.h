@@ -4,16 +4,18 @@
  * It holds everything needed to continue the run exactly where it was (docs/checkpoints.md):
  *   tensors   param.<name>, the parameters; optim.exp_avg.<name> and optim.exp_avg_sq.<name> (AdamW)
  *             or optim.momentum_buffer.<name> (SGD); best.<name>, the parameters of the best
- *             validated epoch so far; data.order (I32), the training users in their current order;
- *             reattention.item_freq (F64), the item frequencies of a run with Re-Attention;
- *   metadata  the run configuration, the position (step, epoch, steps into the epoch, partial epoch
- *             sums), the random generator state (DP-SGD), the privacy accountant's full event
- *             history, the best-epoch state, the metrics.jsonl lines written so far, a fingerprint
- *             of the dataset, a format version, and an FNV-1a 64-bit checksum of every tensor and of
- *             the metadata and tensor table.
+ *             validated epoch so far; data.order (I32), the training examples (users, sentences) in
+ *             their current order; reattention.item_freq (F64), the item frequencies of a run with
+ *             Re-Attention;
+ *   metadata  the task (recommendation, text-classification) and the command that resumes it, the
+ *             run configuration, the position (step, epoch, steps into the epoch, partial epoch
+ *             sums), the random generator state (private runs), the privacy accountant's full event
+ *             history, the best-epoch state, the metrics.jsonl lines written so far, the identity of
+ *             the data (sizes and fingerprints), a format version, and an FNV-1a 64-bit checksum of
+ *             every tensor and of the metadata and tensor table.
  * Files are written atomically (dp_safetensors_write) and the newest K are kept; an older file is
- * deleted only after the new one is durable. dp_train (dpformer/train.h) writes them when
- * cfg->checkpoint_dir is set and resumes from cfg->resume.
+ * deleted only after the new one is durable. dp_train (dpformer/train.h) and dp_text_train
+ * (dpformer/textcls.h) write them when cfg->checkpoint_dir is set and resume from cfg->resume.
  *
  * Typical resume:
  *   dp_checkpoint *ck = dp_checkpoint_open_latest(dir, stderr, &err);   // newest valid file
@@ -70,6 +72,8 @@ int64_t dp_checkpoint_step(const dp_checkpoint *c);       /* optimiser steps tak
 int dp_checkpoint_epochs_done(const dp_checkpoint *c);    /* completed epochs (metrics lines) */
 int64_t dp_checkpoint_epoch_step(const dp_checkpoint *c); /* steps taken in the epoch in progress */
 int dp_checkpoint_complete(const dp_checkpoint *c);       /* 1: written at the end of the run */
+/* The task of the run: "recommendation" (dp_train) or "text-classification" (dp_text_train). */
+const char *dp_checkpoint_task(const dp_checkpoint *c);
 /* The caller's JSON object stored through cfg->checkpoint_extra, or NULL. */
 const char *dp_checkpoint_extra(const dp_checkpoint *c);
 /* The privacy accountant's history (empty for a non-private run). */
@@ -83,13 +87,15 @@ const dp_history *dp_checkpoint_history(const dp_checkpoint *c);
  * where the outputs go) or when the run wrote none. Points into c. */
 const char *dp_checkpoint_out_dir(const dp_checkpoint *c);
 
-/* The configuration the run was started (or last resumed) with. Strings point into c; resume is c,
+/* The configuration the run was started (or last resumed) with (a recommendation run's; for a text
+ * run see dp_text_checkpoint_config in dpformer/textcls.h). Strings point into c; resume is c,
  * checkpoint_dir the folder c was read from, out_dir dp_checkpoint_out_dir(c); progress, log and stop
  * are left at their defaults. */
 dp_train_config dp_checkpoint_train_config(const dp_checkpoint *c);
 
 /* Can the run saved in c continue with cfg on ds? Refuses (message naming the file and the setting)
- * a different dataset (sizes or fingerprint), a different model shape, and a change of any setting
+ * a checkpoint of another task, a different dataset (sizes or fingerprint), a different model shape,
+ * and a change of any setting
  * that cannot change within a run: seed, optimizer, batch size, sample rate, DP on/off, seeded noise,
  * delta, accountant, keep-last, exclude-seen, max-eval-users, Re-Attention on/off and its scale, item
  * frequency source, noise and cap; and fewer epochs than already run.

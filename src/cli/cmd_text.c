@@ -1,12 +1,16 @@
 /* `dpformer train-text` and `dpformer eval-text`: train a text classifier (non-private, DP-SGD or
- * DP-FP) on labelled TSV files and evaluate a saved one (docs/dpfp.md). */
+ * DP-FP) on labelled TSV files — with checkpoints, --resume and a graceful stop on SIGINT/SIGTERM,
+ * as `train` — and evaluate a saved one (docs/dpfp.md). */
+#include <cjson/cJSON.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "cli/args.h"
 #include "cli/commands.h"
+#include "cli/train_flags.h"
 #include "core/common.h"
+#include "dpformer/checkpoint.h"
 #include "dpformer/textcls.h"
 #include "ops/ops.h"
 #include "train/noise_plan.h"
@@ -35,7 +39,7 @@ static int load_tsv(const char *cmd, const char *path, const dp_text_options *op
     return 0;
 }
 
-static void print_privacy(FILE *f, const dp_text_train_config *c, const dp_text_train_result *r, int has_dev) {
+static void print_text_privacy(FILE *f, const dp_text_train_config *c, const dp_text_train_result *r, int has_dev) {
     if (c->mode == DP_TEXT_NONPRIVATE) {
         fprintf(f, "privacy: none (non-private training)\n");
         return;
@@ -74,6 +78,19 @@ static void print_privacy(FILE *f, const dp_text_train_config *c, const dp_text_
         fprintf(f, "  WARNING: --seeded-noise: the noise is reproducible from the seed, so this run is NOT private\n");
 }
 
+/* What the command line adds to a text run's checkpoint: how the files are read, and the thread count. */
+static char *extra_json(int threads, const char *label_col, const char *text_col, int classes, int invalid_utf8) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddNumberToObject(o, "threads", threads);
+    if (label_col) cJSON_AddStringToObject(o, "label_column", label_col);
+    if (text_col) cJSON_AddStringToObject(o, "text_column", text_col);
+    cJSON_AddNumberToObject(o, "classes", classes);
+    cJSON_AddBoolToObject(o, "accept_invalid_utf8", invalid_utf8);
+    char *s = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    return s;
+}
+
 int cmd_train_text(int argc, char **argv) {
     const char *cmd = "dpformer train-text";
     dp_text_train_config c = dp_text_train_config_default(2);
@@ -83,9 +100,72 @@ int cmd_train_text(int argc, char **argv) {
     int d_ff = 0, classes = 2, dp = 0, dpfp = 0, threads = 0, no_progress = 0, invalid_utf8 = 0, select_best = 0;
     double dropout = c.model.dropout, lr = c.optim.lr, wd = 0, sigma = -1;
     int64_t seed = 1;
+    ckpt_flags cf;
+    ckpt_flags_defaults(&cf);
+    dp_checkpoint *ck = NULL;
+    char tok_buf[DP_TOKENIZER_SPEC_MAX], col_buf[2][256];
+    dp_error err;
+    int rc = ckpt_open_resume(cmd, "text-classification", argc, argv, &cf, &ck);
+    if (rc) return rc;
+    if (ck) {
+        /* the saved run's settings are the flags' defaults: a flag not given keeps its value */
+        dp_text_train_config saved;
+        if (dp_text_checkpoint_config(ck, &saved, &err)) {
+            fprintf(stderr, "%s: --resume: %s\n", cmd, err.msg);
+            dp_checkpoint_free(ck);
+            return 2;
+        }
+        const int priv = saved.mode != DP_TEXT_NONPRIVATE;
+        train = saved.train_desc;
+        dev = saved.dev_desc;
+        test = saved.test_desc;
+        out = saved.out_dir;
+        dp_tokenizer_spec(&saved.tokenizer, tok_buf, sizeof tok_buf);
+        tokenizer = tok_buf;
+        max_len = saved.model.max_len;
+        d_model = saved.model.d_model;
+        n_heads = saved.model.n_heads;
+        n_layers = saved.model.n_layers;
+        d_ff = saved.model.d_ff;
+        pool = saved.model.pool == DP_POOL_MEAN ? "mean" : "first";
+        dropout = saved.model.dropout;
+        classes = saved.model.n_classes;
+        lr = saved.optim.lr;
+        wd = saved.optim.weight_decay;
+        seed = (int64_t)saved.seed;
+        dp = saved.mode == DP_TEXT_DPSGD;
+        dpfp = saved.mode == DP_TEXT_DPFP;
+        /* a private run keeps the last epoch by default: a saved run that kept the best one had --select-best */
+        c.keep_last = priv ? 0 : saved.keep_last;
+        select_best = priv && !saved.keep_last;
+        sigma = !priv ? -1 : saved.dp.noise_multiplier > 0 ? saved.dp.noise_multiplier
+                           : saved.dp.target_epsilon > 0 ? -1 : 0;
+        c.epochs = saved.epochs;
+        c.batch_size = saved.batch_size;
+        c.dp = saved.dp;
+        c.dpfp_clip = saved.dpfp_clip;
+        c.micro_batches = saved.micro_batches;
+        clip_mode = dp_clip_mode_name(saved.dp.clip_mode);
+        accountant = saved.dp.accountant == DP_ACCOUNTANT_PLD ? "pld" : "rdp";
+        cJSON *x = dp_checkpoint_extra(ck) ? cJSON_Parse(dp_checkpoint_extra(ck)) : NULL;
+        const cJSON *v;
+        if (cJSON_IsNumber(v = cJSON_GetObjectItemCaseSensitive(x, "threads")) && v->valuedouble >= 0 &&
+            v->valuedouble <= 4096)
+            threads = (int)v->valuedouble;
+        if (cJSON_IsString(v = cJSON_GetObjectItemCaseSensitive(x, "label_column"))) {
+            snprintf(col_buf[0], sizeof col_buf[0], "%s", v->valuestring);
+            label_col = col_buf[0];
+        }
+        if (cJSON_IsString(v = cJSON_GetObjectItemCaseSensitive(x, "text_column"))) {
+            snprintf(col_buf[1], sizeof col_buf[1], "%s", v->valuestring);
+            text_col = col_buf[1];
+        }
+        if (cJSON_IsBool(v = cJSON_GetObjectItemCaseSensitive(x, "accept_invalid_utf8"))) invalid_utf8 = cJSON_IsTrue(v);
+        cJSON_Delete(x);
+    }
     arg_spec specs[] = {
-        ARG_SM("train", &train, "FILE", "training TSV file (required)"),
-        ARG_SM("dev", &dev, "FILE", "dev TSV file: accuracy per epoch, the best epoch is kept"),
+        ARG_SM("train", &train, "FILE", "training TSV file (required; on --resume, the checkpoint's)"),
+        ARG_SM("dev", &dev, "FILE", "dev TSV file: accuracy per epoch, the best epoch is kept (without it: the last)"),
         ARG_SM("test", &test, "FILE", "test TSV file: accuracy of the kept model"),
         ARG_SM("label-column", &label_col, "NAME", "header name of the label column (default label)"),
         ARG_SM("text-column", &text_col, "NAME", "header name of the text column (default sentence, else content)"),
@@ -106,7 +186,7 @@ int cmd_train_text(int argc, char **argv) {
         ARG_LR("seed", &seed, "random seed (initialisation, order, dropout)", 0, 9.2e18),
         ARG_IR("threads", &threads, "threads (0 = all cores)", 0, 4096),
         ARG_F("keep-last", &c.keep_last, "keep the last epoch instead of the best by dev accuracy (the default with "
-                                         "--dp / --dpfp)"),
+                                         "--dp / --dpfp, and without --dev)"),
         ARG_F("select-best", &select_best, "DP: keep the best epoch by dev accuracy instead of the last; epsilon does "
                                            "NOT cover the dev sentences that choice looks at"),
         ARG_F("dp", &dp, "DP-SGD: per-example clipping of the whole gradient (privacy unit: one sentence)"),
@@ -122,19 +202,28 @@ int cmd_train_text(int argc, char **argv) {
         ARG_S("accountant", &accountant, "rdp or pld"),
         ARG_F("seeded-noise", &c.dp.seeded_noise, "reproducible noise from --seed (testing only: NOT private)"),
         ARG_SM("out", &out, "DIR", "output folder: metrics.jsonl, model.safetensors, privacy.json"),
-        ARG_F("no-progress", &no_progress, "plain epoch lines instead of a progress bar, as in train (train-text "
-                                           "draws no bar: its epoch lines are always plain)"),
+        ARG_F("no-progress", &no_progress, "plain epoch lines instead of a progress bar (as when stderr is not a terminal)"),
+        {0}, {0}, {0}, {0}, {0},
     };
     int n = (int)(sizeof specs / sizeof specs[0]);
-    int rc = args_parse(cmd, "Train a text classifier (bidirectional encoder over bytes or hashed words) on labelled\n"
-                             "TSV files: "
-                             "non-private, DP-SGD (--dp) or DP-FP (--dpfp); see docs/dpfp.md and docs/text.md.",
-                        specs, n, argc, argv);
-    if (rc) return rc == 1 ? 0 : 2;
+    ckpt_flags_specs(&cf, specs + n - CKPT_FLAG_COUNT);
+    rc = args_parse(cmd, "Train a text classifier (bidirectional encoder over bytes or hashed words) on labelled\n"
+                         "TSV files: non-private, DP-SGD (--dp) or DP-FP (--dpfp); see docs/dpfp.md and docs/text.md.\n"
+                         "Checkpoints and --resume as in train (docs/checkpoints.md). Stops at the next step boundary on\n"
+                         "SIGINT/SIGTERM (exit 130/143).",
+                    specs, n, argc, argv);
+    if (rc) {
+        dp_checkpoint_free(ck);
+        return rc == 1 ? 0 : 2;
+    }
+    rc = 2;
+    dp_text_dataset tr = {0}, dv = {0}, te = {0};
+    char *extra = NULL;
     if (!train) {
         fprintf(stderr, "%s: --train is required (see --help)\n", cmd);
-        return 2;
+        goto done;
     }
+    if (ckpt_require_out(cmd, &cf, out)) goto done;
     /* the files written into --out (metrics.jsonl, model.safetensors, privacy.json) may not be inputs */
     const char *inputs[3] = {train, dev, test}, *in_flag[3] = {"--train", "--dev", "--test"};
     const char *outputs[3] = {"metrics.jsonl", "model.safetensors", "privacy.json"};
@@ -145,24 +234,29 @@ int cmd_train_text(int argc, char **argv) {
             if (dp_same_file(k < 3 ? path : out, inputs[i])) {
                 fprintf(stderr, "%s: %s: the output would overwrite the input %s %s; choose another --out\n", cmd,
                         k < 3 ? path : out, in_flag[i], inputs[i]);
-                return 2;
+                goto done;
             }
         }
     }
+    if (ck) { /* one mode flag given on resume replaces the saved one (and is refused below if it differs) */
+        if (args_seen(specs, n, "dpfp") && !args_seen(specs, n, "dp")) dp = 0;
+        if (args_seen(specs, n, "dp") && !args_seen(specs, n, "dpfp")) dpfp = 0;
+    }
     if (dp && dpfp) {
         fprintf(stderr, "%s: choose one of --dp (DP-SGD) and --dpfp\n", cmd);
-        return 2;
+        goto done;
     }
     c.mode = dp ? DP_TEXT_DPSGD : dpfp ? DP_TEXT_DPFP : DP_TEXT_NONPRIVATE;
     if (c.keep_last && select_best) {
-        fprintf(stderr, "%s: --keep-last and --select-best exclude each other\n", cmd);
-        return 2;
+        fprintf(stderr, "%s: --keep-last and --select-best exclude each other (on --resume, the run's saved choice "
+                        "counts as given: model selection cannot change within a run)\n", cmd);
+        goto done;
     }
     /* Under DP the last epoch is kept unless --select-best (the dev set is not covered by epsilon). */
     if (c.mode != DP_TEXT_NONPRIVATE && !select_best) c.keep_last = 1;
     if (c.mode != DP_TEXT_NONPRIVATE && sigma < 0 && c.dp.target_epsilon == 0) {
         fprintf(stderr, "%s: --%s needs --target-epsilon or --noise-multiplier\n", cmd, dp ? "dp" : "dpfp");
-        return 2;
+        goto done;
     }
     {
         /* a flag of another mode would be ignored: refused, naming it and the mode it belongs to */
@@ -173,48 +267,47 @@ int cmd_train_text(int argc, char **argv) {
         const char *x;
         if (c.mode == DP_TEXT_NONPRIVATE && (x = args_first_seen(specs, n, dp_any))) {
             fprintf(stderr, "%s: --%s is a privacy flag: privacy flags need --dp or --dpfp\n", cmd, x);
-            return 2;
+            goto done;
         }
         if (c.mode != DP_TEXT_DPSGD && (x = args_first_seen(specs, n, dpsgd))) {
             fprintf(stderr, "%s: --%s is a DP-SGD flag: DP-SGD flags need --dp%s\n", cmd, x,
                     dpfp ? " (this run is DP-FP, whose clip norm is --dpfp-clip)" : "");
-            return 2;
+            goto done;
         }
         if (c.mode != DP_TEXT_DPFP && (x = args_first_seen(specs, n, dpfp_only))) {
             fprintf(stderr, "%s: --%s is a DP-FP flag: DP-FP flags need --dpfp%s\n", cmd, x,
                     dp ? " (this run is DP-SGD, whose clip norm is --max-grad-norm)" : "");
-            return 2;
+            goto done;
         }
     }
     if (sigma == 0 && c.dp.target_epsilon > 0) {
         fprintf(stderr, "%s: --noise-multiplier 0 gives no privacy, so no --target-epsilon can be met\n", cmd);
-        return 2;
+        goto done;
     }
-    dp_error terr;
-    if (dp_tokenizer_parse(tokenizer, &c.tokenizer, &terr)) {
-        fprintf(stderr, "%s: --tokenizer: %s\n", cmd, terr.msg);
-        return 2;
+    if (dp_tokenizer_parse(tokenizer, &c.tokenizer, &err)) {
+        fprintf(stderr, "%s: --tokenizer: %s\n", cmd, err.msg);
+        goto done;
     }
     c.model.n_items = dp_tokenizer_vocab(&c.tokenizer) - 1;
     if (strcmp(pool, "first") == 0) c.model.pool = DP_POOL_FIRST;
     else if (strcmp(pool, "mean") == 0) c.model.pool = DP_POOL_MEAN;
     else {
         fprintf(stderr, "%s: --pool: unknown pooling '%s' (first or mean)\n", cmd, pool);
-        return 2;
+        goto done;
     }
     if (strcmp(accountant, "rdp") == 0) c.dp.accountant = DP_ACCOUNTANT_RDP;
     else if (strcmp(accountant, "pld") == 0) c.dp.accountant = DP_ACCOUNTANT_PLD;
     else {
         fprintf(stderr, "%s: --accountant: unknown accountant '%s' (rdp or pld)\n", cmd, accountant);
-        return 2;
+        goto done;
     }
     if (dp_clip_mode_parse(clip_mode, &c.dp.clip_mode)) {
         fprintf(stderr, "%s: --clip-mode: unknown mode '%s' (auto, ghost, phantom or naive)\n", cmd, clip_mode);
-        return 2;
+        goto done;
     }
     if (d_model % n_heads != 0) {
         fprintf(stderr, "%s: --d-model %d is not divisible by --n-heads %d\n", cmd, d_model, n_heads);
-        return 2;
+        goto done;
     }
     c.dp.enabled = c.mode != DP_TEXT_NONPRIVATE;
     c.dp.noise_multiplier = sigma > 0 ? sigma : 0;
@@ -229,7 +322,15 @@ int cmd_train_text(int argc, char **argv) {
     c.optim.weight_decay = wd;
     c.seed = (uint64_t)seed;
     c.out_dir = out;
-    c.progress = 1; /* --no-progress: there is no bar to replace; the epoch lines stay, as in train */
+    c.progress = no_progress ? 0 : (isatty(fileno(stderr)) ? 1 : 0);
+    c.train_desc = train;
+    c.dev_desc = dev;
+    c.test_desc = test;
+    c.checkpoint_dir = ckpt_flags_dir(&cf, out);
+    c.checkpoint_every = cf.every;
+    c.keep_checkpoints = cf.keep;
+    c.checkpoint_extra = extra = extra_json(threads, label_col, text_col, classes, invalid_utf8);
+    c.resume = ck;
     ops_set_threads(threads);
 
     dp_text_options opt;
@@ -238,51 +339,60 @@ int cmd_train_text(int argc, char **argv) {
     opt.text_column = text_col;
     opt.n_classes = classes;
     opt.accept_invalid_utf8 = invalid_utf8;
-    dp_text_dataset tr = {0}, dv = {0}, te = {0};
-    if ((rc = load_tsv(cmd, train, &opt, &tr))) return rc;
-    if (dev && (rc = load_tsv(cmd, dev, &opt, &dv))) goto done;
-    if (test && (rc = load_tsv(cmd, test, &opt, &te))) goto done;
+    const char *which = ck ? " (the checkpoint's file; give the flag if it has moved)" : "";
+    if ((rc = load_tsv(cmd, train, &opt, &tr))) {
+        if (ck) fprintf(stderr, "%s: --train%s\n", cmd, which);
+        goto done;
+    }
+    if (dev && (rc = load_tsv(cmd, dev, &opt, &dv))) {
+        if (ck) fprintf(stderr, "%s: --dev%s\n", cmd, which);
+        goto done;
+    }
+    if (test && (rc = load_tsv(cmd, test, &opt, &te))) {
+        if (ck) fprintf(stderr, "%s: --test%s\n", cmd, which);
+        goto done;
+    }
+    rc = 2;
     char spec[DP_TOKENIZER_SPEC_MAX];
     dp_tokenizer_spec(&c.tokenizer, spec, sizeof spec);
     fprintf(stderr, "%s: %s training on %s (%lld sentences, %d classes), tokenizer %s, max length %d\n", cmd,
             dp_text_mode_name(c.mode), train, (long long)tr.n, classes, spec, max_len);
     dp_model *m = NULL;
     dp_text_train_result res;
-    dp_error err;
-    /* a privacy budget that allows no step is bad input: refused before anything is trained or written */
-    if (dp_text_plan_check(&c, tr.n, &err)) {
+    /* a checkpoint that does not fit, a privacy budget that allows no step, unfinished checkpoints in the
+     * way: bad input, refused before anything is trained or written */
+    if ((ck && dp_text_check_resume(ck, &c, &tr, dev ? &dv : NULL, test ? &te : NULL, &err)) ||
+        dp_text_plan_check(&c, tr.n, &err) ||
+        (c.checkpoint_dir && dp_checkpoint_check_dir(c.checkpoint_dir, ck, &err))) {
         fprintf(stderr, "%s: %s\n", cmd, err.msg);
-        rc = 2;
         goto done;
     }
+    if (ck) ckpt_print_resuming(cmd, ck, c.epochs);
     c.stop = cli_stop_install();
-    int failed = dp_text_train(&c, &tr, dev ? &dv : NULL, test ? &te : NULL, &m, &res, &err);
+    rc = dp_text_train(&c, &tr, dev ? &dv : NULL, test ? &te : NULL, &m, &res, &err);
     cli_stop_restore();
-    if (failed) {
-        fprintf(stderr, "%s: %s\n", cmd, err.msg);
-        rc = 1;
-        goto done;
-    }
-    if (res.stopped_by) {
-        fprintf(stderr, "%s: %s: stopped in epoch %d; the model kept so far, its metrics and the privacy history of the "
-                        "steps that ran are saved in %s\n", cmd, cli_signal_name(res.stopped_by),
-                res.epochs_run, out);
-        rc = 128 + res.stopped_by;
-    }
-    printf("%s: %d epochs (%.1f s per epoch), kept epoch %d\n", dp_text_mode_name(c.mode), res.epochs_run,
-           res.seconds_per_epoch, res.best_epoch);
+    if ((rc = ckpt_report(cmd, "train-text", rc, res.stopped_by, err.msg, res.checkpoint, c.checkpoint_dir))) goto done;
+    printf("%s: %d epochs (%.2f s per epoch), %.0f examples/s; kept epoch %d %s\n", dp_text_mode_name(c.mode),
+           res.epochs_run, res.seconds_per_epoch, res.examples_per_second, res.best_epoch,
+           !dev ? "(the last; no dev set)" : c.keep_last ? "(the last)" : "by dev accuracy");
     if (dev) printf("  dev accuracy  %.4f  (%lld sentences)\n", res.dev_acc, (long long)dv.n);
     if (test) printf("  test accuracy %.4f  (%lld sentences)\n", res.test_acc, (long long)te.n);
-    print_privacy(stdout, &c, &res, dev != NULL);
+    print_text_privacy(stdout, &c, &res, dev != NULL);
+    printf("saved %s/model.safetensors and %s/metrics.jsonl%s\n", out, out,
+           c.mode != DP_TEXT_NONPRIVATE ? " and privacy.json" : "");
     if (c.mode != DP_TEXT_NONPRIVATE)
         printf("privacy.json records the events, delta, accountant and epsilon: dpformer privacy --history "
                "%s/privacy.json recomputes it\n", out);
+    if (c.checkpoint_dir && res.checkpoint[0]) printf("checkpoint %s\n", res.checkpoint);
     printf("model: %s/model.safetensors\n", out);
     dp_model_free(m);
+    rc = 0;
 done:
+    free(extra);
     dp_text_dataset_free(&tr);
     dp_text_dataset_free(&dv);
     dp_text_dataset_free(&te);
+    dp_checkpoint_free(ck);
     return rc;
 }
 

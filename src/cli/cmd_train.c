@@ -75,24 +75,6 @@ static int load_data(const char *cmd, const char *path, const char *format, dp_d
     return 0;
 }
 
-/* --resume's value, looked up before the flags are parsed: the checkpoint supplies their defaults. */
-static const char *find_resume(int argc, char **argv) {
-    for (int i = 0; i < argc; i++) {
-        if (strcmp(argv[i], "--resume") == 0 && i + 1 < argc) return argv[i + 1];
-        if (strncmp(argv[i], "--resume=", 9) == 0) return argv[i] + 9;
-    }
-    return NULL;
-}
-
-static int has_checkpoints(const char *dir) {
-    char **paths;
-    int n = 0;
-    if (dp_checkpoint_list(dir, &paths, &n, NULL)) return 0;
-    for (int i = 0; i < n; i++) free(paths[i]);
-    free(paths);
-    return n > 0;
-}
-
 /* The flags as they were for the saved run, so that a flag not given on resume keeps its value.
  * freq_buf (cap bytes) holds the --item-freq value of a public frequency file. */
 static void flags_from_config(train_flags *f, const dp_train_config *c, char *freq_buf, size_t cap) {
@@ -181,51 +163,34 @@ int cmd_train(int argc, char **argv) {
     const char *cmd = "dpformer train";
     train_flags tf;
     train_flags_defaults(&tf);
-    const char *data = NULL, *format = "auto", *out = "runs/train", *resume = NULL, *ckpt_dir = NULL;
-    int64_t ckpt_every = 0;
-    int keep = 2, no_ckpt = 0, rc;
-    char fmt_buf[64], resume_dir[4096], default_ckpt[4096], freq_buf[4200];
+    ckpt_flags cf;
+    ckpt_flags_defaults(&cf);
+    const char *data = NULL, *format = "auto", *out = "runs/train";
+    int rc;
+    char fmt_buf[64], freq_buf[4200];
     dp_error err;
     dp_checkpoint *ck = NULL;
-    const char *resume_arg = find_resume(argc, argv);
-    if (resume_arg) {
-        /* DIR may be the checkpoint folder itself or the run's output folder holding checkpoints/ */
-        snprintf(resume_dir, sizeof resume_dir, "%s", resume_arg);
-        if (!has_checkpoints(resume_dir)) {
-            char sub[4096];
-            snprintf(sub, sizeof sub, "%s/checkpoints", resume_arg);
-            if (has_checkpoints(sub)) snprintf(resume_dir, sizeof resume_dir, "%s", sub);
-        }
-        if (!(ck = dp_checkpoint_open_latest(resume_dir, stderr, &err))) {
-            fprintf(stderr, "%s: --resume: %s\n", cmd, err.msg);
-            return 2;
-        }
+    if ((rc = ckpt_open_resume(cmd, "recommendation", argc, argv, &cf, &ck))) return rc;
+    if (ck) {
         dp_train_config saved = dp_checkpoint_train_config(ck);
         flags_from_config(&tf, &saved, freq_buf, sizeof freq_buf);
         data = saved.data_desc;
         /* the run folder where the checkpoints are now (a copy or a move continues there); NULL when
          * that cannot be told: then --out must say */
         out = saved.out_dir;
-        ckpt_dir = resume_dir;
-        ckpt_every = saved.checkpoint_every;
-        keep = saved.keep_checkpoints;
         extra_from_checkpoint(ck, &format, &tf.threads, fmt_buf, sizeof fmt_buf);
     }
-    arg_spec specs[TRAIN_FLAG_COUNT + 9];
+    arg_spec specs[TRAIN_FLAG_COUNT + 4 + CKPT_FLAG_COUNT];
     train_flags_specs(&tf, specs);
     arg_spec extra[] = {
         ARG_SM("data", &data, "FILE", "dataset file (required; on --resume, the checkpoint's)"),
         ARG_SM("format", &format, "FMT", "auto, interactions, sequences, ml-dat or u.data"),
         ARG_SM("out", &out, "DIR", "output folder for metrics.jsonl and model.safetensors"),
         ARG_F("no-progress", &tf.no_progress, "plain epoch lines instead of a progress bar (as when stderr is not a terminal)"),
-        ARG_SM("checkpoint-dir", &ckpt_dir, "DIR", "folder of the checkpoints (default OUT/checkpoints)"),
-        ARG_LR("checkpoint-every", &ckpt_every, "also write a checkpoint every N steps (0: only at epoch ends and the end)", 0, 1e15),
-        ARG_IR("keep-checkpoints", &keep, "keep the newest K checkpoints", 1, 1000000),
-        ARG_F("no-checkpoints", &no_ckpt, "write no checkpoints"),
-        ARG_SM("resume", &resume, "DIR", "continue the run whose checkpoints are in DIR (or DIR/checkpoints)"),
     };
     memcpy(specs + TRAIN_FLAG_COUNT, extra, sizeof extra);
-    int n = TRAIN_FLAG_COUNT + 9;
+    ckpt_flags_specs(&cf, specs + TRAIN_FLAG_COUNT + 4);
+    int n = TRAIN_FLAG_COUNT + 4 + CKPT_FLAG_COUNT;
     rc = args_parse(cmd,
                     "Train a Transformer recommender (non-private, or DP-SGD with --dp) on a dataset; checkpoints and\n"
                     "--resume: see docs/checkpoints.md. Stops at the next step boundary on SIGINT/SIGTERM (exit 130/143).",
@@ -239,10 +204,7 @@ int cmd_train(int argc, char **argv) {
         dp_checkpoint_free(ck);
         return 2;
     }
-    if (!out) {
-        fprintf(stderr, "%s: --resume: the checkpoints in %s are no longer where their run wrote them, and the "
-                        "run's outputs were not in the folder above them: give --out DIR for this run's outputs\n",
-                cmd, resume_dir);
+    if (ckpt_require_out(cmd, &cf, out)) {
         dp_checkpoint_free(ck);
         return 2;
     }
@@ -267,10 +229,9 @@ int cmd_train(int argc, char **argv) {
     cfg.model.n_items = ds.n_items;
     cfg.out_dir = out;
     cfg.data_desc = data;
-    snprintf(default_ckpt, sizeof default_ckpt, "%s/checkpoints", out);
-    cfg.checkpoint_dir = no_ckpt ? NULL : ckpt_dir ? ckpt_dir : default_ckpt;
-    cfg.checkpoint_every = ckpt_every;
-    cfg.keep_checkpoints = keep;
+    cfg.checkpoint_dir = ckpt_flags_dir(&cf, out);
+    cfg.checkpoint_every = cf.every;
+    cfg.keep_checkpoints = cf.keep;
     char extra_json[160];
     snprintf(extra_json, sizeof extra_json, "{\"format\":\"%.32s\",\"threads\":%d}", format, tf.threads);
     cfg.checkpoint_extra = extra_json;
@@ -288,32 +249,11 @@ int cmd_train(int argc, char **argv) {
         fprintf(stderr, "%s: %s\n", cmd, err.msg);
         goto done;
     }
-    if (ck) {
-        int64_t es = dp_checkpoint_epoch_step(ck);
-        int done_epochs = dp_checkpoint_epochs_done(ck);
-        fprintf(stderr, "%s: resuming from %s (step %lld, ", cmd, dp_checkpoint_path(ck), (long long)dp_checkpoint_step(ck));
-        if (es > 0) fprintf(stderr, "%lld steps into epoch %d)\n", (long long)es, done_epochs + 1);
-        else if (done_epochs == 0) fprintf(stderr, "at the start of epoch 1)\n");
-        else fprintf(stderr, "after epoch %d of %d)%s\n", done_epochs, cfg.epochs,
-                     done_epochs >= cfg.epochs ? "; training is complete, only the final evaluation is redone" : "");
-    }
+    if (ck) ckpt_print_resuming(cmd, ck, cfg.epochs);
     cfg.stop = cli_stop_install();
     rc = dp_train(&ds, &cfg, &m, &res, &err);
     cli_stop_restore();
-    if (rc == DP_TRAIN_STOPPED) {
-        fprintf(stderr, "%s: %s: %s\n", cmd, cli_signal_name(res.stopped_by), err.msg);
-        if (cfg.checkpoint_dir) fprintf(stderr, "resume with: dpformer train --resume %s\n", cfg.checkpoint_dir);
-        rc = 128 + res.stopped_by;
-        goto done;
-    }
-    if (rc) {
-        fprintf(stderr, "%s: %s\n", cmd, err.msg);
-        if (res.checkpoint[0] && cfg.checkpoint_dir)
-            fprintf(stderr, "the newest good checkpoint is %s; once the cause is fixed: dpformer train --resume %s\n",
-                    res.checkpoint, cfg.checkpoint_dir);
-        rc = 1;
-        goto done;
-    }
+    if ((rc = ckpt_report(cmd, "train", rc, res.stopped_by, err.msg, res.checkpoint, cfg.checkpoint_dir))) goto done;
     dp_rank_metrics pop;
     dp_popularity_eval(&ds, DP_SPLIT_TEST, cfg.exclude_seen, &pop);
     printf("trained %d epochs (%.2f s/epoch, %.0f examples/s); kept epoch %d %s\n", res.epochs_run,

@@ -1,10 +1,14 @@
-/* Shared model/optimisation flags of `dpformer train` and `dpformer demo` (see train_flags.h). */
+/* Shared flags of the training commands (see train_flags.h): model and optimisation settings
+ * (`train`, `demo`), and the checkpoint flags and --resume handling of `train` and `train-text`. */
 #include "cli/train_flags.h"
 
 #include <stdio.h>
 #include <unistd.h>
 
+#include "cli/commands.h"
+#include "dpformer/checkpoint.h"
 #include "ops/ops.h"
+#include "train/checkpoint_internal.h"
 
 void train_flags_defaults(train_flags *f) {
     memset(f, 0, sizeof *f);
@@ -174,4 +178,105 @@ int train_flags_to_config(const char *cmd, const train_flags *f, dp_train_config
     if (args_device(cmd, f->device, &cfg->device)) return 2;
     ops_set_threads(f->threads);
     return 0;
+}
+
+/* ---- checkpoints and --resume ---- */
+
+void ckpt_flags_defaults(ckpt_flags *f) {
+    memset(f, 0, sizeof *f);
+    f->keep = 2;
+}
+
+void ckpt_flags_specs(ckpt_flags *f, arg_spec *o) {
+    arg_spec s[CKPT_FLAG_COUNT] = {
+        ARG_SM("checkpoint-dir", &f->dir, "DIR", "folder of the checkpoints (default OUT/checkpoints)"),
+        ARG_LR("checkpoint-every", &f->every, "also write a checkpoint every N steps (0: only at epoch ends and the end)", 0, 1e15),
+        ARG_IR("keep-checkpoints", &f->keep, "keep the newest K checkpoints", 1, 1000000),
+        ARG_F("no-checkpoints", &f->none, "write no checkpoints"),
+        ARG_SM("resume", &f->resume, "DIR", "continue the run whose checkpoints are in DIR (or DIR/checkpoints)"),
+    };
+    memcpy(o, s, sizeof s);
+}
+
+static const char *find_resume(int argc, char **argv) {
+    for (int i = 0; i < argc; i++) {
+        if (strcmp(argv[i], "--resume") == 0 && i + 1 < argc) return argv[i + 1];
+        if (strncmp(argv[i], "--resume=", 9) == 0) return argv[i] + 9;
+    }
+    return NULL;
+}
+
+static int has_checkpoints(const char *dir) {
+    char **paths;
+    int n = 0;
+    if (dp_checkpoint_list(dir, &paths, &n, NULL)) return 0;
+    for (int i = 0; i < n; i++) free(paths[i]);
+    free(paths);
+    return n > 0;
+}
+
+int ckpt_open_resume(const char *cmd, const char *task, int argc, char **argv, ckpt_flags *f, dp_checkpoint **ck) {
+    *ck = NULL;
+    const char *arg = find_resume(argc, argv);
+    if (!arg) return 0;
+    dp_error err;
+    /* DIR may be the checkpoint folder itself or the run's output folder holding checkpoints/ */
+    snprintf(f->resume_dir, sizeof f->resume_dir, "%s", arg);
+    if (!has_checkpoints(f->resume_dir)) {
+        char sub[4096];
+        snprintf(sub, sizeof sub, "%s/checkpoints", arg);
+        if (has_checkpoints(sub)) snprintf(f->resume_dir, sizeof f->resume_dir, "%s", sub);
+    }
+    if (!(*ck = dp_checkpoint_open_latest(f->resume_dir, stderr, &err))) {
+        fprintf(stderr, "%s: --resume: %s\n", cmd, err.msg);
+        return 2;
+    }
+    if (dp_ckpt_check_task(*ck, task, &err)) {
+        fprintf(stderr, "%s: --resume: %s\n", cmd, err.msg);
+        dp_checkpoint_free(*ck);
+        *ck = NULL;
+        return 2;
+    }
+    f->dir = f->resume_dir;
+    f->every = dp_ckpt_settings(*ck)->checkpoint_every;
+    f->keep = dp_ckpt_settings(*ck)->keep_checkpoints;
+    return 0;
+}
+
+int ckpt_require_out(const char *cmd, const ckpt_flags *f, const char *out) {
+    if (out) return 0;
+    fprintf(stderr, "%s: --resume: the checkpoints in %s are no longer where their run wrote them, and the run's "
+                    "outputs were not in the folder above them: give --out DIR for this run's outputs\n",
+            cmd, f->resume_dir);
+    return 2;
+}
+
+const char *ckpt_flags_dir(ckpt_flags *f, const char *out) {
+    snprintf(f->default_dir, sizeof f->default_dir, "%s/checkpoints", out);
+    return f->none ? NULL : f->dir ? f->dir : f->default_dir;
+}
+
+void ckpt_print_resuming(const char *cmd, const dp_checkpoint *ck, int epochs) {
+    int64_t es = dp_checkpoint_epoch_step(ck);
+    int done = dp_checkpoint_epochs_done(ck);
+    fprintf(stderr, "%s: resuming from %s (step %lld, ", cmd, dp_checkpoint_path(ck), (long long)dp_checkpoint_step(ck));
+    if (es > 0) fprintf(stderr, "%lld steps into epoch %d)\n", (long long)es, done + 1);
+    else if (done == 0) fprintf(stderr, "at the start of epoch 1)\n");
+    else fprintf(stderr, "after epoch %d of %d)%s\n", done, epochs,
+                 done >= epochs ? "; training is complete, only the final evaluation is redone" : "");
+}
+
+int ckpt_report(const char *cmd, const char *command, int rc, int stopped_by, const char *msg, const char *newest,
+                const char *ckpt_dir) {
+    if (rc == 0) return 0;
+    if (rc == DP_TRAIN_STOPPED) {
+        fprintf(stderr, "%s: %s: %s\n", cmd, cli_signal_name(stopped_by), msg);
+        if (ckpt_dir) fprintf(stderr, "resume with: dpformer %s --resume %s\n", command, ckpt_dir);
+        return 128 + stopped_by;
+    }
+    fprintf(stderr, "%s: %s\n", cmd, msg);
+    if (newest && newest[0] && ckpt_dir)
+        fprintf(stderr, "the newest good checkpoint is %s; once the cause is fixed: dpformer %s --resume %s\n", newest,
+                command, ckpt_dir);
+    return 1;
 }

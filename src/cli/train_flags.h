@@ -1,5 +1,6 @@
-/* Flags shared by the commands that build and train a model (train, demo): model shape and
- * optimisation settings, and their conversion into the library's configuration structs. */
+/* Flags shared by the commands that build and train a model (train, demo, train-text): model shape and
+ * optimisation settings and their conversion into the library's configuration structs; the checkpoint
+ * flags and what `train` and `train-text` share around --resume, a stop and a failure. */
 #ifndef DP_CLI_TRAIN_FLAGS_H
 #define DP_CLI_TRAIN_FLAGS_H
 
@@ -29,5 +30,39 @@ int train_flags_to_config(const char *cmd, const train_flags *f, dp_train_config
 
 /* Print the run's privacy statement (or "none"). */
 void print_privacy(FILE *f, const dp_train_config *cfg, const dp_train_result *res);
+
+/* ---- checkpoints and --resume (train, train-text) ---- */
+
+typedef struct {
+    const char *dir;          /* --checkpoint-dir (NULL: OUT/checkpoints) */
+    int64_t every;            /* --checkpoint-every */
+    int keep;                 /* --keep-checkpoints */
+    int none;                 /* --no-checkpoints */
+    const char *resume;       /* --resume DIR as given */
+    char resume_dir[4096];    /* the checkpoint folder resumed from (DIR or DIR/checkpoints) */
+    char default_dir[4096];
+} ckpt_flags;
+
+#define CKPT_FLAG_COUNT 5
+void ckpt_flags_defaults(ckpt_flags *f);
+/* Writes CKPT_FLAG_COUNT specs pointing into f. */
+void ckpt_flags_specs(ckpt_flags *f, arg_spec *out);
+/* --resume DIR among argv, looked up before the flags are parsed (the checkpoint supplies their
+ * defaults): the newest valid checkpoint of DIR, or of DIR/checkpoints, into *ck, refused unless it is
+ * of `task` (the message names the command that resumes it); f's checkpoint settings default to the
+ * saved ones. Returns 0 (*ck NULL without --resume), or 2 after a message. */
+int ckpt_open_resume(const char *cmd, const char *task, int argc, char **argv, ckpt_flags *f, dp_checkpoint **ck);
+/* The run's outputs folder: NULL on resume when the checkpoints moved and --out was not given
+ * (returns 2 after saying so), else 0. */
+int ckpt_require_out(const char *cmd, const ckpt_flags *f, const char *out);
+/* The checkpoint folder of a run writing to out (NULL with --no-checkpoints). */
+const char *ckpt_flags_dir(ckpt_flags *f, const char *out);
+/* "CMD: resuming from PATH (step N, ...)" on stderr. */
+void ckpt_print_resuming(const char *cmd, const dp_checkpoint *ck, int epochs);
+/* After training returned rc (0, DP_TRAIN_STOPPED or -1): for a stop, the message, how to resume
+ * (`dpformer COMMAND --resume DIR`) and exit status 128 + the signal; for a failure, the message, the
+ * newest good checkpoint and how to resume once fixed, and 1; 0 otherwise. */
+int ckpt_report(const char *cmd, const char *command, int rc, int stopped_by, const char *msg, const char *newest,
+                const char *ckpt_dir);
 
 #endif

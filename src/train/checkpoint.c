@@ -1,7 +1,9 @@
-/* Checkpoint files of a training run (include/dpformer/checkpoint.h, docs/checkpoints.md): writing
- * them atomically with a checksum of every part and keeping the newest K; reading one back and
+/* Checkpoint files of a training run of any task (include/dpformer/checkpoint.h, docs/checkpoints.md):
+ * writing them atomically with a checksum of every part and keeping the newest K; reading one back and
  * verifying all of it before anything is used; choosing the newest valid file of a folder; and
- * deciding whether a run may continue from one with a given configuration and dataset.
+ * deciding whether a run may continue from one with the given settings (every task's, here; a task's
+ * own settings and data are checked by the task, the recommendation task's also here, where its
+ * checkpoints were read before tasks were recorded).
  *
  * The file is a safetensors file: the tensors are raw arrays (parameters, optimiser buffers, best
  * parameters, the training order), the rest is JSON text in the metadata. Doubles in that JSON are
@@ -47,8 +49,6 @@ uint64_t dp_dataset_fingerprint(const dp_dataset *ds) {
     return h;
 }
 
-static void hex64(uint64_t v, char out[17]) { snprintf(out, 17, "%016llx", (unsigned long long)v); }
-
 /* The checksums (metadata dpformer.checksums) are computed and verified by safetensors.c
  * (dp_st_checksums_json, dp_st_verify_checksums), the same for checkpoints and model files. */
 
@@ -57,11 +57,7 @@ static void hex64(uint64_t v, char out[17]) { snprintf(out, 17, "%016llx", (unsi
 /* ------------------------------------------------------------------------------------------------ */
 
 /* Writing: exact numbers as raw JSON; a non-finite double cannot be written and marks the writer bad. */
-typedef struct {
-    const char *bad; /* first field that could not be written */
-} jw;
-
-static void jnum(jw *w, cJSON *o, const char *k, double v) {
+void dp_jw_num(dp_jw *w, cJSON *o, const char *k, double v) {
     char b[40];
     if (!isfinite(v)) {
         if (!w->bad) w->bad = k;
@@ -72,68 +68,62 @@ static void jnum(jw *w, cJSON *o, const char *k, double v) {
     cJSON_AddItemToObject(o, k, cJSON_CreateRaw(b));
 }
 
-static void jint(cJSON *o, const char *k, int64_t v) {
+void dp_jw_int(cJSON *o, const char *k, int64_t v) {
     char b[32];
     snprintf(b, sizeof b, "%lld", (long long)v);
     cJSON_AddItemToObject(o, k, cJSON_CreateRaw(b));
 }
 
-static void jbool(cJSON *o, const char *k, int v) { cJSON_AddBoolToObject(o, k, v != 0); }
+void dp_jw_bool(cJSON *o, const char *k, int v) { cJSON_AddBoolToObject(o, k, v != 0); }
 
-static void jstr(cJSON *o, const char *k, const char *s) {
+void dp_jw_str(cJSON *o, const char *k, const char *s) {
     if (s) cJSON_AddStringToObject(o, k, s);
     else cJSON_AddNullToObject(o, k);
 }
 
 /* Reading: the first problem is reported ("path: metadata KEY: field ...") and later reads are no-ops. */
-typedef struct {
-    const char *path, *key;
-    dp_error *err;
-    int bad;
-} jr;
-
-static int jr_fail(jr *r, const char *field, const char *what) {
+int dp_jr_fail(dp_jr *r, const char *field, const char *what) {
     if (!r->bad) dp_fail(r->err, "%s: metadata %s: \"%s\" %s", r->path, r->key, field, what);
     r->bad = 1;
     return -1;
 }
 
-static const cJSON *jr_obj(jr *r, const cJSON *o, const char *k) {
+const cJSON *dp_jr_obj(dp_jr *r, const cJSON *o, const char *k) {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
-    if (!cJSON_IsObject(v)) jr_fail(r, k, "is missing or not an object");
+    if (!cJSON_IsObject(v)) dp_jr_fail(r, k, "is missing or not an object");
     return cJSON_IsObject(v) ? v : NULL;
 }
 
-static double jr_num(jr *r, const cJSON *o, const char *k) {
+double dp_jr_num(dp_jr *r, const cJSON *o, const char *k) {
     const cJSON *v = o ? cJSON_GetObjectItemCaseSensitive(o, k) : NULL;
     if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble)) {
-        jr_fail(r, k, "is missing or not a finite number");
+        dp_jr_fail(r, k, "is missing or not a finite number");
         return 0;
     }
     return v->valuedouble;
 }
 
-static int64_t jr_int(jr *r, const cJSON *o, const char *k, double lo, double hi) {
-    double v = jr_num(r, o, k);
+int64_t dp_jr_int(dp_jr *r, const cJSON *o, const char *k, double lo, double hi) {
+    double v = dp_jr_num(r, o, k);
     if (r->bad) return 0;
     if (v != floor(v) || v < lo || v > hi) {
-        jr_fail(r, k, "is not an integer in the allowed range");
+        dp_jr_fail(r, k, "is not an integer in the allowed range");
         return 0;
     }
     return (int64_t)v;
 }
 
-static int jr_bool(jr *r, const cJSON *o, const char *k) {
+int dp_jr_bool(dp_jr *r, const cJSON *o, const char *k) {
     const cJSON *v = o ? cJSON_GetObjectItemCaseSensitive(o, k) : NULL;
-    if (!cJSON_IsBool(v)) return jr_fail(r, k, "is missing or not true/false"), 0;
+    if (!cJSON_IsBool(v)) return dp_jr_fail(r, k, "is missing or not true/false"), 0;
     return cJSON_IsTrue(v);
 }
 
 /* A string, or NULL for JSON null when nullable. */
-static const char *jr_str(jr *r, const cJSON *o, const char *k, int nullable) {
+const char *dp_jr_str(dp_jr *r, const cJSON *o, const char *k, int nullable) {
     const cJSON *v = o ? cJSON_GetObjectItemCaseSensitive(o, k) : NULL;
     if (nullable && cJSON_IsNull(v)) return NULL;
-    if (!cJSON_IsString(v)) return jr_fail(r, k, "is missing or not a string"), NULL;
+    if (!cJSON_IsString(v)) return dp_jr_fail(r, k, "is missing or not a string"), NULL;
     return v->valuestring;
 }
 
@@ -147,188 +137,241 @@ static const char *schedule_name(dp_schedule_kind k) {
 }
 static const char *accountant_name(dp_accountant_kind k) { return k == DP_ACCOUNTANT_PLD ? "pld" : "rdp"; }
 
-static cJSON *config_to_json(jw *w, const dp_train_config *c) {
+/* The settings every run has (dp_run_settings), as the object of dpformer.train_config; a task adds
+ * its own keys next to them (recommendation: exclude_seen, max_eval_users, data at the top level, as
+ * checkpoints wrote them before tasks were recorded). */
+static cJSON *settings_to_json(dp_jw *w, const dp_run_settings *c) {
     cJSON *o = cJSON_CreateObject();
     cJSON *m = cJSON_AddObjectToObject(o, "model");
-    jint(m, "n_items", c->model.n_items);
-    jint(m, "max_len", c->model.max_len);
-    jint(m, "d_model", c->model.d_model);
-    jint(m, "n_heads", c->model.n_heads);
-    jint(m, "n_layers", c->model.n_layers);
-    jint(m, "d_ff", c->model.d_ff);
-    jbool(m, "tied", c->model.tied);
-    jbool(m, "causal", c->model.causal);
-    jnum(w, m, "dropout", c->model.dropout);
+    dp_jw_int(m, "n_items", c->model.n_items);
+    dp_jw_int(m, "max_len", c->model.max_len);
+    dp_jw_int(m, "d_model", c->model.d_model);
+    dp_jw_int(m, "n_heads", c->model.n_heads);
+    dp_jw_int(m, "n_layers", c->model.n_layers);
+    dp_jw_int(m, "d_ff", c->model.d_ff);
+    dp_jw_bool(m, "tied", c->model.tied);
+    dp_jw_bool(m, "causal", c->model.causal);
+    dp_jw_num(w, m, "dropout", c->model.dropout);
+    if (c->model.n_classes) { /* a classifier (absent: a next-item model) */
+        dp_jw_int(m, "n_classes", c->model.n_classes);
+        dp_jw_str(m, "pool", c->model.pool == DP_POOL_MEAN ? "mean" : "first");
+        dp_jw_num(w, m, "rep_clip", c->model.rep_clip);
+        dp_jw_str(m, "tokenizer", c->model.tokenizer);
+    }
     cJSON *op = cJSON_AddObjectToObject(o, "optim");
-    jstr(op, "kind", optimizer_name(c->optim.kind));
-    jnum(w, op, "lr", c->optim.lr);
-    jnum(w, op, "beta1", c->optim.beta1);
-    jnum(w, op, "beta2", c->optim.beta2);
-    jnum(w, op, "eps", c->optim.eps);
-    jnum(w, op, "weight_decay", c->optim.weight_decay);
-    jnum(w, op, "momentum", c->optim.momentum);
-    jstr(op, "schedule", schedule_name(c->optim.schedule));
-    jint(op, "warmup_steps", c->optim.warmup_steps);
-    jint(op, "total_steps", c->optim.total_steps);
-    jnum(w, op, "min_lr_ratio", c->optim.min_lr_ratio);
-    jint(o, "epochs", c->epochs);
-    jint(o, "batch_size", c->batch_size);
-    jint(o, "eval_every", c->eval_every);
-    jbool(o, "exclude_seen", c->exclude_seen);
-    jbool(o, "keep_last", c->keep_last);
-    jint(o, "max_eval_users", c->max_eval_users);
+    dp_jw_str(op, "kind", optimizer_name(c->optim.kind));
+    dp_jw_num(w, op, "lr", c->optim.lr);
+    dp_jw_num(w, op, "beta1", c->optim.beta1);
+    dp_jw_num(w, op, "beta2", c->optim.beta2);
+    dp_jw_num(w, op, "eps", c->optim.eps);
+    dp_jw_num(w, op, "weight_decay", c->optim.weight_decay);
+    dp_jw_num(w, op, "momentum", c->optim.momentum);
+    dp_jw_str(op, "schedule", schedule_name(c->optim.schedule));
+    dp_jw_int(op, "warmup_steps", c->optim.warmup_steps);
+    dp_jw_int(op, "total_steps", c->optim.total_steps);
+    dp_jw_num(w, op, "min_lr_ratio", c->optim.min_lr_ratio);
+    dp_jw_str(o, "mode", dp_loop_mode_name(c->mode));
+    dp_jw_int(o, "epochs", c->epochs);
+    dp_jw_int(o, "batch_size", c->batch_size);
+    dp_jw_int(o, "eval_every", c->eval_every);
+    dp_jw_bool(o, "keep_last", c->keep_last);
+    dp_jw_int(o, "micro_batches", c->micro_batches);
     char seed[32];
     snprintf(seed, sizeof seed, "%llu", (unsigned long long)c->seed); /* beyond 2^53: a string */
-    jstr(o, "seed", seed);
-    jstr(o, "out_dir", c->out_dir);
-    jstr(o, "data", c->data_desc);
+    dp_jw_str(o, "seed", seed);
+    dp_jw_str(o, "out_dir", c->out_dir);
     cJSON *p = cJSON_AddObjectToObject(o, "dp");
-    jbool(p, "enabled", c->dp.enabled);
-    jnum(w, p, "noise_multiplier", c->dp.noise_multiplier);
-    jnum(w, p, "target_epsilon", c->dp.target_epsilon);
-    jnum(w, p, "delta", c->dp.delta);
-    jnum(w, p, "max_grad_norm", c->dp.max_grad_norm);
-    jnum(w, p, "sample_rate", c->dp.sample_rate);
-    jint(p, "max_physical_batch", c->dp.max_physical_batch);
-    jstr(p, "clip_mode", dp_clip_mode_name(c->dp.clip_mode));
-    jbool(p, "seeded_noise", c->dp.seeded_noise);
-    jstr(p, "accountant", accountant_name(c->dp.accountant));
-    jbool(p, "reattention", c->dp.reattention);
-    jnum(w, p, "reattention_scale", c->dp.reattention_scale);
-    jstr(p, "item_freq_public", c->dp.item_freq_public);
-    jnum(w, p, "item_freq_noise", c->dp.item_freq_noise);
-    jint(p, "item_freq_cap", c->dp.item_freq_cap);
-    jint(o, "checkpoint_every", c->checkpoint_every);
-    jint(o, "keep_checkpoints", c->keep_checkpoints);
+    dp_jw_bool(p, "enabled", c->dp.enabled);
+    dp_jw_num(w, p, "noise_multiplier", c->dp.noise_multiplier);
+    dp_jw_num(w, p, "target_epsilon", c->dp.target_epsilon);
+    dp_jw_num(w, p, "delta", c->dp.delta);
+    dp_jw_num(w, p, "max_grad_norm", c->dp.max_grad_norm);
+    dp_jw_num(w, p, "sample_rate", c->dp.sample_rate);
+    dp_jw_int(p, "max_physical_batch", c->dp.max_physical_batch);
+    dp_jw_str(p, "clip_mode", dp_clip_mode_name(c->dp.clip_mode));
+    dp_jw_bool(p, "seeded_noise", c->dp.seeded_noise);
+    dp_jw_str(p, "accountant", accountant_name(c->dp.accountant));
+    dp_jw_bool(p, "reattention", c->dp.reattention);
+    dp_jw_num(w, p, "reattention_scale", c->dp.reattention_scale);
+    dp_jw_str(p, "item_freq_public", c->dp.item_freq_public);
+    dp_jw_num(w, p, "item_freq_noise", c->dp.item_freq_noise);
+    dp_jw_int(p, "item_freq_cap", c->dp.item_freq_cap);
+    dp_jw_int(o, "checkpoint_every", c->checkpoint_every);
+    dp_jw_int(o, "keep_checkpoints", c->keep_checkpoints);
     return o;
 }
 
-static void config_from_json(jr *r, const cJSON *o, dp_train_config *c) {
-    *c = dp_train_config_default();
-    const cJSON *m = jr_obj(r, o, "model"), *op = jr_obj(r, o, "optim"), *p = jr_obj(r, o, "dp");
+static void settings_from_json(dp_jr *r, const cJSON *o, dp_run_settings *c) {
+    dp_train_config d = dp_train_config_default();
+    memset(c, 0, sizeof *c);
+    c->model = d.model;
+    c->optim = d.optim;
+    c->dp = d.dp;
+    const cJSON *m = dp_jr_obj(r, o, "model"), *op = dp_jr_obj(r, o, "optim"), *p = dp_jr_obj(r, o, "dp");
     if (r->bad) return;
-    c->model.n_items = (int32_t)jr_int(r, m, "n_items", 1, 2147483647.0);
-    c->model.max_len = (int)jr_int(r, m, "max_len", 1, 2147483647.0);
-    c->model.d_model = (int)jr_int(r, m, "d_model", 1, 2147483647.0);
-    c->model.n_heads = (int)jr_int(r, m, "n_heads", 1, 2147483647.0);
-    c->model.n_layers = (int)jr_int(r, m, "n_layers", 0, 2147483647.0);
-    c->model.d_ff = (int)jr_int(r, m, "d_ff", 0, 2147483647.0);
-    c->model.tied = jr_bool(r, m, "tied");
-    c->model.causal = jr_bool(r, m, "causal");
-    c->model.dropout = (float)jr_num(r, m, "dropout");
-    const char *s = jr_str(r, op, "kind", 0);
-    if (s && dp_optimizer_kind_parse(s, &c->optim.kind)) jr_fail(r, "kind", "is not a known optimizer");
-    c->optim.lr = jr_num(r, op, "lr");
-    c->optim.beta1 = jr_num(r, op, "beta1");
-    c->optim.beta2 = jr_num(r, op, "beta2");
-    c->optim.eps = jr_num(r, op, "eps");
-    c->optim.weight_decay = jr_num(r, op, "weight_decay");
-    c->optim.momentum = jr_num(r, op, "momentum");
-    s = jr_str(r, op, "schedule", 0);
-    if (s && dp_schedule_kind_parse(s, &c->optim.schedule)) jr_fail(r, "schedule", "is not a known schedule");
-    c->optim.warmup_steps = jr_int(r, op, "warmup_steps", 0, 9007199254740992.0);
-    c->optim.total_steps = jr_int(r, op, "total_steps", 0, 9007199254740992.0);
-    c->optim.min_lr_ratio = jr_num(r, op, "min_lr_ratio");
-    c->epochs = (int)jr_int(r, o, "epochs", 1, 2147483647.0);
-    c->batch_size = (int)jr_int(r, o, "batch_size", 1, 2147483647.0);
-    c->eval_every = (int)jr_int(r, o, "eval_every", 1, 2147483647.0);
-    c->exclude_seen = jr_bool(r, o, "exclude_seen");
-    c->keep_last = jr_bool(r, o, "keep_last");
-    c->max_eval_users = jr_int(r, o, "max_eval_users", 0, 9007199254740992.0);
-    s = jr_str(r, o, "seed", 0);
+    c->model.n_items = (int32_t)dp_jr_int(r, m, "n_items", 1, 2147483647.0);
+    c->model.max_len = (int)dp_jr_int(r, m, "max_len", 1, 2147483647.0);
+    c->model.d_model = (int)dp_jr_int(r, m, "d_model", 1, 2147483647.0);
+    c->model.n_heads = (int)dp_jr_int(r, m, "n_heads", 1, 2147483647.0);
+    c->model.n_layers = (int)dp_jr_int(r, m, "n_layers", 0, 2147483647.0);
+    c->model.d_ff = (int)dp_jr_int(r, m, "d_ff", 0, 2147483647.0);
+    c->model.tied = dp_jr_bool(r, m, "tied");
+    c->model.causal = dp_jr_bool(r, m, "causal");
+    c->model.dropout = (float)dp_jr_num(r, m, "dropout");
+    if (m && cJSON_GetObjectItemCaseSensitive(m, "n_classes")) {
+        c->model.n_classes = (int)dp_jr_int(r, m, "n_classes", 2, 2147483647.0);
+        const char *pool = dp_jr_str(r, m, "pool", 0);
+        if (pool && strcmp(pool, "mean") == 0) c->model.pool = DP_POOL_MEAN;
+        else if (pool && strcmp(pool, "first") == 0) c->model.pool = DP_POOL_FIRST;
+        else if (pool) dp_jr_fail(r, "pool", "is not first or mean");
+        c->model.rep_clip = dp_jr_num(r, m, "rep_clip");
+        const char *tok = dp_jr_str(r, m, "tokenizer", 0);
+        if (tok && strlen(tok) >= sizeof c->model.tokenizer) dp_jr_fail(r, "tokenizer", "is too long");
+        else if (tok) snprintf(c->model.tokenizer, sizeof c->model.tokenizer, "%s", tok);
+    }
+    const char *s = dp_jr_str(r, op, "kind", 0);
+    if (s && dp_optimizer_kind_parse(s, &c->optim.kind)) dp_jr_fail(r, "kind", "is not a known optimizer");
+    c->optim.lr = dp_jr_num(r, op, "lr");
+    c->optim.beta1 = dp_jr_num(r, op, "beta1");
+    c->optim.beta2 = dp_jr_num(r, op, "beta2");
+    c->optim.eps = dp_jr_num(r, op, "eps");
+    c->optim.weight_decay = dp_jr_num(r, op, "weight_decay");
+    c->optim.momentum = dp_jr_num(r, op, "momentum");
+    s = dp_jr_str(r, op, "schedule", 0);
+    if (s && dp_schedule_kind_parse(s, &c->optim.schedule)) dp_jr_fail(r, "schedule", "is not a known schedule");
+    c->optim.warmup_steps = dp_jr_int(r, op, "warmup_steps", 0, 9007199254740992.0);
+    c->optim.total_steps = dp_jr_int(r, op, "total_steps", 0, 9007199254740992.0);
+    c->optim.min_lr_ratio = dp_jr_num(r, op, "min_lr_ratio");
+    c->epochs = (int)dp_jr_int(r, o, "epochs", 1, 2147483647.0);
+    c->batch_size = (int)dp_jr_int(r, o, "batch_size", 1, 2147483647.0);
+    c->eval_every = (int)dp_jr_int(r, o, "eval_every", 1, 2147483647.0);
+    c->keep_last = dp_jr_bool(r, o, "keep_last");
+    /* absent in checkpoints written before the mode and DP-FP were saved: DP-SGD or nothing, M = 1 */
+    c->micro_batches = cJSON_GetObjectItemCaseSensitive(o, "micro_batches")
+                           ? (int)dp_jr_int(r, o, "micro_batches", 1, 2147483647.0) : 1;
+    s = dp_jr_str(r, o, "seed", 0);
     if (s) {
         char *end = NULL;
         errno = 0;
         unsigned long long v = strtoull(s, &end, 10);
-        if (errno || end == s || *end || s[0] == '-') jr_fail(r, "seed", "is not a decimal integer");
+        if (errno || end == s || *end || s[0] == '-') dp_jr_fail(r, "seed", "is not a decimal integer");
         c->seed = (uint64_t)v;
     }
-    c->out_dir = jr_str(r, o, "out_dir", 1);
-    c->data_desc = jr_str(r, o, "data", 1);
-    c->dp.enabled = jr_bool(r, p, "enabled");
-    c->dp.noise_multiplier = jr_num(r, p, "noise_multiplier");
-    c->dp.target_epsilon = jr_num(r, p, "target_epsilon");
-    c->dp.delta = jr_num(r, p, "delta");
-    c->dp.max_grad_norm = jr_num(r, p, "max_grad_norm");
-    c->dp.sample_rate = jr_num(r, p, "sample_rate");
-    c->dp.max_physical_batch = (int)jr_int(r, p, "max_physical_batch", 1, 2147483647.0);
-    s = jr_str(r, p, "clip_mode", 0);
-    if (s && dp_clip_mode_parse(s, &c->dp.clip_mode)) jr_fail(r, "clip_mode", "is not a known clip mode");
-    c->dp.seeded_noise = jr_bool(r, p, "seeded_noise");
-    s = jr_str(r, p, "accountant", 0);
+    c->out_dir = dp_jr_str(r, o, "out_dir", 1);
+    c->dp.enabled = dp_jr_bool(r, p, "enabled");
+    c->mode = c->dp.enabled ? DP_LOOP_DPSGD : DP_LOOP_NONPRIVATE;
+    if (cJSON_GetObjectItemCaseSensitive(o, "mode")) {
+        s = dp_jr_str(r, o, "mode", 0);
+        int k = -1;
+        for (int i = 0; s && i < 3; i++)
+            if (strcmp(s, dp_loop_mode_name((dp_loop_mode)i)) == 0) k = i;
+        if (s && k < 0) dp_jr_fail(r, "mode", "is not non-private, dp-sgd or dp-fp");
+        else if (s && (k != DP_LOOP_NONPRIVATE) != c->dp.enabled) dp_jr_fail(r, "mode", "contradicts \"dp\": \"enabled\"");
+        else if (s) c->mode = (dp_loop_mode)k;
+    }
+    c->dp.noise_multiplier = dp_jr_num(r, p, "noise_multiplier");
+    c->dp.target_epsilon = dp_jr_num(r, p, "target_epsilon");
+    c->dp.delta = dp_jr_num(r, p, "delta");
+    c->dp.max_grad_norm = dp_jr_num(r, p, "max_grad_norm");
+    c->dp.sample_rate = dp_jr_num(r, p, "sample_rate");
+    c->dp.max_physical_batch = (int)dp_jr_int(r, p, "max_physical_batch", 1, 2147483647.0);
+    s = dp_jr_str(r, p, "clip_mode", 0);
+    if (s && dp_clip_mode_parse(s, &c->dp.clip_mode)) dp_jr_fail(r, "clip_mode", "is not a known clip mode");
+    c->dp.seeded_noise = dp_jr_bool(r, p, "seeded_noise");
+    s = dp_jr_str(r, p, "accountant", 0);
     if (s && strcmp(s, "rdp") == 0) c->dp.accountant = DP_ACCOUNTANT_RDP;
     else if (s && strcmp(s, "pld") == 0) c->dp.accountant = DP_ACCOUNTANT_PLD;
-    else if (s) jr_fail(r, "accountant", "is not rdp or pld");
+    else if (s) dp_jr_fail(r, "accountant", "is not rdp or pld");
     /* Re-Attention (absent in checkpoints written before it could be resumed: off) */
     if (p && cJSON_GetObjectItemCaseSensitive(p, "reattention")) {
-        c->dp.reattention = jr_bool(r, p, "reattention");
-        c->dp.reattention_scale = jr_num(r, p, "reattention_scale");
-        c->dp.item_freq_public = jr_str(r, p, "item_freq_public", 1);
-        c->dp.item_freq_noise = jr_num(r, p, "item_freq_noise");
-        c->dp.item_freq_cap = (int)jr_int(r, p, "item_freq_cap", 0, 2147483647.0);
+        c->dp.reattention = dp_jr_bool(r, p, "reattention");
+        c->dp.reattention_scale = dp_jr_num(r, p, "reattention_scale");
+        c->dp.item_freq_public = dp_jr_str(r, p, "item_freq_public", 1);
+        c->dp.item_freq_noise = dp_jr_num(r, p, "item_freq_noise");
+        c->dp.item_freq_cap = (int)dp_jr_int(r, p, "item_freq_cap", 0, 2147483647.0);
         if (!r->bad && c->dp.reattention && !(c->dp.reattention_scale >= 0))
-            jr_fail(r, "reattention_scale", "is negative");
+            dp_jr_fail(r, "reattention_scale", "is negative");
     }
-    c->checkpoint_every = jr_int(r, o, "checkpoint_every", 0, 9007199254740992.0);
-    c->keep_checkpoints = (int)jr_int(r, o, "keep_checkpoints", 1, 2147483647.0);
+    c->checkpoint_every = dp_jr_int(r, o, "checkpoint_every", 0, 9007199254740992.0);
+    c->keep_checkpoints = (int)dp_jr_int(r, o, "keep_checkpoints", 1, 2147483647.0);
 }
 
-static cJSON *progress_to_json(jw *w, const dp_train_progress *g) {
+/* The recommendation run's configuration: the settings and its own keys. */
+static void rec_config_from_json(dp_jr *r, const cJSON *o, const dp_run_settings *s, dp_train_config *c) {
+    *c = dp_train_config_default();
+    c->model = s->model;
+    c->optim = s->optim;
+    c->epochs = s->epochs;
+    c->batch_size = s->batch_size;
+    c->eval_every = s->eval_every;
+    c->keep_last = s->keep_last;
+    c->seed = s->seed;
+    c->out_dir = s->out_dir;
+    c->dp = s->dp;
+    c->checkpoint_every = s->checkpoint_every;
+    c->keep_checkpoints = s->keep_checkpoints;
+    c->exclude_seen = dp_jr_bool(r, o, "exclude_seen");
+    c->max_eval_users = dp_jr_int(r, o, "max_eval_users", 0, 9007199254740992.0);
+    c->data_desc = dp_jr_str(r, o, "data", 1);
+    if (!r->bad && s->mode == DP_LOOP_DPFP) dp_jr_fail(r, "mode", "dp-fp is not a recommendation mode");
+}
+
+static cJSON *progress_to_json(dp_jw *w, const dp_train_progress *g) {
     cJSON *o = cJSON_CreateObject();
-    jint(o, "epoch", g->epoch);
-    jint(o, "epoch_step", g->epoch_step);
-    jint(o, "step", g->step);
-    jint(o, "dp_steps", g->dp_steps);
-    jnum(w, o, "loss_sum", g->loss_sum);
-    jint(o, "loss_n", g->loss_n);
-    jint(o, "n_clipped", g->n_clipped);
-    jint(o, "n_seen", g->n_seen);
-    jnum(w, o, "epoch_seconds", g->epoch_seconds);
-    jint(o, "epochs_run", g->epochs_run);
-    jnum(w, o, "train_time", g->train_time);
-    jnum(w, o, "elapsed", g->elapsed);
-    jint(o, "examples", g->examples);
-    jnum(w, o, "first_train_loss", g->first_train_loss);
-    jnum(w, o, "final_train_loss", g->final_train_loss);
-    jint(o, "best_epoch", g->best_epoch);
-    jnum(w, o, "best_ndcg", g->best_ndcg);
-    jbool(o, "stopped_at_budget", g->stopped_at_budget);
-    jbool(o, "complete", g->complete);
-    jint(o, "resumes", g->resumes);
-    jnum(w, o, "sigma", g->sigma);
-    jnum(w, o, "sample_rate", g->q);
-    jint(o, "max_steps", g->max_steps);
+    dp_jw_int(o, "epoch", g->epoch);
+    dp_jw_int(o, "epoch_step", g->epoch_step);
+    dp_jw_int(o, "step", g->step);
+    dp_jw_int(o, "dp_steps", g->dp_steps);
+    dp_jw_num(w, o, "loss_sum", g->loss_sum);
+    dp_jw_int(o, "loss_n", g->loss_n);
+    dp_jw_int(o, "n_clipped", g->n_clipped);
+    dp_jw_int(o, "n_seen", g->n_seen);
+    dp_jw_num(w, o, "epoch_seconds", g->epoch_seconds);
+    dp_jw_int(o, "epochs_run", g->epochs_run);
+    dp_jw_num(w, o, "train_time", g->train_time);
+    dp_jw_num(w, o, "elapsed", g->elapsed);
+    dp_jw_int(o, "examples", g->examples);
+    dp_jw_num(w, o, "first_train_loss", g->first_train_loss);
+    dp_jw_num(w, o, "final_train_loss", g->final_train_loss);
+    dp_jw_int(o, "best_epoch", g->best_epoch);
+    dp_jw_num(w, o, "best_ndcg", g->best_score); /* the validation score (NDCG@10 when the key was named) */
+    dp_jw_bool(o, "stopped_at_budget", g->stopped_at_budget);
+    dp_jw_bool(o, "complete", g->complete);
+    dp_jw_int(o, "resumes", g->resumes);
+    dp_jw_num(w, o, "sigma", g->sigma);
+    dp_jw_num(w, o, "sample_rate", g->q);
+    dp_jw_int(o, "max_steps", g->max_steps);
     return o;
 }
 
-static void progress_from_json(jr *r, const cJSON *o, dp_train_progress *g) {
+static void progress_from_json(dp_jr *r, const cJSON *o, dp_train_progress *g) {
     const double big = 9007199254740992.0;
     memset(g, 0, sizeof *g);
-    g->epoch = (int)jr_int(r, o, "epoch", 1, 2147483647.0);
-    g->epoch_step = jr_int(r, o, "epoch_step", 0, big);
-    g->step = jr_int(r, o, "step", 0, big);
-    g->dp_steps = jr_int(r, o, "dp_steps", 0, big);
-    g->loss_sum = jr_num(r, o, "loss_sum");
-    g->loss_n = jr_int(r, o, "loss_n", 0, big);
-    g->n_clipped = jr_int(r, o, "n_clipped", 0, big);
-    g->n_seen = jr_int(r, o, "n_seen", 0, big);
-    g->epoch_seconds = jr_num(r, o, "epoch_seconds");
-    g->epochs_run = (int)jr_int(r, o, "epochs_run", 0, 2147483647.0);
-    g->train_time = jr_num(r, o, "train_time");
-    g->elapsed = jr_num(r, o, "elapsed");
-    g->examples = jr_int(r, o, "examples", 0, big);
-    g->first_train_loss = jr_num(r, o, "first_train_loss");
-    g->final_train_loss = jr_num(r, o, "final_train_loss");
-    g->best_epoch = (int)jr_int(r, o, "best_epoch", 0, 2147483647.0);
-    g->best_ndcg = jr_num(r, o, "best_ndcg");
-    g->stopped_at_budget = jr_bool(r, o, "stopped_at_budget");
-    g->complete = jr_bool(r, o, "complete");
-    g->resumes = (int)jr_int(r, o, "resumes", 0, 2147483647.0);
-    g->sigma = jr_num(r, o, "sigma");
-    g->q = jr_num(r, o, "sample_rate");
-    g->max_steps = jr_int(r, o, "max_steps", -1, big);
+    g->epoch = (int)dp_jr_int(r, o, "epoch", 1, 2147483647.0);
+    g->epoch_step = dp_jr_int(r, o, "epoch_step", 0, big);
+    g->step = dp_jr_int(r, o, "step", 0, big);
+    g->dp_steps = dp_jr_int(r, o, "dp_steps", 0, big);
+    g->loss_sum = dp_jr_num(r, o, "loss_sum");
+    g->loss_n = dp_jr_int(r, o, "loss_n", 0, big);
+    g->n_clipped = dp_jr_int(r, o, "n_clipped", 0, big);
+    g->n_seen = dp_jr_int(r, o, "n_seen", 0, big);
+    g->epoch_seconds = dp_jr_num(r, o, "epoch_seconds");
+    g->epochs_run = (int)dp_jr_int(r, o, "epochs_run", 0, 2147483647.0);
+    g->train_time = dp_jr_num(r, o, "train_time");
+    g->elapsed = dp_jr_num(r, o, "elapsed");
+    g->examples = dp_jr_int(r, o, "examples", 0, big);
+    g->first_train_loss = dp_jr_num(r, o, "first_train_loss");
+    g->final_train_loss = dp_jr_num(r, o, "final_train_loss");
+    g->best_epoch = (int)dp_jr_int(r, o, "best_epoch", 0, 2147483647.0);
+    g->best_score = dp_jr_num(r, o, "best_ndcg");
+    g->stopped_at_budget = dp_jr_bool(r, o, "stopped_at_budget");
+    g->complete = dp_jr_bool(r, o, "complete");
+    g->resumes = (int)dp_jr_int(r, o, "resumes", 0, 2147483647.0);
+    g->sigma = dp_jr_num(r, o, "sigma");
+    g->q = dp_jr_num(r, o, "sample_rate");
+    g->max_steps = dp_jr_int(r, o, "max_steps", -1, big);
     if (!r->bad && (g->epochs_run > g->epoch || g->best_epoch > g->epochs_run))
-        jr_fail(r, "epochs_run", "is inconsistent with \"epoch\" or \"best_epoch\"");
+        dp_jr_fail(r, "epochs_run", "is inconsistent with \"epoch\" or \"best_epoch\"");
 }
 
 /* ------------------------------------------------------------------------------------------------ */
@@ -510,7 +553,7 @@ static int is_parent_of(const char *parent, const char *dir) {
 }
 
 int dp_ckpt_write(const char *dir, const dp_ckpt_source *s, char *path, size_t path_cap, dp_error *err) {
-    const dp_train_config *cfg = s->cfg;
+    const dp_run_settings *cfg = s->settings;
     const int nt = dp_model_num_tensors(s->m);
     const dp_real *arrays[N_SETS] = {dp_model_params(s->m), dp_optimizer_state(s->opt, 0), dp_optimizer_state(s->opt, 1),
                                      s->best};
@@ -531,7 +574,7 @@ int dp_ckpt_write(const char *dir, const dp_ckpt_source *s, char *path, size_t p
     dp_st_tensor *t = dp_calloc((size_t)(N_SETS * nt + 2), sizeof *t);
     char(*names)[NAME_CAP] = dp_calloc((size_t)(N_SETS * nt + 2), NAME_CAP);
     int rc = -1;
-    char *mtext = NULL, *jcfg = NULL, *jpg = NULL, *jds = NULL, *jhist = NULL, *jsum = NULL;
+    char *mtext = NULL, *jcfg = NULL, *jpg = NULL, *jds = NULL, *jhist = NULL, *jsum = NULL, *jtask = NULL;
     if (cfg->dp.enabled && cfg->dp.reattention) {
         /* the frequencies the run uses (released once, or read from the public file), first: F64 at
          * the start of the data section keeps every tensor aligned to its element size */
@@ -570,15 +613,18 @@ int dp_ckpt_write(const char *dir, const dp_ckpt_source *s, char *path, size_t p
     /* where the run's outputs are relative to this folder, so that a resume of a copied or moved
      * run folder writes into the copy (dpformer.train_config "layout") */
     if (dp_mkdir_p(dir, err)) goto out;
-    jw w = {NULL};
-    cJSON *jc = config_to_json(&w, cfg);
+    dp_jw w = {NULL};
+    cJSON *jc = settings_to_json(&w, cfg);
+    /* the task's own settings next to them */
+    for (cJSON *it = s->task_config ? s->task_config->child : NULL; it; it = it->next)
+        if (!cJSON_GetObjectItemCaseSensitive(jc, it->string)) cJSON_AddItemToObject(jc, it->string, cJSON_Duplicate(it, 1));
     cJSON *lay = cJSON_AddObjectToObject(jc, "layout");
     char *real_dir = realpath(dir, NULL);
-    jstr(lay, "checkpoint_dir", real_dir);
-    jbool(lay, "out_dir_is_parent", cfg->out_dir && is_parent_of(cfg->out_dir, dir));
+    dp_jw_str(lay, "checkpoint_dir", real_dir);
+    dp_jw_bool(lay, "out_dir_is_parent", cfg->out_dir && is_parent_of(cfg->out_dir, dir));
     free(real_dir);
     real_dir = cfg->out_dir ? realpath(cfg->out_dir, NULL) : NULL;
-    jstr(lay, "out_dir", real_dir);
+    dp_jw_str(lay, "out_dir", real_dir);
     free(real_dir);
     jcfg = print_and_free(jc);
     jpg = print_and_free(progress_to_json(&w, s->pg));
@@ -587,26 +633,26 @@ int dp_ckpt_write(const char *dir, const dp_ckpt_source *s, char *path, size_t p
                 w.bad);
         goto out;
     }
-    cJSON *ds = cJSON_CreateObject();
-    jint(ds, "users", s->ds->n_users);
-    jint(ds, "items", s->ds->n_items);
-    jint(ds, "interactions", s->ds->n_interactions);
-    jint(ds, "train_users", s->n_train);
-    char fp[17];
-    hex64(s->data_fp, fp);
-    jstr(ds, "fingerprint", fp);
+    /* the task's data identity, with the length of the order */
+    cJSON *ds = s->dataset ? cJSON_Duplicate(s->dataset, 1) : cJSON_CreateObject();
+    if (!cJSON_GetObjectItemCaseSensitive(ds, "train_examples")) dp_jw_int(ds, "train_examples", s->n_train);
     jds = print_and_free(ds);
+    cJSON *jt = cJSON_CreateObject();
+    dp_jw_str(jt, "name", s->task ? s->task : "recommendation");
+    dp_jw_str(jt, "command", s->command ? s->command : "train");
+    jtask = print_and_free(jt);
     mtext = metrics_json(s->metrics);
     char version[16], rng_hex[DP_RNG_STATE_HEX_LEN + 1];
     snprintf(version, sizeof version, "%d", DP_CHECKPOINT_VERSION);
-    const char *keys[10], *vals[10];
+    const char *keys[12], *vals[12];
     int nm = 0;
     keys[nm] = "dpformer.checkpoint_version", vals[nm++] = version;
+    keys[nm] = "dpformer.task", vals[nm++] = jtask;
     keys[nm] = "dpformer.train_config", vals[nm++] = jcfg;
     keys[nm] = "dpformer.progress", vals[nm++] = jpg;
     keys[nm] = "dpformer.dataset", vals[nm++] = jds;
     keys[nm] = "dpformer.metrics", vals[nm++] = mtext;
-    if (cfg->checkpoint_extra) keys[nm] = "dpformer.extra", vals[nm++] = cfg->checkpoint_extra;
+    if (s->extra) keys[nm] = "dpformer.extra", vals[nm++] = s->extra;
     if (s->rng) {
         dp_rng_state_save_hex(s->rng, rng_hex);
         keys[nm] = "dpformer.rng", vals[nm++] = rng_hex;
@@ -630,6 +676,7 @@ out:
     cJSON_free(jcfg);
     cJSON_free(jpg);
     cJSON_free(jds);
+    cJSON_free(jtask);
     cJSON_free(jhist);
     free(jsum);
     free(names);
@@ -645,13 +692,15 @@ out:
 struct dp_checkpoint {
     char *path, *dir;
     dp_st_file *f;
-    cJSON *jcfg, *jpg, *jds, *jmetrics;
-    dp_train_config cfg;
+    cJSON *jcfg, *jpg, *jds, *jmetrics, *jtask;
+    const char *task, *command; /* in jtask, or the recommendation task's */
+    dp_run_settings set;       /* the settings every run has */
+    dp_train_config cfg;       /* the recommendation task's configuration (task "recommendation" only) */
     dp_train_progress pg;
     dp_history hist;
     const char *rng_hex, *extra;
     uint64_t data_fp;
-    int64_t users, items, interactions, train_users;
+    int64_t users, items, interactions, train_users; /* train_users: the order's length, any task */
     int n_metrics;
     const char **metrics;
     const double *item_freq; /* Re-Attention's frequencies [n_items + 1] (in f), or NULL */
@@ -668,6 +717,7 @@ void dp_checkpoint_free(dp_checkpoint *c) {
     cJSON_Delete(c->jpg);
     cJSON_Delete(c->jds);
     cJSON_Delete(c->jmetrics);
+    cJSON_Delete(c->jtask);
     dp_history_free(&c->hist);
     free(c->metrics);
     free(c);
@@ -710,7 +760,7 @@ static void derive_out_dir(dp_checkpoint *c) {
         int stayed = real && cJSON_IsString(cd) && strcmp(real, cd->valuestring) == 0;
         free(real);
         if (stayed && cJSON_IsString(od)) c->out_dir = dup_str(od->valuestring);
-        else if (stayed && c->cfg.out_dir) c->out_dir = dup_str(c->cfg.out_dir);
+        else if (stayed && c->set.out_dir) c->out_dir = dup_str(c->set.out_dir);
         return;
     }
     size_t n = strlen(c->dir);
@@ -718,8 +768,8 @@ static void derive_out_dir(dp_checkpoint *c) {
     const size_t k = strlen("checkpoints");
     if (n >= k && strncmp(c->dir + n - k, "checkpoints", k) == 0 && (n == k || c->dir[n - k - 1] == '/'))
         c->out_dir = parent_of(c->dir);
-    else if (c->cfg.out_dir)
-        c->out_dir = dup_str(c->cfg.out_dir);
+    else if (c->set.out_dir)
+        c->out_dir = dup_str(c->set.out_dir);
 }
 
 static cJSON *parse_meta(const dp_checkpoint *c, const char *key, int required, dp_error *err, int *bad) {
@@ -748,17 +798,17 @@ static int verify_checksums(dp_checkpoint *c, dp_error *err) {
 /* Every tensor the configuration calls for, with its shape and dtype, finite; nothing else. */
 static int verify_tensors(dp_checkpoint *c, dp_error *err) {
     dp_error e2;
-    dp_model *m = dp_model_create(&c->cfg.model, 1, 0, &e2);
+    dp_model *m = dp_model_create(&c->set.model, 1, 0, &e2);
     if (!m) return dp_fail(err, "%s: metadata dpformer.train_config: model: %s", c->path, e2.msg);
     int rc = -1, expected = 1;
     const int nt = dp_model_num_tensors(m);
     for (int set = 0; set < N_SETS; set++) {
-        if (set == SET_M2 && c->cfg.optim.kind != DP_OPT_ADAMW) continue;
+        if (set == SET_M2 && c->set.optim.kind != DP_OPT_ADAMW) continue;
         if (set == SET_BEST && c->pg.best_epoch == 0) continue;
         for (int i = 0; i < nt; i++, expected++) {
             const dp_param_tensor *pt = dp_model_tensor(m, i);
             char name[NAME_CAP];
-            snprintf(name, sizeof name, "%s%s", set_prefix(set, c->cfg.optim.kind), pt->name);
+            snprintf(name, sizeof name, "%s%s", set_prefix(set, c->set.optim.kind), pt->name);
             const dp_st_tensor *t = dp_st_find(c->f, name);
             if (!t) {
                 dp_fail(err, "%s: tensor %s is missing", c->path, name);
@@ -786,8 +836,8 @@ static int verify_tensors(dp_checkpoint *c, dp_error *err) {
         dp_fail(err, "%s: tensor data.order is missing or is not I32 [%lld]", c->path, (long long)c->train_users);
         goto out;
     }
-    if (c->cfg.dp.enabled && c->cfg.dp.reattention) {
-        const int64_t V1 = (int64_t)c->cfg.model.n_items + 1;
+    if (c->set.dp.enabled && c->set.dp.reattention) {
+        const int64_t V1 = (int64_t)c->set.model.n_items + 1;
         const dp_st_tensor *q = dp_st_find(c->f, TENSOR_ITEM_FREQ);
         if (!q || strcmp(q->dtype, "F64") != 0 || q->ndim != 1 || q->shape[0] != V1) {
             dp_fail(err, "%s: tensor " TENSOR_ITEM_FREQ " is missing or is not F64 [%lld] (the run has Re-Attention on)",
@@ -837,21 +887,41 @@ dp_checkpoint *dp_checkpoint_read(const char *path, dp_error *err) {
     if (!bad) c->jpg = parse_meta(c, "dpformer.progress", 1, err, &bad);
     if (!bad) c->jds = parse_meta(c, "dpformer.dataset", 1, err, &bad);
     if (!bad) c->jmetrics = parse_meta(c, "dpformer.metrics", 1, err, &bad);
+    if (!bad) c->jtask = parse_meta(c, "dpformer.task", 0, err, &bad);
     if (bad) goto fail;
-    jr r = {path, "dpformer.train_config", err, 0};
-    config_from_json(&r, c->jcfg, &c->cfg);
+    /* the task (absent: written before tasks were recorded, by the recommendation trainer) */
+    dp_jr r = {path, "dpformer.task", err, 0};
+    c->task = "recommendation";
+    c->command = "train";
+    if (c->jtask) {
+        c->task = dp_jr_str(&r, c->jtask, "name", 0);
+        c->command = dp_jr_str(&r, c->jtask, "command", 0);
+        if (!r.bad && (!c->task[0] || !c->command[0] || strpbrk(c->command, " \t\n'\"")))
+            dp_jr_fail(&r, "command", "is not a command name");
+    }
+    const int rec = !r.bad && strcmp(c->task, "recommendation") == 0;
+    r.key = "dpformer.train_config";
+    if (!r.bad) settings_from_json(&r, c->jcfg, &c->set);
+    if (!r.bad && rec) rec_config_from_json(&r, c->jcfg, &c->set, &c->cfg);
     r.key = "dpformer.progress";
     if (!r.bad) progress_from_json(&r, c->jpg, &c->pg);
     r.key = "dpformer.dataset";
-    if (!r.bad) {
-        c->users = jr_int(&r, c->jds, "users", 0, 2147483647.0);
-        c->items = jr_int(&r, c->jds, "items", 0, 2147483647.0);
-        c->interactions = jr_int(&r, c->jds, "interactions", 0, 9007199254740992.0);
-        c->train_users = jr_int(&r, c->jds, "train_users", 1, 2147483647.0);
-        const char *fp = jr_str(&r, c->jds, "fingerprint", 0);
+    if (!r.bad && rec) {
+        c->users = dp_jr_int(&r, c->jds, "users", 0, 2147483647.0);
+        c->items = dp_jr_int(&r, c->jds, "items", 0, 2147483647.0);
+        c->interactions = dp_jr_int(&r, c->jds, "interactions", 0, 9007199254740992.0);
+        c->train_users = dp_jr_int(&r, c->jds, "train_users", 1, 2147483647.0);
+        const char *fp = dp_jr_str(&r, c->jds, "fingerprint", 0);
         char *end = NULL;
         if (fp) c->data_fp = strtoull(fp, &end, 16);
-        if (fp && (strlen(fp) != 16 || *end)) jr_fail(&r, "fingerprint", "is not 16 hex digits");
+        if (fp && (strlen(fp) != 16 || *end)) dp_jr_fail(&r, "fingerprint", "is not 16 hex digits");
+    }
+    if (!r.bad && cJSON_GetObjectItemCaseSensitive(c->jds, "train_examples")) {
+        int64_t n = dp_jr_int(&r, c->jds, "train_examples", 1, 2147483647.0);
+        if (!r.bad && rec && n != c->train_users) dp_jr_fail(&r, "train_examples", "differs from \"train_users\"");
+        c->train_users = n;
+    } else if (!r.bad && !rec) {
+        dp_jr_fail(&r, "train_examples", "is missing");
     }
     if (r.bad) goto fail;
     derive_out_dir(c);
@@ -875,11 +945,11 @@ dp_checkpoint *dp_checkpoint_read(const char *path, dp_error *err) {
         goto fail;
     }
     c->extra = dp_st_meta(c->f, "dpformer.extra");
-    if (c->cfg.dp.enabled) {
+    if (c->set.dp.enabled) {
         dp_error e2;
         c->rng_hex = dp_st_meta(c->f, "dpformer.rng");
         if (!c->rng_hex) {
-            dp_fail(err, "%s: metadata dpformer.rng is missing (needed by a DP-SGD run)", path);
+            dp_fail(err, "%s: metadata dpformer.rng is missing (needed by a private run)", path);
             goto fail;
         }
         dp_rng *probe = dp_rng_state_restore_hex(c->rng_hex, &e2);
@@ -890,7 +960,7 @@ dp_checkpoint *dp_checkpoint_read(const char *path, dp_error *err) {
         dp_rng_free(probe);
         const char *h = dp_st_meta(c->f, "dpformer.privacy_history");
         if (!h) {
-            dp_fail(err, "%s: metadata dpformer.privacy_history is missing (needed by a DP-SGD run)", path);
+            dp_fail(err, "%s: metadata dpformer.privacy_history is missing (needed by a private run)", path);
             goto fail;
         }
         if (dp_history_from_json(&c->hist, h, &e2)) {
@@ -966,8 +1036,8 @@ static int check_dir(const char *dir, const dp_checkpoint *resume, ckpt_entry **
                           "folder (which falls back to an older checkpoint) or remove them first", dir, why.msg);
     } else if (!c->pg.complete) {
         rc = dp_fail(err, "%s holds checkpoints of another run that did not finish (newest: %s, step %lld); "
-                          "resume it (dpformer train --resume %s) or remove them first", dir, (*e)[0].path,
-                     (long long)c->pg.step, dir);
+                          "resume it (dpformer %s --resume %s) or remove them first", dir, (*e)[0].path,
+                     (long long)c->pg.step, c->command, dir);
     }
     dp_checkpoint_free(c);
     if (rc) {
@@ -1013,8 +1083,13 @@ const dp_train_progress *dp_ckpt_progress(const dp_checkpoint *c) { return &c->p
 const char *dp_ckpt_rng_hex(const dp_checkpoint *c) { return c->rng_hex; }
 int dp_ckpt_metrics_count(const dp_checkpoint *c) { return c->n_metrics; }
 const char *dp_ckpt_metrics_line(const dp_checkpoint *c, int i) { return c->metrics[i]; }
-const dp_train_config *dp_ckpt_saved_config(const dp_checkpoint *c) { return &c->cfg; }
+const dp_run_settings *dp_ckpt_settings(const dp_checkpoint *c) { return &c->set; }
+const cJSON *dp_ckpt_config_json(const dp_checkpoint *c) { return c->jcfg; }
+const cJSON *dp_ckpt_dataset_json(const dp_checkpoint *c) { return c->jds; }
 const double *dp_ckpt_item_freq(const dp_checkpoint *c) { return c->item_freq; }
+const char *dp_checkpoint_task(const dp_checkpoint *c) { return c->task; }
+const char *dp_ckpt_command(const dp_checkpoint *c) { return c->command; }
+const char *dp_ckpt_dir(const dp_checkpoint *c) { return c->dir; }
 
 dp_train_config dp_checkpoint_train_config(const dp_checkpoint *c) {
     dp_train_config cfg = c->cfg;
@@ -1029,25 +1104,93 @@ dp_train_config dp_checkpoint_train_config(const dp_checkpoint *c) {
 /* Resuming                                                                                         */
 /* ------------------------------------------------------------------------------------------------ */
 
-static int differs_i(const dp_checkpoint *c, const char *what, const char *why, long long saved, long long now,
-                     dp_error *err) {
+int dp_ckpt_differs_i(const dp_checkpoint *c, const char *what, const char *why, long long saved, long long now,
+                      dp_error *err) {
     if (saved == now) return 0;
     return dp_fail(err, "%s: cannot resume with %s %lld: the checkpoint has %lld (%s)", c->path, what, now, saved, why);
 }
 
-static int differs_d(const dp_checkpoint *c, const char *what, const char *why, double saved, double now, dp_error *err) {
+int dp_ckpt_differs_d(const dp_checkpoint *c, const char *what, const char *why, double saved, double now,
+                      dp_error *err) {
     if (saved == now) return 0;
     return dp_fail(err, "%s: cannot resume with %s %.10g: the checkpoint has %.10g (%s)", c->path, what, now, saved, why);
 }
 
-static int differs_s(const dp_checkpoint *c, const char *what, const char *why, const char *saved, const char *now,
-                     dp_error *err) {
+int dp_ckpt_differs_s(const dp_checkpoint *c, const char *what, const char *why, const char *saved, const char *now,
+                      dp_error *err) {
     if (strcmp(saved, now) == 0) return 0;
     return dp_fail(err, "%s: cannot resume with %s %s: the checkpoint has %s (%s)", c->path, what, now, saved, why);
 }
 
+static const char *mode_label(dp_loop_mode m) {
+    return m == DP_LOOP_DPSGD ? "DP-SGD" : m == DP_LOOP_DPFP ? "DP-FP" : "non-private";
+}
+
+int dp_ckpt_check_task(const dp_checkpoint *c, const char *task, dp_error *err) {
+    if (strcmp(c->task, task) == 0) return 0;
+    return dp_fail(err, "%s: a checkpoint of a %s run, not of %s: resume it with dpformer %s --resume %s", c->path,
+                   c->task, task, c->command, c->dir);
+}
+
+int dp_ckpt_check_settings(const dp_checkpoint *c, const dp_run_settings *now, dp_error *err) {
+    const dp_run_settings *s = &c->set;
+    const char *shape = "the model shape cannot change on resume";
+    const char *model = "the model configuration cannot change on resume";
+    const char *run = "it cannot change within a run";
+    if (dp_ckpt_differs_s(c, "mode", run, mode_label(s->mode), mode_label(now->mode), err)) return -1;
+    if (dp_ckpt_differs_i(c, "n-items", shape, s->model.n_items, now->model.n_items, err) ||
+        dp_ckpt_differs_i(c, "max-len", shape, s->model.max_len, now->model.max_len, err) ||
+        dp_ckpt_differs_i(c, "d-model", shape, s->model.d_model, now->model.d_model, err) ||
+        dp_ckpt_differs_i(c, "n-heads", shape, s->model.n_heads, now->model.n_heads, err) ||
+        dp_ckpt_differs_i(c, "n-layers", shape, s->model.n_layers, now->model.n_layers, err) ||
+        dp_ckpt_differs_i(c, "d-ff", shape, s->model.d_ff, now->model.d_ff, err) ||
+        dp_ckpt_differs_s(c, "output layer", shape, s->model.tied ? "tied" : "untied", now->model.tied ? "tied" : "untied",
+                          err) ||
+        dp_ckpt_differs_i(c, "causal", shape, s->model.causal, now->model.causal, err) ||
+        dp_ckpt_differs_i(c, "classes", shape, s->model.n_classes, now->model.n_classes, err) ||
+        dp_ckpt_differs_d(c, "dropout", model, s->model.dropout, now->model.dropout, err) ||
+        dp_ckpt_differs_s(c, "pool", model, s->model.pool == DP_POOL_MEAN ? "mean" : "first",
+                          now->model.pool == DP_POOL_MEAN ? "mean" : "first", err) ||
+        dp_ckpt_differs_d(c, "representation clip", model, s->model.rep_clip, now->model.rep_clip, err) ||
+        dp_ckpt_differs_s(c, "tokenizer", model, s->model.tokenizer[0] ? s->model.tokenizer : "bytes",
+                          now->model.tokenizer[0] ? now->model.tokenizer : "bytes", err))
+        return -1;
+    if (s->seed != now->seed)
+        return dp_fail(err, "%s: cannot resume with seed %llu: the checkpoint has %llu (%s)", c->path,
+                       (unsigned long long)now->seed, (unsigned long long)s->seed, run);
+    if (dp_ckpt_differs_s(c, "optimizer", "the optimiser state is specific to it", optimizer_name(s->optim.kind),
+                          optimizer_name(now->optim.kind), err) ||
+        dp_ckpt_differs_d(c, "AdamW beta1", run, s->optim.beta1, now->optim.beta1, err) ||
+        dp_ckpt_differs_d(c, "AdamW beta2", run, s->optim.beta2, now->optim.beta2, err) ||
+        dp_ckpt_differs_d(c, "AdamW eps", run, s->optim.eps, now->optim.eps, err) ||
+        dp_ckpt_differs_i(c, "batch-size", "it defines the epochs' steps", s->batch_size, now->batch_size, err) ||
+        dp_ckpt_differs_i(c, "keep-last", "model selection cannot change within a run", s->keep_last, now->keep_last,
+                          err))
+        return -1;
+    if (s->mode == DP_LOOP_DPFP &&
+        dp_ckpt_differs_i(c, "micro-batches", "they define the steps and the accounting", s->micro_batches,
+                          now->micro_batches, err))
+        return -1;
+    if (s->dp.enabled &&
+        (dp_ckpt_differs_s(c, "noise", "secure and seeded noise cannot be mixed in one run",
+                           s->dp.seeded_noise ? "seeded" : "secure", now->dp.seeded_noise ? "seeded" : "secure", err) ||
+         dp_ckpt_differs_d(c, "delta", "the guarantee of the whole run is stated at one delta", s->dp.delta,
+                           now->dp.delta, err) ||
+         dp_ckpt_differs_s(c, "accountant", "the run's epsilon is computed by one accountant",
+                           accountant_name(s->dp.accountant), accountant_name(now->dp.accountant), err)))
+        return -1;
+    if (now->epochs < c->pg.epochs_run)
+        return dp_fail(err, "%s: cannot resume with epochs %d: the run has already completed %d epochs", c->path,
+                       now->epochs, c->pg.epochs_run);
+    if (c->pg.epoch_step > 0 && now->epochs < c->pg.epoch)
+        return dp_fail(err, "%s: cannot resume with epochs %d: the checkpoint is inside epoch %d", c->path, now->epochs,
+                       c->pg.epoch);
+    return 0;
+}
+
 int dp_checkpoint_check_resume(const dp_checkpoint *c, const dp_dataset *ds, const dp_train_config *cfg,
                                dp_error *err) {
+    if (dp_ckpt_check_task(c, "recommendation", err)) return -1;
     int32_t n_train = 0;
     for (int32_t u = 0; u < ds->n_users; u++) n_train += dp_split_history(ds, u, DP_SPLIT_TRAIN) >= 2;
     uint64_t fp = dp_dataset_fingerprint(ds);
@@ -1058,70 +1201,35 @@ int dp_checkpoint_check_resume(const dp_checkpoint *c, const dp_dataset *ds, con
                        c->path, (long long)c->users, (long long)c->items, (long long)c->interactions,
                        (unsigned long long)c->data_fp, ds->n_users, ds->n_items, (long long)ds->n_interactions,
                        (unsigned long long)fp);
+    const dp_run_settings now = dp_train_settings(cfg);
+    if (dp_ckpt_check_settings(c, &now, err)) return -1;
     const dp_train_config *s = &c->cfg;
-    const char *shape = "the model shape cannot change on resume";
-    if (differs_i(c, "n-items", shape, s->model.n_items, cfg->model.n_items, err) ||
-        differs_i(c, "max-len", shape, s->model.max_len, cfg->model.max_len, err) ||
-        differs_i(c, "d-model", shape, s->model.d_model, cfg->model.d_model, err) ||
-        differs_i(c, "n-heads", shape, s->model.n_heads, cfg->model.n_heads, err) ||
-        differs_i(c, "n-layers", shape, s->model.n_layers, cfg->model.n_layers, err) ||
-        differs_i(c, "d-ff", shape, s->model.d_ff, cfg->model.d_ff, err) ||
-        differs_s(c, "output layer", shape, s->model.tied ? "tied" : "untied", cfg->model.tied ? "tied" : "untied", err) ||
-        differs_i(c, "causal", shape, s->model.causal, cfg->model.causal, err) ||
-        differs_d(c, "dropout", "the model configuration cannot change on resume", s->model.dropout,
-                  cfg->model.dropout, err))
+    if (dp_ckpt_differs_i(c, "exclude-seen", "model selection cannot change within a run", s->exclude_seen,
+                          cfg->exclude_seen, err) ||
+        dp_ckpt_differs_i(c, "max-eval-users", "model selection cannot change within a run", s->max_eval_users,
+                          cfg->max_eval_users, err))
         return -1;
-    const char *run = "it cannot change within a run";
-    if (s->seed != cfg->seed)
-        return dp_fail(err, "%s: cannot resume with seed %llu: the checkpoint has %llu (%s)", c->path,
-                       (unsigned long long)cfg->seed, (unsigned long long)s->seed, run);
-    if (differs_s(c, "optimizer", "the optimiser state is specific to it", optimizer_name(s->optim.kind),
-                  optimizer_name(cfg->optim.kind), err) ||
-        differs_d(c, "AdamW beta1", run, s->optim.beta1, cfg->optim.beta1, err) ||
-        differs_d(c, "AdamW beta2", run, s->optim.beta2, cfg->optim.beta2, err) ||
-        differs_d(c, "AdamW eps", run, s->optim.eps, cfg->optim.eps, err) ||
-        differs_i(c, "batch-size", "it defines the epochs' steps", s->batch_size, cfg->batch_size, err) ||
-        differs_s(c, "DP-SGD", run, s->dp.enabled ? "on" : "off", cfg->dp.enabled ? "on" : "off", err) ||
-        differs_i(c, "keep-last", "model selection cannot change within a run", s->keep_last, cfg->keep_last, err) ||
-        differs_i(c, "exclude-seen", "model selection cannot change within a run", s->exclude_seen,
-                  cfg->exclude_seen, err) ||
-        differs_i(c, "max-eval-users", "model selection cannot change within a run", s->max_eval_users,
-                  cfg->max_eval_users, err))
-        return -1;
-    if (s->dp.enabled &&
-        (differs_d(c, "sample-rate", "it defines the epochs' steps and the accounting", s->dp.sample_rate,
-                   cfg->dp.sample_rate, err) ||
-         differs_s(c, "noise", "secure and seeded noise cannot be mixed in one run", s->dp.seeded_noise ? "seeded" : "secure",
-                   cfg->dp.seeded_noise ? "seeded" : "secure", err) ||
-         differs_d(c, "delta", "the guarantee of the whole run is stated at one delta", s->dp.delta, cfg->dp.delta, err) ||
-         differs_s(c, "accountant", "the run's epsilon is computed by one accountant", accountant_name(s->dp.accountant),
-                   accountant_name(cfg->dp.accountant), err)))
+    if (s->dp.enabled && dp_ckpt_differs_d(c, "sample-rate", "it defines the epochs' steps and the accounting",
+                                           s->dp.sample_rate, cfg->dp.sample_rate, err))
         return -1;
     if (s->dp.enabled && (s->dp.reattention || cfg->dp.reattention)) {
         /* the frequencies were released (or read) once, at the start of the run, and are in the
          * checkpoint: a resume uses them as they are */
         const char *ra = "Re-Attention's setting cannot change within a run";
+        const char *kept = "the frequencies of the run are kept in the checkpoint, never released again";
         char src_s[4200], src_n[4200];
         snprintf(src_s, sizeof src_s, "%s%s", s->dp.item_freq_public ? "public:" : "private",
                  s->dp.item_freq_public ? s->dp.item_freq_public : "");
         snprintf(src_n, sizeof src_n, "%s%s", cfg->dp.item_freq_public ? "public:" : "private",
                  cfg->dp.item_freq_public ? cfg->dp.item_freq_public : "");
-        if (differs_s(c, "reattention", ra, s->dp.reattention ? "on" : "off", cfg->dp.reattention ? "on" : "off", err) ||
-            differs_d(c, "reattention-scale", ra, s->dp.reattention_scale, cfg->dp.reattention_scale, err) ||
-            differs_s(c, "item-freq", "the frequencies of the run are kept in the checkpoint, never released again",
-                      src_s, src_n, err) ||
-            differs_d(c, "item-freq-noise", "the frequencies of the run are kept in the checkpoint, never released again",
-                      s->dp.item_freq_noise, cfg->dp.item_freq_noise, err) ||
-            differs_i(c, "item-freq-cap", "the frequencies of the run are kept in the checkpoint, never released again",
-                      s->dp.item_freq_cap, cfg->dp.item_freq_cap, err))
+        if (dp_ckpt_differs_s(c, "reattention", ra, s->dp.reattention ? "on" : "off", cfg->dp.reattention ? "on" : "off",
+                              err) ||
+            dp_ckpt_differs_d(c, "reattention-scale", ra, s->dp.reattention_scale, cfg->dp.reattention_scale, err) ||
+            dp_ckpt_differs_s(c, "item-freq", kept, src_s, src_n, err) ||
+            dp_ckpt_differs_d(c, "item-freq-noise", kept, s->dp.item_freq_noise, cfg->dp.item_freq_noise, err) ||
+            dp_ckpt_differs_i(c, "item-freq-cap", kept, s->dp.item_freq_cap, cfg->dp.item_freq_cap, err))
             return -1;
     }
-    if (cfg->epochs < c->pg.epochs_run)
-        return dp_fail(err, "%s: cannot resume with epochs %d: the run has already completed %d epochs", c->path,
-                       cfg->epochs, c->pg.epochs_run);
-    if (c->pg.epoch_step > 0 && cfg->epochs < c->pg.epoch)
-        return dp_fail(err, "%s: cannot resume with epochs %d: the checkpoint is inside epoch %d", c->path, cfg->epochs,
-                       c->pg.epoch);
     return 0;
 }
 
@@ -1156,7 +1264,7 @@ static int restore_arrays(const dp_checkpoint *c, dp_model *m, dp_real **arrays,
         for (int i = 0; i < nt; i++) {
             const dp_param_tensor *pt = dp_model_tensor(m, i);
             char name[NAME_CAP];
-            snprintf(name, sizeof name, "%s%s", set_prefix(set, c->cfg.optim.kind), pt->name);
+            snprintf(name, sizeof name, "%s%s", set_prefix(set, c->set.optim.kind), pt->name);
             const dp_st_tensor *t = dp_st_find(c->f, name);
             if (!t || dp_st_numel(t) != (int64_t)pt->size) return dp_fail(err, "%s: tensor %s is missing", c->path, name);
             memcpy(arrays[set] + pt->offset, t->data, sizeof(dp_real) * pt->size);
@@ -1167,7 +1275,7 @@ static int restore_arrays(const dp_checkpoint *c, dp_model *m, dp_real **arrays,
 
 static int restore_order(const dp_checkpoint *c, dp_optimizer *opt, int32_t *order, int32_t n_train, dp_error *err) {
     dp_optimizer_set_step_count(opt, c->pg.step);
-    /* the order must be a permutation of the training users (given in increasing order in `order`) */
+    /* the order must be a permutation of the training examples' ids (given in increasing order in `order`) */
     const dp_st_tensor *t = dp_st_find(c->f, "data.order");
     if (!t || dp_st_numel(t) != n_train) return dp_fail(err, "%s: tensor data.order does not match the dataset", c->path);
     const int32_t *saved = t->data;
@@ -1181,7 +1289,7 @@ static int restore_order(const dp_checkpoint *c, dp_optimizer *opt, int32_t *ord
     }
     for (int32_t i = 0; i < n_train && ok; i++) ok = seen[order[i]];
     free(seen);
-    if (!ok) return dp_fail(err, "%s: tensor data.order is not an order of this dataset's training users", c->path);
+    if (!ok) return dp_fail(err, "%s: tensor data.order is not an order of this dataset's training examples", c->path);
     memcpy(order, saved, sizeof(int32_t) * (size_t)n_train);
     return 0;
 }

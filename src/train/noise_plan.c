@@ -89,7 +89,7 @@ int dp_train_plan_check(const dp_dataset *ds, const dp_train_config *c, dp_error
     int32_t n_train = 0;
     for (int32_t u = 0; u < ds->n_users; u++) n_train += dp_split_history(ds, u, DP_SPLIT_TRAIN) >= 2;
     if (n_train == 0) return 0; /* refused by dp_train_check */
-    /* as trainer.c's setup_private plans it */
+    /* as dp_train (trainer.c) plans it */
     const double q = dp_rec_sample_rate(p, c->batch_size, n_train);
     const int64_t per_epoch = DP_MAX((int64_t)1, dp_steps_for_epochs(1, q));
     dp_accounting_options acc;
@@ -106,11 +106,11 @@ int dp_train_plan_check(const dp_dataset *ds, const dp_train_config *c, dp_error
 }
 
 int dp_text_plan_check(const dp_text_train_config *c, int64_t n_train, dp_error *err) {
-    if (c->mode == DP_TEXT_NONPRIVATE || n_train < 1 || c->batch_size < 1) return 0;
-    /* as textcls.c's dp_text_train plans it */
-    const int per_step = c->mode == DP_TEXT_DPFP ? c->micro_batches : 1;
-    const double q = dp_text_sample_rate(c->batch_size, per_step, n_train);
-    const int64_t per_epoch = DP_MAX((int64_t)1, n_train / c->batch_size);
+    if (c->mode == DP_TEXT_NONPRIVATE || n_train < 1 || c->batch_size < 1 || c->resume) return 0;
+    /* as dp_text_train plans it */
+    double q;
+    int64_t per_epoch;
+    const int per_step = dp_text_plan(c, n_train, &q, &per_epoch);
     dp_accounting_options acc;
     dp_accounting_default_options(&acc);
     acc.accountant = c->dp.accountant;

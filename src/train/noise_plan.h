@@ -1,4 +1,4 @@
-/* The noise plan of a private run, shared by the training loops: σ and the budget of mechanism events
+/* The noise plan of a private run, shared by the training loop and its tasks: σ and the budget of mechanism events
  * from the privacy settings (docs/privacy.md), and the checks that the CLI runs on it before anything
  * is trained or written. */
 #ifndef DP_TRAIN_NOISE_PLAN_H
@@ -35,5 +35,9 @@ double dp_text_sample_rate(int batch_size, int per_step, int64_t n);
  * made against its checkpoint's history). */
 int dp_train_plan_check(const dp_dataset *ds, const dp_train_config *c, dp_error *err);
 int dp_text_plan_check(const dp_text_train_config *c, int64_t n_train, dp_error *err);
+
+/* The sampling plan of a private text run (textcls.c): the Poisson rate q of each micro-batch and the
+ * steps of an epoch (N / batch-size in every mode); returns the mechanism events per step (M or 1). */
+int dp_text_plan(const dp_text_train_config *c, int64_t n_train, double *q, int64_t *steps_per_epoch);
 
 #endif

@@ -1,15 +1,19 @@
-/* Training loop of the text classifier: non-private minibatch training, DP-SGD (Poisson sampling,
- * exact per-example clipping of the whole gradient, Gaussian noise on the sum) and DP-FP (M Poisson
- * micro-batches per step, the pooled representation clipped and noised in the forward pass, an
- * ordinary optimizer step on the averaged gradient). The maths is in docs/dpfp.md and docs/privacy.md. */
+/* The text-classification task on the training loop (loop.h): its adapter — the privacy unit is a
+ * labelled sentence; a chunk is a run of sentences of similar length on a window as long as the
+ * longest (so that short phrases do not pay for the full window); dev accuracy selects the kept epoch
+ * when there is a dev set; the final evaluation measures dev and test accuracy; checkpoints record the
+ * tokenizer and the train, dev and test files' identities — and dp_text_train, which runs it
+ * non-private, with DP-SGD or with DP-FP (docs/dpfp.md), evaluation, and resuming text runs. */
 #include <errno.h>
 #include <math.h>
 
 #include <cjson/cJSON.h>
 
+#include "core/common.h"
+#include "dpformer/checkpoint.h"
 #include "dpformer/noise.h"
 #include "dpformer/textcls.h"
-#include "model/model_internal.h"
+#include "train/loop.h"
 #include "train/noise_plan.h"
 
 const char *dp_text_mode_name(dp_text_mode mode) {
@@ -39,6 +43,7 @@ dp_text_train_config dp_text_train_config_default(int n_classes) {
     c.dpfp_clip = 1;
     c.micro_batches = 1;
     c.seed = 1;
+    c.keep_checkpoints = 2;
     return c;
 }
 
@@ -83,213 +88,25 @@ double dp_text_accuracy(dp_model *m, const dp_text_dataset *ds, dp_error *err) {
     return (double)correct / (double)ds->n;
 }
 
-/* ---- training ---- */
-
-/* A stop request (cfg->stop set non-zero) seen at a step boundary is recorded in res. */
-static int stop_requested(const dp_text_train_config *cfg, dp_text_train_result *res) {
-    if (cfg->stop && *cfg->stop && !res->stopped_by) res->stopped_by = (int)*cfg->stop;
-    return res->stopped_by != 0;
-}
-
-typedef struct {
-    const dp_text_train_config *cfg;
-    const dp_text_dataset *tr;
-    dp_model *m;
-    dp_optimizer *opt;
-    int L, cap;
-    int32_t *ids, *labels;
-    dp_real *w, *noise;
-    double *el, *norms;
-    int64_t *order, *sample;
-    int64_t *sorted;   /* [N] a logical batch sorted by length (for_chunks) */
-    int32_t *ntok;     /* [N] tokens of each training example on the window ([CLS] included) */
-    /* private modes */
-    dp_rng *rng;
-    dp_history hist;
-    dp_accounting_options acc;
-    double sigma, q;
-    int64_t max_steps, steps;
-} text_run;
-
-/* Examples of one physical chunk: their ids on a window of T positions, and their labels. */
-static void fill_batch(text_run *r, const int64_t *idx, int B, int T) {
-    for (int b = 0; b < B; b++) {
-        dp_text_encode_with(&r->cfg->tokenizer, r->tr, idx[b], T, r->ids + (size_t)b * T, NULL);
-        r->labels[b] = r->tr->labels[idx[b]];
-    }
-}
-
-/* Positions per physical chunk (examples x window) that length-sorted chunking aims for. */
-#define CHUNK_POSITIONS 4096
-
-static int cmp_i64(const void *a, const void *b) {
-    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
-    return (x > y) - (x < y);
-}
-
-/* One physical chunk: B examples idx[0..B) on a window of T positions, at offset `at` of the logical
- * batch (for the per-example dropout streams). */
-typedef int (*chunk_fn)(text_run *r, const int64_t *idx, int B, int T, int at, void *ctx, dp_error *err);
-
-/* Runs fn over the logical batch idx[0..n) in physical chunks of examples of similar length: sorted by
- * token count, each chunk at most cap examples and about CHUNK_POSITIONS positions, on a window as long
- * as its longest example (model_set_window). Sentences are right-padded and the encoder is
- * bidirectional, so this computes exactly what full-length windows would, without the padding: SST-2
- * training phrases average 10 tokens in a 48-token window. Which examples form the batch is unchanged
- * (the sampling, and so the privacy analysis, does not see the chunking). */
-static int for_chunks(text_run *r, const int64_t *idx, int64_t n, chunk_fn fn, void *ctx, dp_error *err) {
-    for (int64_t k = 0; k < n; k++) r->sorted[k] = ((int64_t)r->ntok[idx[k]] << 40) | idx[k];
-    qsort(r->sorted, (size_t)n, sizeof *r->sorted, cmp_i64);
-    for (int64_t k = 0; k < n; k++) r->sorted[k] &= ((int64_t)1 << 40) - 1;
-    int rc = 0;
-    for (int64_t s = 0; s < n && !rc;) {
-        int B = 0, T = 1;
-        while (s + B < n && B < r->cap) {
-            int t = r->ntok[r->sorted[s + B]];
-            if (B > 0 && (int64_t)(B + 1) * t > CHUNK_POSITIONS) break;
-            T = t;
-            B++;
-        }
-        model_set_window(r->m, T);
-        fill_batch(r, r->sorted + s, B, T);
-        rc = fn(r, r->sorted + s, B, T, (int)s, ctx, err);
-        model_set_window(r->m, 0);
-        s += B;
-    }
-    return rc;
-}
-
-static int check_loss(const double *el, int B, double *sum, dp_error *err) {
-    double s = 0;
-    for (int b = 0; b < B; b++) s += el[b];
-    if (!isfinite(s)) return dp_fail(err, "non-finite loss (learning rate too high?); stopped");
-    *sum += s;
-    return 0;
-}
-
-typedef struct {
-    double *loss;
-    dp_real weight;   /* loss weight of each example */
-    uint64_t dseed;
-    int noise;        /* DP-FP: draw fresh representation noise for the chunk */
-} chunk_ctx;
-
-/* Forward and backward of a chunk (non-private and DP-FP), gradients accumulated. */
-static int chunk_forward_backward(text_run *r, const int64_t *idx, int B, int T, int at, void *ctx, dp_error *err) {
-    (void)idx;
-    chunk_ctx *x = ctx;
-    const dp_text_train_config *c = r->cfg;
-    for (int b = 0; b < B; b++) r->w[b] = x->weight;
-    if (x->noise) {
-        if (dp_text_dpfp_noise(r->rng, r->noise, B, c->model.d_model, r->sigma, c->dpfp_clip, err)) return -1;
-        dp_model_set_rep_noise(r->m, r->noise);
-    }
-    dp_batch bt = {B, T, r->ids, NULL, r->labels};
-    r->m->ex0 = at;
-    dp_model_forward_backward(r->m, &bt, r->w, 1, x->dseed, r->el);
-    r->m->ex0 = 0;
-    dp_model_set_rep_noise(r->m, NULL);
-    return check_loss(r->el, B, x->loss, err);
-}
-
-static int step_nonprivate(text_run *r, const int64_t *idx, int B, double *loss, dp_error *err) {
-    chunk_ctx x = {loss, (dp_real)(1.0 / B), dp_mix64(r->cfg->seed ^ dp_mix64((uint64_t)r->steps)), 0};
-    dp_model_zero_grad(r->m);
-    if (for_chunks(r, idx, B, chunk_forward_backward, &x, err)) return -1;
-    dp_optimizer_step(r->opt, r->m);
-    r->steps++;
-    return 0;
-}
-
-/* Clipped per-example gradients of a chunk (DP-SGD), summed into the model's gradient. */
-static int chunk_clipped(text_run *r, const int64_t *idx, int B, int T, int at, void *ctx, dp_error *err) {
-    (void)idx;
-    chunk_ctx *x = ctx;
-    const dp_privacy_config *p = &r->cfg->dp;
-    dp_batch bt = {B, T, r->ids, NULL, r->labels};
-    if (dp_clipped_grad(r->m, &bt, p->clip_mode, p->max_grad_norm, 1, x->dseed, at, r->norms, r->el, err)) return -1;
-    return check_loss(r->el, B, x->loss, err);
-}
-
-/* DP-SGD: G = (Σ_i clip_C(g_i) + σ C z) / (qN). */
-static int step_dpsgd(text_run *r, int64_t *seen, double *loss, dp_error *err) {
-    const dp_privacy_config *p = &r->cfg->dp;
-    int64_t nb = dp_poisson_sample(r->rng, r->q, r->tr->n, r->sample, err);
-    if (nb < 0) return -1;
-    dp_model_zero_grad(r->m);
-    chunk_ctx x = {loss, 1, dp_mix64(r->cfg->seed ^ dp_mix64((uint64_t)r->steps)), 0};
-    if (for_chunks(r, r->sample, nb, chunk_clipped, &x, err)) return -1;
-    dp_real *g = dp_model_grads(r->m);
-    const size_t np = dp_model_num_params(r->m);
-    if (r->sigma > 0 && dp_noise_gaussian_add(r->rng, g, np, r->sigma * p->max_grad_norm, err)) return -1;
-    const dp_real inv = (dp_real)(1.0 / (r->q * (double)r->tr->n));
-    for (size_t i = 0; i < np; i++) g[i] *= inv;
-    dp_optimizer_step(r->opt, r->m);
-    if (r->sigma > 0 && dp_history_add_poisson_gaussian(&r->hist, r->sigma, r->q, 1, err)) return -1;
-    r->steps++;
-    *seen += nb;
-    return 0;
-}
-
 int dp_text_dpfp_noise(dp_rng *rng, dp_real *noise, int B, int d, double sigma, double clip, dp_error *err) {
     return dp_noise_gaussian_fill(rng, noise, (size_t)B * (size_t)d, sigma * clip, err);
 }
 
-/* DP-FP: M micro-batches, each a Poisson sample whose pooled representations are clipped to C and
- * noised with fresh σC z; G = average over micro-batches of their mean-loss gradients (each normalised
- * by the expected micro-batch size qN); no per-example gradient clipping, no gradient noise. */
-static int step_dpfp(text_run *r, int64_t *seen, double *loss, dp_error *err) {
-    const dp_text_train_config *c = r->cfg;
-    const int M = c->micro_batches;
-    dp_model_zero_grad(r->m);
-    for (int j = 0; j < M; j++) {
-        int64_t nb = dp_poisson_sample(r->rng, r->q, r->tr->n, r->sample, err);
-        if (nb < 0) return -1;
-        chunk_ctx x = {loss, (dp_real)(1.0 / (M * r->q * (double)r->tr->n)),
-                       dp_mix64(c->seed ^ dp_mix64((uint64_t)r->steps * 1024 + (uint64_t)j)), r->sigma > 0};
-        if (for_chunks(r, r->sample, nb, chunk_forward_backward, &x, err)) return -1;
-        *seen += nb;
+uint64_t dp_text_dataset_fingerprint(const dp_text_dataset *ds) {
+    int64_t sizes[2] = {ds->n, ds->n_classes};
+    uint64_t h = dp_fnv1a64(sizes, sizeof sizes, DP_FNV1A64_INIT);
+    if (ds->n > 0) {
+        h = dp_fnv1a64(ds->labels, sizeof(int32_t) * (size_t)ds->n, h);
+        h = dp_fnv1a64(ds->offsets, sizeof(int64_t) * ((size_t)ds->n + 1), h);
+        h = dp_fnv1a64(ds->text, (size_t)ds->offsets[ds->n], h);
     }
-    dp_optimizer_step(r->opt, r->m);
-    if (r->sigma > 0 && dp_history_add_poisson_gaussian(&r->hist, r->sigma, r->q, M, err)) return -1;
-    r->steps++;
-    return 0;
+    return h;
 }
 
-/* σ (calibrated for the planned mechanism events when a target ε is given), the step budget and the
- * generator. DP-FP runs M events per step. */
-static int setup_private(text_run *r, int64_t planned_steps, FILE *log, dp_error *err) {
-    const dp_text_train_config *c = r->cfg;
-    const dp_privacy_config *p = &c->dp;
-    const int per_step = c->mode == DP_TEXT_DPFP ? c->micro_batches : 1;
-    const int64_t planned = planned_steps * per_step;
-    dp_history_init(&r->hist);
-    dp_accounting_default_options(&r->acc);
-    r->acc.accountant = p->accountant;
-    int64_t max_events;
-    if (dp_noise_plan(p, r->q, planned, per_step, NULL, &r->acc, "mechanism events", log, &r->sigma, &max_events, err))
-        return -1;
-    r->max_steps = max_events < 0 ? -1 : max_events / per_step;
-    if (c->mode == DP_TEXT_DPFP)
-        fprintf(log, "privacy: DP-FP -- epsilon covers the noised representations released during training; it does "
-                     "NOT cover the trained weights or the labels (docs/dpfp.md)\n");
-    if (p->seeded_noise) {
-        r->rng = dp_rng_create_seeded(dp_mix64(c->seed ^ 0x7E57C1A55ull));
-        fprintf(log, "privacy: WARNING: noise and sampling are reproducible from the seed: this run is NOT private "
-                     "(testing only)\n");
-    } else if (!(r->rng = dp_rng_create_secure(err))) {
-        return -1;
-    }
-    return 0;
-}
+/* ---- training: the task on the loop ---- */
 
-static double run_epsilon(const text_run *r, dp_error *err) {
-    double eps = 0;
-    if (r->sigma <= 0) return INFINITY;
-    if (dp_history_total_steps(&r->hist) == 0) return 0;
-    if (dp_epsilon(&r->hist, r->cfg->dp.delta, &r->acc, &eps, err)) return NAN;
-    return eps;
-}
+#define TASK_NAME "text-classification"
+#define PRIVACY_UNIT "one labelled training sentence"
 
 static const char *coverage(dp_text_mode mode) {
     return mode == DP_TEXT_DPFP ? "the noised pooled representations released during training (NOT the trained "
@@ -297,55 +114,165 @@ static const char *coverage(dp_text_mode mode) {
                                 : "the trained weights (example-level DP)";
 }
 
-/* privacy.json: the events, and how the printed ε was computed and what it is about, so that
- * `dpformer privacy --history privacy.json` recomputes it alone. */
-static int save_ledger(const text_run *r, const dp_text_train_result *res, int has_dev, const char *path,
-                       dp_error *err) {
-    const dp_text_train_config *c = r->cfg;
-    dp_privacy_ledger l;
-    dp_ledger_init(&l);
-    dp_ledger_set_accounting(&l, &r->acc, c->dp.delta, res->epsilon);
-    snprintf(l.command, sizeof l.command, "train-text");
-    snprintf(l.mechanism, sizeof l.mechanism, "%s", dp_text_mode_name(c->mode));
-    snprintf(l.privacy_unit, sizeof l.privacy_unit, "one labelled training sentence");
-    snprintf(l.epsilon_covers, sizeof l.epsilon_covers, "%s", coverage(c->mode));
-    snprintf(l.model_selection, sizeof l.model_selection, "%s",
-             !has_dev ? "last epoch (no dev set)"
-             : c->keep_last ? "last epoch (no selection on the dev set)"
-                            : "best epoch by dev accuracy (the dev sentences it looks at are not covered)");
-    l.selection_covered = !has_dev || c->keep_last;
-    if (r->sigma <= 0)
-        snprintf(l.warning, sizeof l.warning, "noise multiplier 0: NO differential privacy guarantee");
-    else if (c->dp.seeded_noise)
-        snprintf(l.warning, sizeof l.warning, "seeded noise: reproducible from the seed, so this run is NOT private");
-    int rc = dp_ledger_save(&r->hist, &l, path, err);
-    dp_ledger_free(&l);
-    return rc;
+/* The settings of a text run as the loop (and its checkpoints) see them. */
+static dp_run_settings text_settings(const dp_text_train_config *c) {
+    dp_run_settings s;
+    memset(&s, 0, sizeof s);
+    s.model = c->model;
+    s.model.rep_clip = c->mode == DP_TEXT_DPFP ? c->dpfp_clip : 0;
+    dp_tokenizer_spec(&c->tokenizer, s.model.tokenizer, sizeof s.model.tokenizer);
+    s.optim = c->optim;
+    s.mode = (dp_loop_mode)c->mode;
+    s.epochs = c->epochs;
+    s.batch_size = c->batch_size;
+    s.eval_every = 1;
+    s.keep_last = c->keep_last;
+    s.micro_batches = c->mode == DP_TEXT_DPFP ? c->micro_batches : 1;
+    s.seed = c->seed;
+    s.dp = c->dp;
+    s.dp.enabled = c->mode != DP_TEXT_NONPRIVATE;
+    s.out_dir = c->out_dir;
+    s.checkpoint_every = c->checkpoint_every;
+    s.keep_checkpoints = c->keep_checkpoints;
+    return s;
 }
 
-static char *run_meta(const dp_text_train_config *c, const dp_text_train_result *res) {
+typedef struct {
+    const dp_text_train_config *cfg;
+    const dp_text_dataset *tr, *dev, *test;
+    dp_text_train_result *res;
+    int32_t *ntok;     /* [N] tokens of each training example on the window ([CLS] included) */
+} text_task;
+
+static void text_init_order(void *st, int32_t *order) {
+    text_task *t = st;
+    for (int64_t i = 0; i < t->tr->n; i++) order[i] = (int32_t)i;
+}
+
+static int cmp_i64(const void *a, const void *b) {
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* Positions per physical chunk (examples x window) that length-sorted chunking aims for. */
+#define CHUNK_POSITIONS 4096
+
+/* A logical batch sorted by token count (then by index), so that chunks hold sentences of similar
+ * length. Sentences are right-padded and the encoder is bidirectional, so a chunk on a window as long
+ * as its longest sentence computes exactly what full-length windows would, without the padding: SST-2
+ * training phrases average 10 tokens in a 48-token window. Which examples form the batch is unchanged
+ * (the sampling, and so the privacy analysis, does not see the chunking). */
+static void text_arrange(void *st, int64_t *ids, int64_t n) {
+    text_task *t = st;
+    for (int64_t k = 0; k < n; k++) ids[k] = ((int64_t)t->ntok[ids[k]] << 40) | ids[k];
+    qsort(ids, (size_t)n, sizeof *ids, cmp_i64);
+    for (int64_t k = 0; k < n; k++) ids[k] &= ((int64_t)1 << 40) - 1;
+}
+
+/* At most cap sentences and about CHUNK_POSITIONS positions, on a window as long as the longest. */
+static int text_chunk(void *st, const int64_t *ids, int64_t n, int cap, int *T) {
+    text_task *t = st;
+    int B = 0;
+    *T = 1;
+    while (B < n && B < cap) {
+        int len = t->ntok[ids[B]];
+        if (B > 0 && (int64_t)(B + 1) * len > CHUNK_POSITIONS) break;
+        *T = len;
+        B++;
+    }
+    return B;
+}
+
+static void text_fill(void *st, const int64_t *ids, int B, int T, int32_t *tokens, int32_t *targets, int32_t *labels) {
+    text_task *t = st;
+    (void)targets;
+    for (int b = 0; b < B; b++) {
+        dp_text_encode_with(&t->cfg->tokenizer, t->tr, ids[b], T, tokens + (size_t)b * T, NULL);
+        labels[b] = t->tr->labels[ids[b]];
+    }
+}
+
+static int text_validate(void *st, dp_model *m, dp_loop_eval *out, dp_error *err) {
+    text_task *t = st;
+    double acc = dp_text_accuracy(m, t->dev, err);
+    if (isnan(acc)) return -1;
+    out->score = acc;
+    snprintf(out->json, sizeof out->json, ",\"dev_accuracy\":%.6f", acc);
+    snprintf(out->text, sizeof out->text, "dev acc %.4f", acc);
+    return 0;
+}
+
+/* The kept model's dev and test accuracy (those the run has). */
+static int text_finish(void *st, dp_model *m, dp_loop_eval *out, dp_error *err) {
+    text_task *t = st;
+    int len = 0;
+    if (t->dev) {
+        if (isnan(t->res->dev_acc = dp_text_accuracy(m, t->dev, err))) return -1;
+        len += snprintf(out->json + len, sizeof out->json - (size_t)len, ",\"dev_accuracy\":%.6f", t->res->dev_acc);
+    }
+    if (t->test) {
+        if (isnan(t->res->test_acc = dp_text_accuracy(m, t->test, err))) return -1;
+        snprintf(out->json + len, sizeof out->json - (size_t)len, ",\"test_accuracy\":%.6f", t->res->test_acc);
+    }
+    return 0;
+}
+
+static void text_config_json(void *st, cJSON *o, dp_jw *w) {
+    text_task *t = st;
+    const dp_text_train_config *c = t->cfg;
+    cJSON *x = cJSON_AddObjectToObject(o, "text");
+    dp_jw_num(w, x, "dpfp_clip", c->dpfp_clip);
+    dp_jw_str(x, "train", c->train_desc);
+    dp_jw_str(x, "dev", c->dev_desc);
+    dp_jw_str(x, "test", c->test_desc);
+}
+
+static void file_json(cJSON *o, const char *key, const char *desc, const dp_text_dataset *ds) {
+    if (!ds) {
+        cJSON_AddNullToObject(o, key);
+        return;
+    }
+    cJSON *f = cJSON_AddObjectToObject(o, key);
+    char fp[17];
+    snprintf(fp, sizeof fp, "%016llx", (unsigned long long)dp_text_dataset_fingerprint(ds));
+    dp_jw_str(f, "file", desc);
+    dp_jw_int(f, "examples", ds->n);
+    dp_jw_int(f, "classes", ds->n_classes);
+    dp_jw_str(f, "fingerprint", fp);
+}
+
+static void text_dataset_json(void *st, cJSON *o) {
+    text_task *t = st;
+    file_json(o, "train", t->cfg->train_desc, t->tr);
+    file_json(o, "dev", t->cfg->dev_desc, t->dev);
+    file_json(o, "test", t->cfg->test_desc, t->test);
+}
+
+static char *text_model_meta(void *st, const dp_loop_result *lr) {
+    text_task *t = st;
+    const dp_text_train_config *c = t->cfg;
+    const dp_text_train_result *res = t->res;
     cJSON *o = cJSON_CreateObject();
-    cJSON_AddStringToObject(o, "task", "text-classification");
+    cJSON_AddStringToObject(o, "task", TASK_NAME);
     cJSON_AddStringToObject(o, "mode", dp_text_mode_name(c->mode));
     char spec[DP_TOKENIZER_SPEC_MAX];
     dp_tokenizer_spec(&c->tokenizer, spec, sizeof spec);
     cJSON_AddStringToObject(o, "tokenizer", spec);
-    cJSON_AddNumberToObject(o, "epochs", res->epochs_run);
-    cJSON_AddNumberToObject(o, "best_epoch", res->best_epoch);
-    if (res->stopped_by) cJSON_AddNumberToObject(o, "stopped_by_signal", res->stopped_by);
+    cJSON_AddNumberToObject(o, "epochs", lr->epochs_run);
+    cJSON_AddNumberToObject(o, "best_epoch", lr->best_epoch);
     cJSON_AddNumberToObject(o, "seed", (double)c->seed);
-    cJSON_AddNumberToObject(o, "dev_accuracy", res->dev_acc);
-    if (isfinite(res->test_acc)) cJSON_AddNumberToObject(o, "test_accuracy", res->test_acc);
+    if (t->dev) cJSON_AddNumberToObject(o, "dev_accuracy", res->dev_acc);
+    if (t->test) cJSON_AddNumberToObject(o, "test_accuracy", res->test_acc);
     if (c->mode != DP_TEXT_NONPRIVATE) {
         cJSON_AddStringToObject(o, "privacy_unit", "one labelled sentence");
         cJSON_AddStringToObject(o, "epsilon_covers", coverage(c->mode));
-        if (isfinite(res->epsilon)) cJSON_AddNumberToObject(o, "epsilon", res->epsilon);
+        if (isfinite(lr->epsilon)) cJSON_AddNumberToObject(o, "epsilon", lr->epsilon);
         else cJSON_AddNullToObject(o, "epsilon");
-        cJSON_AddNumberToObject(o, "delta", res->delta);
-        cJSON_AddNumberToObject(o, "noise_multiplier", res->noise_multiplier);
-        cJSON_AddNumberToObject(o, "sample_rate", res->sample_rate);
-        cJSON_AddNumberToObject(o, "steps", (double)res->steps);
-        cJSON_AddNumberToObject(o, "mechanism_events", (double)res->mechanism_events);
+        cJSON_AddNumberToObject(o, "delta", lr->delta);
+        cJSON_AddNumberToObject(o, "noise_multiplier", lr->noise_multiplier);
+        cJSON_AddNumberToObject(o, "sample_rate", lr->sample_rate);
+        cJSON_AddNumberToObject(o, "steps", (double)lr->dp_steps);
+        cJSON_AddNumberToObject(o, "mechanism_events", (double)lr->mechanism_events);
         if (c->mode == DP_TEXT_DPFP) {
             cJSON_AddNumberToObject(o, "dpfp_clip", c->dpfp_clip);
             cJSON_AddNumberToObject(o, "micro_batches", c->micro_batches);
@@ -361,7 +288,7 @@ static char *run_meta(const dp_text_train_config *c, const dp_text_train_result 
 }
 
 static int check_config(const dp_text_train_config *c, const dp_text_dataset *tr, const dp_text_dataset *dev,
-                        dp_error *err) {
+                        const dp_text_dataset *test, dp_error *err) {
     if (!c->model.n_classes) return dp_fail(err, "text classification needs a model with n_classes >= 2");
     if (c->tokenizer.kind == DP_TOKENIZER_WORDS &&
         (c->tokenizer.buckets < 1 || c->tokenizer.buckets > DP_TEXT_MAX_BUCKETS))
@@ -369,11 +296,15 @@ static int check_config(const dp_text_train_config *c, const dp_text_dataset *tr
     if (c->model.n_items != dp_tokenizer_vocab(&c->tokenizer) - 1)
         return dp_fail(err, "the model's vocabulary (%d ids) must be the tokenizer's (%d)", (int)c->model.n_items + 1,
                        (int)dp_tokenizer_vocab(&c->tokenizer));
-    if (tr->n_classes > c->model.n_classes || (dev && dev->n_classes > c->model.n_classes))
-        return dp_fail(err, "the data declare %d classes, the model has %d", tr->n_classes, c->model.n_classes);
+    const dp_text_dataset *all[3] = {tr, dev, test};
+    for (int k = 0; k < 3; k++)
+        if (all[k] && all[k]->n_classes > c->model.n_classes)
+            return dp_fail(err, "the data declare %d classes, the model has %d", all[k]->n_classes, c->model.n_classes);
     if (tr->n < 1) return dp_fail(err, "no training examples");
-    if (tr->n >= ((int64_t)1 << 40)) return dp_fail(err, "at most 2^40 training examples are supported");
+    if (tr->n > INT32_MAX) return dp_fail(err, "at most 2^31 - 1 training examples are supported");
     if (c->epochs < 1 || c->batch_size < 1) return dp_fail(err, "epochs and batch size must be at least 1");
+    if (c->checkpoint_every < 0) return dp_fail(err, "checkpoint-every must be 0 or more steps");
+    if (c->checkpoint_dir && c->keep_checkpoints < 1) return dp_fail(err, "keep-checkpoints must be at least 1");
     if (c->mode == DP_TEXT_DPFP && (c->micro_batches < 1 || !(c->dpfp_clip > 0)))
         return dp_fail(err, "DP-FP needs micro_batches >= 1 and a positive representation clip");
     if (c->mode != DP_TEXT_NONPRIVATE) {
@@ -384,194 +315,173 @@ static int check_config(const dp_text_train_config *c, const dp_text_dataset *tr
         if (p->max_physical_batch < 1) return dp_fail(err, "max physical batch must be at least 1");
         if (c->mode == DP_TEXT_DPSGD && !(p->max_grad_norm > 0)) return dp_fail(err, "max grad norm must be positive");
     }
-    return dp_model_config_validate(&c->model, err);
+    dp_model_config mc = text_settings(c).model;
+    return dp_model_config_validate(&mc, err);
 }
 
-static void shuffle(int64_t *a, int64_t n, uint64_t seed) {
-    uint64_t s = seed;
-    for (int64_t i = n - 1; i > 0; i--) {
-        int64_t j = (int64_t)(dp_splitmix64(&s) % (uint64_t)(i + 1));
-        int64_t t = a[i];
-        a[i] = a[j];
-        a[j] = t;
+/* ---- resuming a text run ---- */
+
+/* The saved file of a role ("train", "dev", "test") against the one given now. */
+static int check_file(const dp_checkpoint *ck, const char *role, const dp_text_dataset *now, dp_error *err) {
+    const cJSON *f = cJSON_GetObjectItemCaseSensitive(dp_ckpt_dataset_json(ck), role);
+    const cJSON *fp = cJSON_GetObjectItemCaseSensitive(f, "fingerprint");
+    const cJSON *n = cJSON_GetObjectItemCaseSensitive(f, "examples");
+    const cJSON *file = cJSON_GetObjectItemCaseSensitive(f, "file");
+    const char *saved_file = cJSON_IsString(file) ? file->valuestring : "?";
+    if (!cJSON_IsObject(f)) {
+        if (!now) return 0;
+        return dp_fail(err, "%s: the run had no %s set; cannot resume with one (%lld sentences)", dp_checkpoint_path(ck),
+                       role, (long long)now->n);
     }
+    if (!now)
+        return dp_fail(err, "%s: the run had a %s set (%s, %.0f sentences); give it again to resume", dp_checkpoint_path(ck),
+                       role, saved_file, cJSON_IsNumber(n) ? n->valuedouble : 0.0);
+    char have[17];
+    snprintf(have, sizeof have, "%016llx", (unsigned long long)dp_text_dataset_fingerprint(now));
+    if (!cJSON_IsString(fp) || strcmp(fp->valuestring, have) != 0 || !cJSON_IsNumber(n) || n->valuedouble != (double)now->n)
+        return dp_fail(err, "%s: written for another dataset: %s set %s, %.0f sentences, fingerprint %s; this one has "
+                            "%lld sentences, fingerprint %s",
+                       dp_checkpoint_path(ck), role, saved_file, cJSON_IsNumber(n) ? n->valuedouble : 0.0,
+                       cJSON_IsString(fp) ? fp->valuestring : "?", (long long)now->n, have);
+    return 0;
+}
+
+int dp_text_check_resume(const dp_checkpoint *ck, const dp_text_train_config *cfg, const dp_text_dataset *train,
+                         const dp_text_dataset *dev, const dp_text_dataset *test, dp_error *err) {
+    if (dp_ckpt_check_task(ck, TASK_NAME, err)) return -1;
+    if (check_file(ck, "train", train, err) || check_file(ck, "dev", dev, err) || check_file(ck, "test", test, err))
+        return -1;
+    const dp_run_settings now = text_settings(cfg);
+    return dp_ckpt_check_settings(ck, &now, err);
+}
+
+int dp_text_checkpoint_config(const dp_checkpoint *ck, dp_text_train_config *cfg, dp_error *err) {
+    if (dp_ckpt_check_task(ck, TASK_NAME, err)) return -1;
+    const dp_run_settings *s = dp_ckpt_settings(ck);
+    *cfg = dp_text_train_config_default(s->model.n_classes);
+    if (dp_tokenizer_parse(s->model.tokenizer[0] ? s->model.tokenizer : "bytes", &cfg->tokenizer, err)) return -1;
+    cfg->model = s->model;
+    cfg->model.rep_clip = 0;
+    cfg->optim = s->optim;
+    cfg->mode = (dp_text_mode)s->mode;
+    cfg->epochs = s->epochs;
+    cfg->batch_size = s->batch_size;
+    cfg->dp = s->dp;
+    cfg->micro_batches = s->micro_batches;
+    cfg->seed = s->seed;
+    cfg->keep_last = s->keep_last;
+    cfg->checkpoint_every = s->checkpoint_every;
+    cfg->keep_checkpoints = s->keep_checkpoints;
+    dp_jr r = {dp_checkpoint_path(ck), "dpformer.train_config", err, 0};
+    const cJSON *x = dp_jr_obj(&r, dp_ckpt_config_json(ck), "text");
+    cfg->dpfp_clip = dp_jr_num(&r, x, "dpfp_clip");
+    cfg->train_desc = dp_jr_str(&r, x, "train", 1);
+    cfg->dev_desc = dp_jr_str(&r, x, "dev", 1);
+    cfg->test_desc = dp_jr_str(&r, x, "test", 1);
+    if (r.bad) return -1;
+    cfg->out_dir = dp_checkpoint_out_dir(ck);
+    cfg->checkpoint_dir = dp_ckpt_dir(ck);
+    cfg->checkpoint_extra = dp_checkpoint_extra(ck);
+    cfg->resume = ck;
+    return 0;
+}
+
+int dp_text_plan(const dp_text_train_config *c, int64_t n_train, double *q, int64_t *steps_per_epoch) {
+    const int per_step = c->mode == DP_TEXT_DPFP ? c->micro_batches : 1;
+    *q = dp_text_sample_rate(c->batch_size, per_step, n_train);
+    /* an epoch is N / batch-size steps in every mode: the same examples per epoch in expectation */
+    *steps_per_epoch = DP_MAX((int64_t)1, n_train / c->batch_size);
+    return per_step;
 }
 
 int dp_text_train(const dp_text_train_config *cfg, const dp_text_dataset *train, const dp_text_dataset *dev,
                   const dp_text_dataset *test, dp_model **out_model, dp_text_train_result *res, dp_error *err) {
     memset(res, 0, sizeof *res);
     res->test_acc = NAN;
+    res->dev_acc = NAN;
+    res->resumed_from_step = -1;
     *out_model = NULL;
-    if (check_config(cfg, train, dev, err)) return -1;
+    if (check_config(cfg, train, dev, test, err)) return -1;
+    if (cfg->resume && dp_text_check_resume(cfg->resume, cfg, train, dev, test, err)) return -1;
     FILE *log = cfg->log ? cfg->log : stderr;
-    const int priv = cfg->mode != DP_TEXT_NONPRIVATE;
     const int64_t N = train->n;
-    text_run r;
-    memset(&r, 0, sizeof r);
-    r.cfg = cfg;
-    r.tr = train;
-    r.L = cfg->model.max_len;
-    r.cap = priv ? cfg->dp.max_physical_batch : cfg->batch_size;
+    text_task t;
+    memset(&t, 0, sizeof t);
+    t.cfg = cfg;
+    t.tr = train;
+    t.dev = dev;
+    t.test = test;
+    t.res = res;
     res->n_train = N;
     /* each sentence's tokens on the window ([CLS] included): the chunking's lengths and the truncation count */
-    r.ntok = dp_malloc(sizeof(int32_t) * (size_t)N);
+    const int L = cfg->model.max_len;
+    t.ntok = dp_malloc(sizeof(int32_t) * (size_t)N);
     for (int64_t i = 0; i < N; i++) {
         int64_t n = 1 + dp_tokenizer_count(&cfg->tokenizer, dp_text_ptr(train, i), (size_t)dp_text_len(train, i));
-        r.ntok[i] = (int32_t)DP_MIN((int64_t)r.L, n);
-        res->truncated_train += n > r.L;
+        t.ntok[i] = (int32_t)DP_MIN((int64_t)L, n);
+        res->truncated_train += n > L;
     }
-    fprintf(log, "data: %lld training sentences (%lld longer than %d tokens are truncated)%s\n", (long long)N,
-            (long long)res->truncated_train, r.L, dev ? "" : "; no dev set: the last epoch is kept");
-    int rc = 0;
-    FILE *metrics = NULL;
-    dp_real *best = NULL;
-    char path[4096];
-    if (cfg->out_dir) {
-        if ((rc = dp_mkdir_p(cfg->out_dir, err))) goto out;
-        snprintf(path, sizeof path, "%s/metrics.jsonl", cfg->out_dir);
-        if (!(metrics = fopen(path, "w"))) {
-            rc = dp_fail(err, "%s: cannot open for writing: %s", path, strerror(errno));
-            goto out;
-        }
+    if (cfg->progress >= 0)
+        fprintf(log, "data: %lld training sentences (%lld longer than %d tokens are truncated)%s\n", (long long)N,
+                (long long)res->truncated_train, L, dev ? "" : "; no dev set: the last epoch is kept");
+
+    dp_loop_config lc;
+    memset(&lc, 0, sizeof lc);
+    lc.s = text_settings(cfg);
+    if (cfg->mode != DP_TEXT_NONPRIVATE) dp_text_plan(cfg, N, &lc.sample_rate, &lc.steps_per_epoch);
+    lc.log = log;
+    lc.progress = cfg->progress;
+    lc.stop = cfg->stop;
+    lc.checkpoint_dir = cfg->checkpoint_dir;
+    lc.checkpoint_extra = cfg->checkpoint_extra;
+    lc.resume = cfg->resume;
+    dp_task task = {
+        .name = TASK_NAME,
+        .command = "train-text",
+        .unit = PRIVACY_UNIT,
+        .covers = coverage(DP_TEXT_DPSGD),
+        .covers_dpfp = coverage(DP_TEXT_DPFP),
+        .metric = dev ? "dev accuracy" : NULL,
+        .best_note = "the dev sentences it looks at are not covered",
+        .valid_data = "the dev set",
+        .no_valid = "no dev set",
+        .state = &t,
+        .n = (int32_t)N,
+        .init_order = text_init_order,
+        .arrange = text_arrange,
+        .chunk = text_chunk,
+        .fill = text_fill,
+        .validate = text_validate,
+        .finish = text_finish,
+        .config_json = text_config_json,
+        .dataset_json = text_dataset_json,
+        .model_meta = text_model_meta,
+        .shuffle = DP_SHUFFLE_SPLITMIX64,
+        .noise_salt = 0x7E57C1A55ull,
+        .scale_rounded = 1,
+    };
+    dp_loop_result lr;
+    int rc = dp_loop_run(&lc, &task, out_model, &lr, err);
+    res->epochs_run = lr.epochs_run;
+    res->best_epoch = lr.best_epoch;
+    res->train_seconds = lr.train_seconds;
+    res->seconds_per_epoch = lr.seconds_per_epoch;
+    res->examples_per_second = lr.examples_per_second;
+    res->first_train_loss = lr.first_train_loss;
+    res->final_train_loss = lr.final_train_loss;
+    if (cfg->mode != DP_TEXT_NONPRIVATE) {
+        res->epsilon = lr.epsilon;
+        res->delta = lr.delta;
+        res->noise_multiplier = lr.noise_multiplier;
+        res->sample_rate = lr.sample_rate;
+        res->mechanism_events = lr.mechanism_events;
     }
-    dp_model_config mc = cfg->model;
-    mc.rep_clip = cfg->mode == DP_TEXT_DPFP ? cfg->dpfp_clip : 0;
-    dp_tokenizer_spec(&cfg->tokenizer, mc.tokenizer, sizeof mc.tokenizer);
-    if (!(r.m = dp_model_create(&mc, r.cap, cfg->seed, err))) {
-        rc = -1;
-        goto out;
-    }
-    r.ids = dp_malloc(sizeof(int32_t) * (size_t)r.cap * r.L);
-    r.labels = dp_malloc(sizeof(int32_t) * (size_t)r.cap);
-    r.w = dp_malloc(sizeof(dp_real) * (size_t)r.cap);
-    r.noise = dp_malloc(sizeof(dp_real) * (size_t)r.cap * cfg->model.d_model);
-    r.el = dp_malloc(sizeof(double) * (size_t)r.cap);
-    r.norms = dp_malloc(sizeof(double) * (size_t)r.cap);
-    r.order = dp_malloc(sizeof(int64_t) * (size_t)N);
-    r.sample = dp_malloc(sizeof(int64_t) * (size_t)N);
-    r.sorted = dp_malloc(sizeof(int64_t) * (size_t)N);
-    for (int64_t i = 0; i < N; i++) r.order[i] = i;
-    const int64_t steps_per_epoch = DP_MAX((int64_t)1, N / cfg->batch_size);
-    if (priv) {
-        const int per_step = cfg->mode == DP_TEXT_DPFP ? cfg->micro_batches : 1;
-        r.q = dp_text_sample_rate(cfg->batch_size, per_step, N); /* as dp_text_plan_check plans it */
-        if ((rc = setup_private(&r, steps_per_epoch * cfg->epochs, log, err))) goto out;
-    }
-    dp_optim_config oc = cfg->optim;
-    if (oc.schedule == DP_SCHED_COSINE && oc.total_steps <= 0) oc.total_steps = steps_per_epoch * cfg->epochs;
-    r.opt = dp_optimizer_create(&oc, r.m);
-    const size_t np = dp_model_num_params(r.m);
-    best = dp_malloc(sizeof(dp_real) * np);
-    double best_acc = -1, t_start = dp_now();
-    for (int epoch = 1; epoch <= cfg->epochs && !res->stopped_at_budget && !res->stopped_by; epoch++) {
-        double t0 = dp_now(), loss = 0;
-        int64_t seen = 0;
-        if (!priv) {
-            shuffle(r.order, N, dp_mix64(cfg->seed * 1000003u + (uint64_t)epoch));
-            for (int64_t s = 0; s < N && !stop_requested(cfg, res); s += cfg->batch_size) {
-                int B = (int)DP_MIN((int64_t)cfg->batch_size, N - s);
-                if ((rc = step_nonprivate(&r, r.order + s, B, &loss, err))) goto out;
-                seen += B;
-            }
-        } else {
-            for (int64_t k = 0; k < steps_per_epoch && !stop_requested(cfg, res); k++) {
-                if (r.max_steps >= 0 && r.steps >= r.max_steps) {
-                    res->stopped_at_budget = r.max_steps < steps_per_epoch * cfg->epochs;
-                    break;
-                }
-                rc = cfg->mode == DP_TEXT_DPSGD ? step_dpsgd(&r, &seen, &loss, err) : step_dpfp(&r, &seen, &loss, err);
-                if (rc) goto out;
-            }
-        }
-        double secs = dp_now() - t0;
-        res->epochs_run = epoch;
-        double acc = dev ? dp_text_accuracy(r.m, dev, err) : NAN;
-        if (dev && isnan(acc)) {
-            rc = -1;
-            goto out;
-        }
-        double eps = priv ? run_epsilon(&r, err) : 0;
-        if (priv && isnan(eps)) {
-            rc = -1;
-            goto out;
-        }
-        int keep = cfg->keep_last || !dev || acc > best_acc;
-        if (keep) {
-            best_acc = dev ? acc : NAN;
-            res->best_epoch = epoch;
-            memcpy(best, dp_model_params(r.m), sizeof(dp_real) * np);
-        }
-        if (cfg->progress || !metrics)
-            fprintf(log, "epoch %d/%d  loss %.4f  dev acc %.4f%s  %.1f s%s\n", epoch, cfg->epochs,
-                    seen ? loss / (double)seen : 0.0, acc, priv ? "" : "", secs, keep ? "  (kept)" : "");
-        if (priv && (cfg->progress || !metrics)) fprintf(log, "          epsilon %.4f (delta %g)\n", eps, cfg->dp.delta);
-        if (metrics) {
-            fprintf(metrics, "{\"epoch\":%d,\"train_loss\":%.6f,\"dev_accuracy\":%.6f,\"seconds\":%.3f,\"examples\":%lld",
-                    epoch, seen ? loss / (double)seen : 0.0, dev ? acc : -1.0, secs, (long long)seen);
-            if (res->stopped_by) fprintf(metrics, ",\"partial\":true,\"stopped_by\":%d", res->stopped_by);
-            if (priv) {
-                if (isfinite(eps)) fprintf(metrics, ",\"epsilon\":%.6f", eps);
-                else fprintf(metrics, ",\"epsilon\":null");
-                fprintf(metrics, ",\"steps\":%lld", (long long)r.steps);
-            }
-            fprintf(metrics, "}\n");
-            fflush(metrics);
-        }
-    }
-    res->train_seconds = dp_now() - t_start;
-    res->seconds_per_epoch = res->train_seconds / DP_MAX(1, res->epochs_run);
-    memcpy(dp_model_params(r.m), best, sizeof(dp_real) * np);
-    res->dev_acc = best_acc;
-    if (test && isnan(res->test_acc = dp_text_accuracy(r.m, test, err))) {
-        rc = -1;
-        goto out;
-    }
-    if (priv) {
-        res->epsilon = run_epsilon(&r, err);
-        res->delta = cfg->dp.delta;
-        res->noise_multiplier = r.sigma;
-        res->sample_rate = r.q;
-        res->steps = r.steps;
-        res->mechanism_events = dp_history_total_steps(&r.hist);
-        fprintf(log, "privacy: %s, epsilon %.4f at delta %g (%s accountant, %lld steps, %lld mechanism events, q %.5g, "
-                     "sigma %.4f); privacy unit: one labelled sentence; epsilon covers %s\n",
-                dp_text_mode_name(cfg->mode), res->epsilon, res->delta,
-                cfg->dp.accountant == DP_ACCOUNTANT_PLD ? "PLD" : "RDP", (long long)res->steps,
-                (long long)res->mechanism_events, res->sample_rate, res->noise_multiplier, coverage(cfg->mode));
-        if (res->stopped_at_budget)
-            fprintf(log, "privacy: stopped after %lld steps: one more would exceed epsilon %.3f\n", (long long)r.steps,
-                    cfg->dp.target_epsilon);
-        if (cfg->out_dir) {
-            snprintf(path, sizeof path, "%s/privacy.json", cfg->out_dir);
-            if ((rc = save_ledger(&r, res, dev != NULL, path, err))) goto out;
-        }
-    }
-    if (cfg->out_dir) {
-        char *meta = run_meta(cfg, res);
-        snprintf(path, sizeof path, "%s/model.safetensors", cfg->out_dir);
-        rc = dp_model_save(r.m, path, meta, err);
-        free(meta);
-        if (rc) goto out;
-    }
-    dp_model_set_rep_noise(r.m, NULL); /* the noise buffer is freed below */
-    *out_model = r.m;
-    r.m = NULL;
-out:
-    if (metrics) fclose(metrics);
-    free(best);
-    dp_model_free(r.m);
-    dp_optimizer_free(r.opt);
-    dp_rng_free(r.rng);
-    if (priv) dp_history_free(&r.hist);
-    free(r.ids);
-    free(r.labels);
-    free(r.w);
-    free(r.noise);
-    free(r.el);
-    free(r.norms);
-    free(r.sorted);
-    free(r.ntok);
-    free(r.order);
-    free(r.sample);
+    res->steps = lr.steps;
+    res->stopped_at_budget = lr.stopped_at_budget;
+    res->stopped_by = lr.stopped_by;
+    res->resumed_from_step = lr.resumed_from_step;
+    res->resumes = lr.resumes;
+    snprintf(res->checkpoint, sizeof res->checkpoint, "%s", lr.checkpoint);
+    free(t.ntok);
     return rc;
 }
