@@ -1,11 +1,14 @@
 /* Entry point of the `dpformer` command-line tool: dispatches to the sub-commands in commands.h. */
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "cli/commands.h"
 #include "dpformer/backend.h"
+#include "dpformer/dist.h"
+#include "ops/ops.h"
 
 #ifndef DPFORMER_VERSION
 #define DPFORMER_VERSION "unknown"
@@ -36,6 +39,8 @@ static void version(void) {
     }
     if (ci) fclose(ci);
     printf("  cpu: %s, %ld cores online\n", model, sysconf(_SC_NPROCESSORS_ONLN));
+    printf("  mpi: %s\n", dp_dist_built_with_mpi() ? "built (train, train-text, train-lm run data-parallel under mpirun)"
+                                                     : "not built (no MPI library when dpformer was configured)");
     if (!dp_built_with_cuda()) {
         printf("  cuda: not built (the CUDA toolkit was not found when dpformer was configured)\n");
         return;
@@ -75,6 +80,40 @@ static void usage(FILE *f) {
     fprintf(f, "\n`dpformer COMMAND --help` lists a command's flags; `dpformer --version` the version and build.\n");
 }
 
+/* Commands that train data-parallel under mpirun (docs/distributed.md); the others run as one process. */
+static int data_parallel(const char *name) {
+    return strcmp(name, "train") == 0 || strcmp(name, "train-text") == 0 || strcmp(name, "train-lm") == 0;
+}
+
+/* Run a command, as one rank of a group when an MPI launcher started the program: each rank gets its
+ * share of the machine's cores unless --threads says otherwise, and only rank 0 prints results. */
+static int run_command(const command *c, int argc, char **argv) {
+    dp_error err;
+    if (dp_dist_init(&argc, &argv, &err)) {
+        fprintf(stderr, "dpformer %s: %s\n", c->name, err.msg);
+        return 1;
+    }
+    int rc;
+    if (dp_dist_size() > 1 && !data_parallel(c->name)) {
+        if (dp_dist_is_root())
+            fprintf(stderr, "dpformer %s: runs as one process (started with %d); under mpirun only train, train-text "
+                            "and train-lm run data-parallel\n", c->name, dp_dist_size());
+        rc = 2;
+    } else {
+        if (dp_dist_size() > 1) {
+            const char *local = getenv("OMPI_COMM_WORLD_LOCAL_SIZE");
+            long per = local && atoi(local) > 0 ? sysconf(_SC_NPROCESSORS_ONLN) / atoi(local) : 1;
+            ops_set_threads(per > 0 ? (int)per : 1); /* --threads N > 0 overrides it */
+            if (!dp_dist_is_root() && !freopen("/dev/null", "w", stdout)) return 1;
+        }
+        rc = c->fn(argc - 2, argv + 2);
+    }
+    /* a rank that fails ends the whole job now: the others may be waiting for it in a collective */
+    if (rc != 0 && dp_dist_size() > 1) dp_dist_abort(rc);
+    dp_dist_finalize();
+    return rc;
+}
+
 int main(int argc, char **argv) {
     /* Past a file-size limit (ulimit -f, RLIMIT_FSIZE) the kernel sends SIGXFSZ, whose default action
      * kills the process without a word and leaves temporary files behind. Ignored, the write() fails
@@ -94,7 +133,7 @@ int main(int argc, char **argv) {
         return 0;
     }
     for (size_t i = 0; i < N_COMMANDS; i++)
-        if (strcmp(argv[1], COMMANDS[i].name) == 0) return COMMANDS[i].fn(argc - 2, argv + 2);
+        if (strcmp(argv[1], COMMANDS[i].name) == 0) return run_command(&COMMANDS[i], argc, argv);
     fprintf(stderr, "dpformer: unknown command '%s'\n\n", argv[1]);
     usage(stderr);
     return 2;

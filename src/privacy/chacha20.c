@@ -320,3 +320,28 @@ dp_rng *dp_rng_state_restore_hex(const char *hex, dp_error *err) {
     dp_secure_wipe(s, sizeof s);
     return rng;
 }
+
+/* The same generator on every rank of a data-parallel job (rng_internal.h). The state travels in
+ * memory between the job's processes only (never to a file), key included for a secure generator. */
+int dp_rng_share(dp_rng **rng, int root, int (*bcast)(void *buf, size_t n, int root, dp_error *err), dp_error *err) {
+    uint8_t s[DP_RNG_STATE_BYTES + 1];
+    memset(s, 0, sizeof s);
+    if (*rng) {
+        dp_rng_state_save(*rng, s);
+        for (int j = 0; j < 8; j++) put_u32(s + 16 + 4 * j, (*rng)->key[j]);
+        s[DP_RNG_STATE_BYTES] = (uint8_t)(*rng)->mode;
+    }
+    if (bcast(s, sizeof s, root, err)) {
+        dp_secure_wipe(s, sizeof s);
+        return -1;
+    }
+    uint32_t key[8];
+    for (int j = 0; j < 8; j++) key[j] = get_u32(s + 16 + 4 * j);
+    const uint64_t block = (uint64_t)get_u32(s + 8) | (uint64_t)get_u32(s + 12) << 32;
+    dp_rng *shared = rng_new(key, (dp_rng_mode)s[DP_RNG_STATE_BYTES], (dp_noise_method)s[6], block, s[7]);
+    dp_secure_wipe(key, sizeof key);
+    dp_secure_wipe(s, sizeof s);
+    dp_rng_free(*rng);
+    *rng = shared;
+    return 0;
+}

@@ -8,6 +8,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "dpformer/common.h"
+
 /* RFC 8439 §2.3: one 64-byte block as sixteen 32-bit words (serialise each little-endian to get the
  * RFC's byte stream). key: 8 words (the 32-byte key read little-endian); nonce: 3 words. */
 void dp_chacha20_block(const uint32_t key[8], uint32_t counter, const uint32_t nonce[3], uint32_t out[16]);
@@ -27,6 +29,14 @@ double dp_noise_unit_open(uint64_t w);
  * dp_noise_unit_open, angle 2π·ua[i]/2^64; z_cos[i] = r cos θ, z_sin[i] = r sin θ. Uses the
  * project's own vectorisable log / sin / cos (accurate to a few units in the last place). */
 void dp_noise_box_muller(const uint64_t *ur, const uint64_t *ua, int n, double *z_cos, double *z_sin);
+
+/* Data-parallel training: make *rng on every rank of the job the same generator as root's (same key,
+ * secure or seeded, same position), through `bcast` (dp_dist_broadcast). The state, key included,
+ * goes only to the job's other processes, in memory; never to a file. *rng may be NULL on non-root
+ * ranks. Returns 0 or -1 with err. */
+struct dp_rng;
+int dp_rng_share(struct dp_rng **rng, int root, int (*bcast)(void *buf, size_t n, int root, dp_error *err),
+                 dp_error *err);
 
 /* Overwrite `len` bytes with zeros in a way the compiler cannot drop (key material). */
 void dp_secure_wipe(void *p, size_t len);

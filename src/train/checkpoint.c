@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "core/common.h"
+#include "dpformer/dist.h"
 #include "dpformer/reattention.h"
 #include "dpformer/safetensors.h"
 #include "train/checkpoint_internal.h"
@@ -158,6 +159,11 @@ static cJSON *settings_to_json(dp_jw *w, const dp_run_settings *c) {
         dp_jw_num(w, m, "rep_clip", c->model.rep_clip);
         dp_jw_str(m, "tokenizer", c->model.tokenizer);
     }
+    if (c->model.family || c->model.activation || c->model.positions) { /* absent: the recommender's */
+        dp_jw_str(m, "family", dp_model_family_name(c->model.family));
+        dp_jw_str(m, "activation", dp_model_activation_name(c->model.activation));
+        dp_jw_str(m, "positions", dp_model_positions_name(c->model.positions));
+    }
     cJSON *op = cJSON_AddObjectToObject(o, "optim");
     dp_jw_str(op, "kind", optimizer_name(c->optim.kind));
     dp_jw_num(w, op, "lr", c->optim.lr);
@@ -229,6 +235,15 @@ static void settings_from_json(dp_jr *r, const cJSON *o, dp_run_settings *c) {
         if (tok && strlen(tok) >= sizeof c->model.tokenizer) dp_jr_fail(r, "tokenizer", "is too long");
         else if (tok) snprintf(c->model.tokenizer, sizeof c->model.tokenizer, "%s", tok);
     }
+    /* family, activation, positions: absent in checkpoints of the recommender's model (and older ones) */
+    const char *fam = m && cJSON_GetObjectItemCaseSensitive(m, "family") ? dp_jr_str(r, m, "family", 0) : NULL;
+    if (fam && (c->model.family = dp_model_family_parse(fam)) < 0) dp_jr_fail(r, "family", "is not a known family");
+    const char *act = m && cJSON_GetObjectItemCaseSensitive(m, "activation") ? dp_jr_str(r, m, "activation", 0) : NULL;
+    if (act && (c->model.activation = dp_model_activation_parse(act)) < 0)
+        dp_jr_fail(r, "activation", "is not a known activation");
+    const char *pos = m && cJSON_GetObjectItemCaseSensitive(m, "positions") ? dp_jr_str(r, m, "positions", 0) : NULL;
+    if (pos && (c->model.positions = dp_model_positions_parse(pos)) < 0)
+        dp_jr_fail(r, "positions", "is not a known position scheme");
     const char *s = dp_jr_str(r, op, "kind", 0);
     if (s && dp_optimizer_kind_parse(s, &c->optim.kind)) dp_jr_fail(r, "kind", "is not a known optimizer");
     c->optim.lr = dp_jr_num(r, op, "lr");
@@ -1051,6 +1066,9 @@ static int check_dir(const char *dir, const dp_checkpoint *resume, ckpt_entry **
 int dp_checkpoint_check_dir(const char *dir, const dp_checkpoint *resume, dp_error *err) {
     ckpt_entry *e;
     int n;
+    /* data-parallel: rank 0 writes the checkpoints, so rank 0 alone checks the folder (another rank
+     * would find rank 0's new checkpoints there and take them for an unfinished run) */
+    if (!dp_dist_is_root()) return 0;
     if (check_dir(dir, resume, &e, &n, err)) return -1;
     free_entries(e, n);
     return 0;
@@ -1148,6 +1166,12 @@ int dp_ckpt_check_settings(const dp_checkpoint *c, const dp_run_settings *now, d
                           err) ||
         dp_ckpt_differs_i(c, "causal", shape, s->model.causal, now->model.causal, err) ||
         dp_ckpt_differs_i(c, "classes", shape, s->model.n_classes, now->model.n_classes, err) ||
+        dp_ckpt_differs_s(c, "family", model, dp_model_family_name(s->model.family),
+                          dp_model_family_name(now->model.family), err) ||
+        dp_ckpt_differs_s(c, "activation", model, dp_model_activation_name(s->model.activation),
+                          dp_model_activation_name(now->model.activation), err) ||
+        dp_ckpt_differs_s(c, "positions", model, dp_model_positions_name(s->model.positions),
+                          dp_model_positions_name(now->model.positions), err) ||
         dp_ckpt_differs_d(c, "dropout", model, s->model.dropout, now->model.dropout, err) ||
         dp_ckpt_differs_s(c, "pool", model, s->model.pool == DP_POOL_MEAN ? "mean" : "first",
                           now->model.pool == DP_POOL_MEAN ? "mean" : "first", err) ||

@@ -14,7 +14,9 @@
 #include <sys/stat.h>
 
 #include "core/common.h"
+#include "dpformer/dist.h"
 #include "dpformer/noise.h"
+#include "privacy/rng_internal.h"
 #include "model/model_internal.h"
 #include "train/noise_plan.h"
 
@@ -103,6 +105,7 @@ typedef struct {
     double t_run, elapsed0;  /* clock at the start of this process's part of the run; time before it */
     double t_epoch;          /* clock when this process started (or resumed) the epoch in progress */
     int ckpt_fresh;          /* the newest checkpoint holds exactly the current state */
+    int stop_sig;            /* the signal that stopped the run (any process's, with several) */
     int64_t steps_per_epoch;
     int per_step;            /* mechanism events per private step: M (DP-FP) or 1 */
     /* private modes */
@@ -143,14 +146,14 @@ enum { CHUNK_PLAIN = 0, CHUNK_CLIPPED, CHUNK_REP_NOISE };
  * representations). CHUNK_CLIPPED: the privacy engine's clipped per-example gradient sum. Each chunk's
  * examples are at offset `s` of the logical batch for their dropout streams. *loss += the examples'
  * losses; *n_clipped += clipped examples (CHUNK_CLIPPED). */
-static int run_chunks(run_state *r, int64_t n, int how, dp_real weight, uint64_t dseed, double *loss, int64_t *n_clipped,
-                      dp_error *err) {
+static int run_chunks(run_state *r, int64_t off, int64_t n, int how, dp_real weight, uint64_t dseed, double *loss,
+                      int64_t *n_clipped, dp_error *err) {
     const dp_task *t = r->task;
     const dp_privacy_config *p = &r->s->dp;
-    if (t->arrange) t->arrange(t->state, r->batch, n);
-    for (int64_t s = 0; s < n;) {
+    for (int64_t s = off; s < off + n;) {
         int T = r->L;
-        int B = t->chunk ? t->chunk(t->state, r->batch + s, n - s, r->cap, &T) : (int)DP_MIN((int64_t)r->cap, n - s);
+        int B = t->chunk ? t->chunk(t->state, r->batch + s, off + n - s, r->cap, &T)
+                         : (int)DP_MIN((int64_t)r->cap, off + n - s);
         model_set_window(r->m, T);
         t->fill(t->state, r->batch + s, B, T, r->tok, r->tgt, r->lab);
         dp_batch bt = {B, T, r->tok, r->classify ? NULL : r->tgt, r->classify ? r->lab : NULL};
@@ -187,15 +190,35 @@ static int run_chunks(run_state *r, int64_t n, int how, dp_real weight, uint64_t
     return 0;
 }
 
+/* Data parallelism (dpformer/dist.h): after each rank has run its part of a batch, agree on failure
+ * (a rank that failed makes every rank fail, instead of leaving the others waiting), then add the
+ * gradients, the loss sum and the clipped count of all ranks (in rank order, in double). With one
+ * process: nothing but `rc`. */
+static int combine(run_state *r, int rc, double *loss, int64_t *n_clipped, dp_error *err) {
+    if (dp_dist_size() == 1) return rc;
+    double v[3] = {rc ? 1.0 : 0.0, *loss, n_clipped ? (double)*n_clipped : 0};
+    dp_error e2;
+    if (dp_dist_sum_f64(v, 3, &e2)) return dp_fail(err, "%s", e2.msg);
+    if (rc) return -1;
+    if (v[0] > 0) return dp_fail(err, "another process of the job failed at step %lld (its message is above)",
+                                 (long long)r->pg.step + 1);
+    *loss = v[1];
+    if (n_clipped) *n_clipped = (int64_t)v[2];
+    if (dp_dist_sum_real(dp_model_grads(r->m), dp_model_num_params(r->m), &e2)) return dp_fail(err, "%s", e2.msg);
+    return 0;
+}
+
 /* One non-private step on order[s .. s+B): mean loss over the batch. */
 static int step_nonprivate(run_state *r, int32_t s, int B, double *loss_sum, dp_error *err) {
     for (int b = 0; b < B; b++) r->batch[b] = r->order[s + b];
     dp_model_zero_grad(r->m);
     *loss_sum = 0;
-    if (run_chunks(r, B, CHUNK_PLAIN, (dp_real)(1.0 / B), dp_mix64(r->s->seed ^ dp_mix64((uint64_t)r->pg.step)),
-                   loss_sum, NULL, err) ||
-        check_grads(r, err))
-        return -1;
+    if (r->task->arrange) r->task->arrange(r->task->state, r->batch, B);
+    int64_t lo, hi;
+    dp_dist_shard(B, dp_dist_rank(), dp_dist_size(), &lo, &hi);
+    int rc = run_chunks(r, lo, hi - lo, CHUNK_PLAIN, (dp_real)(1.0 / B),
+                        dp_mix64(r->s->seed ^ dp_mix64((uint64_t)r->pg.step)), loss_sum, NULL, err);
+    if (combine(r, rc, loss_sum, NULL, err) || check_grads(r, err)) return -1;
     dp_optimizer_step(r->opt, r->m);
     r->pg.step++;
     return 0;
@@ -222,7 +245,14 @@ static int step_private(run_state *r, int64_t *n_examples, double *loss_sum, dp_
         int64_t nb = poisson_batch(r, err);
         if (nb < 0) return -1;
         const uint64_t dseed = dp_mix64(r->s->seed ^ dp_mix64((uint64_t)g->step));
-        if (run_chunks(r, nb, CHUNK_CLIPPED, 1, dseed, &ls, &n_clipped, err)) return -1;
+        /* every rank drew the same sample (the generator is shared); each clips its part of it */
+        if (r->task->arrange) r->task->arrange(r->task->state, r->batch, nb);
+        int64_t lo, hi;
+        dp_dist_shard(nb, dp_dist_rank(), dp_dist_size(), &lo, &hi);
+        int rc = run_chunks(r, lo, hi - lo, CHUNK_CLIPPED, 1, dseed, &ls, &n_clipped, err);
+        /* the clipped sums of all ranks added in rank order; then every rank adds the same noise draw
+         * (the same generator) to the same sum: the noise is drawn once, whatever the number of ranks */
+        if (combine(r, rc, &ls, &n_clipped, err)) return -1;
         /* noise and scaling where the gradients are (the same noise values on every device) */
         if (g->sigma > 0 && dp_add_grad_noise(r->m, r->rng, g->sigma * p->max_grad_norm, err)) return -1;
         const double inv = 1.0 / r->expected_batch;
@@ -235,7 +265,8 @@ static int step_private(run_state *r, int64_t *n_examples, double *loss_sum, dp_
             int64_t nb = poisson_batch(r, err);
             if (nb < 0) return -1;
             const uint64_t dseed = dp_mix64(r->s->seed ^ dp_mix64((uint64_t)g->step * 1024 + (uint64_t)j));
-            if (run_chunks(r, nb, g->sigma > 0 ? CHUNK_REP_NOISE : CHUNK_PLAIN, weight, dseed, &ls, NULL, err))
+            if (r->task->arrange) r->task->arrange(r->task->state, r->batch, nb);
+            if (run_chunks(r, 0, nb, g->sigma > 0 ? CHUNK_REP_NOISE : CHUNK_PLAIN, weight, dseed, &ls, NULL, err))
                 return -1;
             seen += nb;
         }
@@ -322,6 +353,14 @@ static int resume_privacy(run_state *r, dp_error *err) {
     return 0;
 }
 
+/* With several processes, every rank continues with root's generator (key and position): the same
+ * Poisson samples and the same noise everywhere, so the replicas stay identical and the noise of a
+ * step is one draw (docs/distributed.md). */
+static int share_rng(run_state *r, dp_error *err) {
+    if (dp_dist_size() == 1) return 0;
+    return dp_rng_share(&r->rng, 0, dp_dist_broadcast, err);
+}
+
 static dp_loop_hook make_hook(run_state *r) {
     dp_loop_hook h = {r->m, r->rng, &r->hist, r->pg.sigma, r->pg.q, r->expected_batch, r->order, r->cfg->resume, r->log};
     return h;
@@ -367,7 +406,7 @@ static int setup_private(run_state *r, dp_error *err) {
         else
             fprintf(log, "privacy: secure noise: the generator was re-keyed from getrandom on resume (the noise "
                          "after the resume is fresh, as the analysis assumes)\n");
-        if (resume_privacy(r, err)) return -1;
+        if (share_rng(r, err) || resume_privacy(r, err)) return -1;
     } else {
         if (p->seeded_noise) {
             r->rng = dp_rng_create_seeded(dp_mix64(r->s->seed ^ t->noise_salt));
@@ -377,6 +416,7 @@ static int setup_private(run_state *r, dp_error *err) {
             r->rng = dp_rng_create_secure(err);
             if (!r->rng) return -1;
         }
+        if (share_rng(r, err)) return -1;
         /* the task's own releases (e.g. Re-Attention's item frequencies): events before any step */
         if (t->before_plan) {
             dp_loop_hook h = make_hook(r);
@@ -401,7 +441,20 @@ static int setup_private(run_state *r, dp_error *err) {
 
 static int budget_exhausted(const run_state *r) { return r->pg.max_steps >= 0 && r->pg.dp_steps >= r->pg.max_steps; }
 
-static int stop_requested(const run_state *r) { return r->cfg->stop && *r->cfg->stop; }
+/* A stop request (a signal) counts when any process of the job received one: every rank asks at the
+ * same step boundaries, so the job stops as one. */
+static int stop_requested(run_state *r) {
+    int64_t sig = r->cfg->stop ? (int64_t)*r->cfg->stop : 0;
+    if (dp_dist_size() > 1) {
+        int64_t v[2] = {sig, sig > 0};
+        dp_error e2;
+        if (dp_dist_sum_i64(v, 2, &e2) == 0 && v[1] > 0 && sig == 0) sig = v[0] / v[1];
+        if (sig && !r->stop_sig) r->stop_sig = (int)sig;
+    } else if (sig) {
+        r->stop_sig = (int)sig;
+    }
+    return sig != 0;
+}
 
 static const char *covers(const run_state *r) {
     return r->s->mode == DP_LOOP_DPFP ? r->task->covers_dpfp : r->task->covers;
@@ -484,7 +537,7 @@ static int periodic_checkpoint(run_state *r, dp_error *err) {
 static int stop_run(run_state *r, dp_error *err) {
     const dp_loop_config *c = r->cfg;
     if (c->checkpoint_dir && !r->ckpt_fresh && write_checkpoint(r, err)) return -1;
-    r->res->stopped_by = (int)*c->stop;
+    r->res->stopped_by = r->stop_sig;
     r->res->steps = r->pg.step;
     if (c->checkpoint_dir)
         dp_fail(err, "stopped after step %lld (epoch %d, %lld steps into it); checkpoint %s", (long long)r->pg.step,
@@ -766,7 +819,27 @@ int dp_loop_run(const dp_loop_config *cfg, const dp_task *task, dp_model **out_m
     res->resumed_from_step = -1;
     *out_model = NULL;
     const dp_checkpoint *ck = cfg->resume;
-    if (check_outputs(cfg, err)) return -1;
+    /* With several processes (mpirun), rank 0 writes every output and prints; the others compute. */
+    dp_loop_config rank_cfg = *cfg;
+    FILE *devnull = NULL;
+    if (dp_dist_size() > 1) {
+        if (cfg->s.mode == DP_LOOP_DPFP)
+            return dp_fail(err, "DP-FP with more than one process is not supported yet (run it as one process)");
+        if (cfg->device != DP_DEVICE_CPU)
+            return dp_fail(err, "--device %s with more than one process is not supported yet", dp_device_name(cfg->device));
+        if (!dp_dist_is_root()) {
+            rank_cfg.s.out_dir = NULL;
+            rank_cfg.checkpoint_dir = NULL;
+            rank_cfg.progress = -1;
+            devnull = fopen("/dev/null", "w");
+            rank_cfg.log = devnull;
+        }
+        cfg = &rank_cfg;
+    }
+    if (check_outputs(cfg, err)) {
+        if (devnull) fclose(devnull);
+        return -1;
+    }
     run_state r;
     memset(&r, 0, sizeof r);
     r.cfg = cfg;
@@ -863,6 +936,7 @@ out:
     dp_rng_free(r.rng);
     if (priv(&r)) dp_history_free(&r.hist);
     dp_optimizer_free(r.opt);
+    if (devnull) fclose(devnull);
     if (r.m) dp_model_set_rep_noise(r.m, NULL);
     if (rc) {
         if (res->stopped_by == 0) res->steps = r.pg.step;
