@@ -15,6 +15,8 @@ int cmd_clip_check(int argc, char **argv);
 int cmd_train_text(int argc, char **argv);
 int cmd_eval_text(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
+int cmd_train_lm(int argc, char **argv);
+int cmd_demo_lm(int argc, char **argv);
 int cmd_eval_lm(int argc, char **argv);
 int cmd_generate(int argc, char **argv);
 int cmd_export(int argc, char **argv);

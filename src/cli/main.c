@@ -68,6 +68,8 @@ static const command COMMANDS[] = {
     {"bench", cmd_bench, "benchmarks: training step time, GFLOP/s, memory"},
     {"audit", cmd_audit, "empirical lower bound on epsilon from one training run with canaries"},
     {"tokenize", cmd_tokenize, "GPT-2 byte-level BPE: text to token ids and back, one line at a time"},
+    {"train-lm", cmd_train_lm, "train a GPT-2-family language model on text: non-private or DP-SGD (one line = one example)"},
+    {"demo-lm", cmd_demo_lm, "a tiny language model trained non-privately and with DP-SGD, against the unigram model"},
     {"eval-lm", cmd_eval_lm, "perplexity of a GPT-2-family language model on a text file (one line = one example)"},
     {"generate", cmd_generate, "continue a prompt with a GPT-2-family language model (sampling or greedy)"},
     {"export", cmd_export, "export a GPT-2-family model to the Hugging Face layout (--hf DIR)"},

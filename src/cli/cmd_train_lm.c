@@ -1,0 +1,378 @@
+/* `dpformer train-lm`: train a GPT-2-family language model on a text file (one line = one example =
+ * the privacy unit), non-private or with DP-SGD, with checkpoints, --resume and a graceful stop on
+ * SIGINT/SIGTERM as `train`; dev perplexity per epoch, test perplexity at the end (docs/lm.md). */
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli/args.h"
+#include "cli/commands.h"
+#include "cli/train_flags.h"
+#include "core/common.h"
+#include "dpformer/checkpoint.h"
+#include "dpformer/lmtrain.h"
+#include "ops/ops.h"
+
+#define TASK "language-model"
+
+/* Texts of a file, encoded to the context: 0, or 2 after a message. */
+static int load_corpus(const char *cmd, const char *flag, const char *path, const char *column, const dp_bpe *tok,
+                       int32_t eot, int ctx, dp_lm_corpus *c, int64_t *n_empty) {
+    dp_error err;
+    dp_lm_texts tx;
+    if (dp_lm_texts_load(&tx, path, column, &err)) {
+        fprintf(stderr, "%s: %s: %s\n", cmd, flag, err.msg);
+        return 2;
+    }
+    int rc = 0;
+    if (tx.n == 0) {
+        fprintf(stderr, "%s: %s %s has no text (%lld empty %s)\n", cmd, flag, path, (long long)tx.n_empty,
+                column ? "fields" : "lines");
+        rc = 2;
+    } else if (dp_lm_corpus_encode(c, tok, eot, &tx, ctx, &err)) {
+        fprintf(stderr, "%s: %s %s: %s\n", cmd, flag, path, err.msg);
+        rc = 2;
+    }
+    if (n_empty) *n_empty = tx.n_empty;
+    dp_lm_texts_free(&tx);
+    return rc;
+}
+
+static char *extra_json(int threads, const char *device) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddNumberToObject(o, "threads", threads);
+    cJSON_AddStringToObject(o, "device", device);
+    char *s = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    return s;
+}
+
+static void print_lm_privacy(FILE *f, const dp_lm_train_config *c, const dp_lm_train_result *r, int has_dev) {
+    if (!c->dpsgd) {
+        fprintf(f, "privacy: none (non-private training)\n");
+        return;
+    }
+    if (r->noise_multiplier <= 0) {
+        fprintf(f, "privacy: NONE -- noise multiplier 0; no differential privacy guarantee\n");
+        return;
+    }
+    fprintf(f, "privacy: (epsilon = %.3f, delta = %g)-DP of the trained weights for each example: one line of the\n"
+               "  training file. DP-SGD: %lld steps, Poisson q = %.5g, noise multiplier %.4f, max grad norm %g, %s "
+               "accountant\n",
+            r->epsilon, r->delta, (long long)r->dp_steps, r->sample_rate, r->noise_multiplier, c->dp.max_grad_norm,
+            c->dp.accountant == DP_ACCOUNTANT_PLD ? "PLD" : "RDP");
+    fprintf(f, "  a text spread over several lines is several privacy units: put each unit on one line\n");
+    if (!has_dev)
+        fprintf(f, "  the last epoch is kept (no dev set)\n");
+    else if (c->keep_last)
+        fprintf(f, "  the last epoch is kept, so no choice looks at the dev set\n");
+    else
+        fprintf(f, "  CAVEAT: the kept epoch was chosen by dev perplexity (--select-best); the dev texts that choice\n"
+                   "  looks at are NOT covered by this epsilon\n");
+    if (r->stopped_at_budget) fprintf(f, "  stopped early: the next step would exceed the target epsilon\n");
+    if (c->dp.seeded_noise)
+        fprintf(f, "  WARNING: --seeded-noise: the noise is reproducible from the seed, so this run is NOT private\n");
+}
+
+int cmd_train_lm(int argc, char **argv) {
+    const char *cmd = "dpformer train-lm";
+    dp_lm_train_config c = dp_lm_train_config_default(50257);
+    const char *train = NULL, *dev = NULL, *test = NULL, *out = "runs/lm", *tokenizer = NULL, *init = "random";
+    const char *column = NULL, *accountant = "rdp", *clip_mode = "auto", *schedule = "constant", *device_s = "cpu";
+    int max_len = c.model.max_len, d_model = c.model.d_model, n_heads = c.model.n_heads, n_layers = c.model.n_layers;
+    int d_ff = 0, untied = 0, dp = 0, threads = 0, no_progress = 0, select_best = 0;
+    double dropout = c.model.dropout, lr = c.optim.lr, wd = 0, sigma = -1, min_lr_ratio = c.optim.min_lr_ratio;
+    int64_t seed = 1, warmup = 0;
+    int32_t saved_vocab = 0;
+    ckpt_flags cf;
+    ckpt_flags_defaults(&cf);
+    dp_checkpoint *ck = NULL;
+    char buf[2][32];
+    dp_error err;
+    int rc = ckpt_open_resume(cmd, TASK, argc, argv, &cf, &ck);
+    if (rc) return rc;
+    if (ck) {
+        /* the saved run's settings are the flags' defaults: a flag not given keeps its value */
+        dp_lm_train_config saved;
+        if (dp_lm_checkpoint_config(ck, &saved, &err)) {
+            fprintf(stderr, "%s: --resume: %s\n", cmd, err.msg);
+            dp_checkpoint_free(ck);
+            return 2;
+        }
+        saved_vocab = saved.model.n_items;
+        train = saved.train_desc;
+        dev = saved.dev_desc;
+        test = saved.test_desc;
+        tokenizer = saved.tokenizer_desc;
+        column = saved.column;
+        out = saved.out_dir;
+        max_len = saved.model.max_len;
+        d_model = saved.model.d_model;
+        n_heads = saved.model.n_heads;
+        n_layers = saved.model.n_layers;
+        d_ff = saved.model.d_ff;
+        untied = !saved.model.tied;
+        dropout = saved.model.dropout;
+        lr = saved.optim.lr;
+        wd = saved.optim.weight_decay;
+        warmup = saved.optim.warmup_steps;
+        min_lr_ratio = saved.optim.min_lr_ratio;
+        c.optim = saved.optim;
+        snprintf(buf[0], sizeof buf[0], "%s",
+                 saved.optim.schedule == DP_SCHED_WARMUP ? "warmup" : saved.optim.schedule == DP_SCHED_COSINE ? "cosine"
+                                                                                                          : "constant");
+        schedule = buf[0];
+        seed = (int64_t)saved.seed;
+        dp = saved.dpsgd;
+        c.keep_last = dp ? 0 : saved.keep_last;
+        select_best = dp && !saved.keep_last;
+        sigma = !dp ? -1 : saved.dp.noise_multiplier > 0 ? saved.dp.noise_multiplier : saved.dp.target_epsilon > 0 ? -1 : 0;
+        c.epochs = saved.epochs;
+        c.batch_size = saved.batch_size;
+        c.dp = saved.dp;
+        clip_mode = dp_clip_mode_name(saved.dp.clip_mode);
+        accountant = saved.dp.accountant == DP_ACCOUNTANT_PLD ? "pld" : "rdp";
+        cJSON *x = dp_checkpoint_extra(ck) ? cJSON_Parse(dp_checkpoint_extra(ck)) : NULL;
+        const cJSON *v;
+        if (cJSON_IsNumber(v = cJSON_GetObjectItemCaseSensitive(x, "threads")) && v->valuedouble >= 0 &&
+            v->valuedouble <= 4096)
+            threads = (int)v->valuedouble;
+        if (cJSON_IsString(v = cJSON_GetObjectItemCaseSensitive(x, "device"))) {
+            snprintf(buf[1], sizeof buf[1], "%s", v->valuestring);
+            device_s = buf[1];
+        }
+        cJSON_Delete(x);
+    }
+    arg_spec specs[] = {
+        ARG_SM("train", &train, "FILE", "training text: one example (and privacy unit) a line; required"),
+        ARG_SM("dev", &dev, "FILE", "dev text: perplexity per epoch; the best epoch is kept non-privately"),
+        ARG_SM("test", &test, "FILE", "test text: perplexity of the kept model"),
+        ARG_SM("column", &column, "NAME", "read the texts from this column of .tsv/.csv files with a header line"),
+        ARG_SM("tokenizer", &tokenizer, "DIR", "GPT-2 BPE tokenizer files (encoder.json + vocab.bpe); required"),
+        ARG_SM("init", &init, "random", "initial model: random (the shape flags; pretrained weights: not yet)"),
+        ARG_IR("max-len", &max_len, "context: tokens per example, <|endoftext|> on both sides included (longer "
+                                    "ones are truncated and counted)", 2, 100000),
+        ARG_IR("d-model", &d_model, "width", 1, 65536),
+        ARG_IR("n-heads", &n_heads, "attention heads", 1, 65536),
+        ARG_IR("n-layers", &n_layers, "transformer blocks", 0, 256),
+        ARG_IR("d-ff", &d_ff, "feed-forward width (0 = 4 x d-model)", 0, 1 << 20),
+        ARG_F("untied", &untied, "a separate output layer instead of the token embedding"),
+        ARG_DR("dropout", &dropout, "dropout rate", 0, 0.95),
+        ARG_DR("lr", &lr, "AdamW learning rate", 1e-12, 1e3),
+        ARG_DR("weight-decay", &wd, "AdamW weight decay of the weight matrices", 0, 10),
+        ARG_S("schedule", &schedule, "learning-rate schedule: constant, warmup or cosine"),
+        ARG_LR("warmup-steps", &warmup, "linear warm-up steps (warmup, cosine)", 0, 1e12),
+        ARG_DR("min-lr-ratio", &min_lr_ratio, "cosine: final lr as a fraction of --lr", 0, 1),
+        ARG_IR("epochs", &c.epochs, "epochs (N / batch-size steps each)", 1, 1000000),
+        ARG_IR("batch-size", &c.batch_size, "examples per step (expected, under Poisson sampling)", 1, 1 << 20),
+        ARG_LR("seed", &seed, "random seed (initialisation, order, dropout)", 0, 9.2e18),
+        ARG_IR("threads", &threads, "threads (0 = all cores)", 0, 4096),
+        ARG_S("device", &device_s, "where the model runs: cpu or cuda"),
+        ARG_F("keep-last", &c.keep_last, "keep the last epoch instead of the best by dev perplexity (the default "
+                                         "with --dp, and without --dev)"),
+        ARG_F("select-best", &select_best, "DP: keep the best epoch by dev perplexity; epsilon does NOT cover the dev "
+                                           "texts that choice looks at"),
+        ARG_F("dp", &dp, "DP-SGD: per-example clipping and Gaussian noise (privacy unit: one line)"),
+        ARG_DR("noise-multiplier", &sigma, "sigma: gradient noise / max-grad-norm", 0, 1e6),
+        ARG_DR("target-epsilon", &c.dp.target_epsilon, "calibrate sigma for the planned run (with --noise-multiplier: "
+                                                       "stop before exceeding it)", 1e-6, 1e6),
+        ARG_DR("delta", &c.dp.delta, "delta of the guarantee", 1e-300, 0.999999),
+        ARG_DR("max-grad-norm", &c.dp.max_grad_norm, "per-example clipping norm", 1e-12, 1e12),
+        ARG_S("clip-mode", &clip_mode, "auto, ghost, phantom or naive"),
+        ARG_DR("sample-rate", &c.dp.sample_rate, "Poisson rate q (default: batch-size / examples)", 1e-12, 1),
+        ARG_IR("max-physical-batch", &c.dp.max_physical_batch, "DP: examples processed at once (memory bound)", 1, 1 << 20),
+        ARG_S("accountant", &accountant, "rdp or pld"),
+        ARG_F("seeded-noise", &c.dp.seeded_noise, "reproducible noise from --seed (testing only: NOT private)"),
+        ARG_SM("out", &out, "DIR", "output folder: metrics.jsonl, model.safetensors, privacy.json"),
+        ARG_F("no-progress", &no_progress, "plain epoch lines instead of a progress bar"),
+        {0}, {0}, {0}, {0}, {0},
+    };
+    int n = (int)(sizeof specs / sizeof specs[0]);
+    ckpt_flags_specs(&cf, specs + n - CKPT_FLAG_COUNT);
+    rc = args_parse(cmd, "Train a GPT-2-family language model on text, one example a line: non-private or DP-SGD\n"
+                         "(--dp; the privacy unit is one line of the training file). Dev perplexity per epoch, test\n"
+                         "perplexity at the end (token-weighted); checkpoints and --resume as in train (docs/lm.md).",
+                    specs, n, argc, argv);
+    if (rc) {
+        dp_checkpoint_free(ck);
+        return rc == 1 ? 0 : 2;
+    }
+    rc = 2;
+    dp_bpe *tok = NULL;
+    dp_lm_corpus tr = {0}, dv = {0}, te = {0};
+    char *extra = NULL;
+    if (!train || !tokenizer) {
+        fprintf(stderr, "%s: --train and --tokenizer are required (see --help)\n", cmd);
+        goto done;
+    }
+    if (strcmp(init, "random") != 0) {
+        fprintf(stderr, "%s: --init %s: only --init random is supported (the training loop creates the model from "
+                        "the shape flags and --seed; starting from pretrained weights is not available yet)\n",
+                cmd, init);
+        goto done;
+    }
+    if (ckpt_require_out(cmd, &cf, out)) goto done;
+    {
+        const char *inputs[3] = {train, dev, test}, *in_flag[3] = {"--train", "--dev", "--test"};
+        const char *outputs[3] = {"metrics.jsonl", "model.safetensors", "privacy.json"};
+        for (int i = 0; i < 3; i++) {
+            char path[4200];
+            for (int k = 0; inputs[i] && k < 4; k++) {
+                if (k < 3) snprintf(path, sizeof path, "%s/%s", out, outputs[k]);
+                if (dp_same_file(k < 3 ? path : out, inputs[i])) {
+                    fprintf(stderr, "%s: %s: the output would overwrite the input %s %s; choose another --out\n", cmd,
+                            k < 3 ? path : out, in_flag[i], inputs[i]);
+                    goto done;
+                }
+            }
+        }
+    }
+    if (c.keep_last && select_best) {
+        fprintf(stderr, "%s: --keep-last and --select-best exclude each other\n", cmd);
+        goto done;
+    }
+    if (dp && !select_best) c.keep_last = 1;
+    if (!dp && select_best) {
+        fprintf(stderr, "%s: --select-best is for --dp runs (non-private runs keep the best epoch by default)\n", cmd);
+        goto done;
+    }
+    if (dp && sigma < 0 && c.dp.target_epsilon == 0) {
+        fprintf(stderr, "%s: --dp needs --target-epsilon or --noise-multiplier\n", cmd);
+        goto done;
+    }
+    {
+        static const char *const dp_any[] = {"noise-multiplier", "target-epsilon", "delta", "accountant", "max-grad-norm",
+                                             "clip-mode", "sample-rate", "max-physical-batch", "seeded-noise", NULL};
+        const char *x;
+        if (!dp && (x = args_first_seen(specs, n, dp_any))) {
+            fprintf(stderr, "%s: --%s is a privacy flag: privacy flags need --dp\n", cmd, x);
+            goto done;
+        }
+    }
+    if (sigma == 0 && c.dp.target_epsilon > 0) {
+        fprintf(stderr, "%s: --noise-multiplier 0 gives no privacy, so no --target-epsilon can be met\n", cmd);
+        goto done;
+    }
+    if (strcmp(accountant, "rdp") == 0) c.dp.accountant = DP_ACCOUNTANT_RDP;
+    else if (strcmp(accountant, "pld") == 0) c.dp.accountant = DP_ACCOUNTANT_PLD;
+    else {
+        fprintf(stderr, "%s: --accountant: unknown accountant '%s' (rdp or pld)\n", cmd, accountant);
+        goto done;
+    }
+    if (dp_clip_mode_parse(clip_mode, &c.dp.clip_mode)) {
+        fprintf(stderr, "%s: --clip-mode: unknown mode '%s' (auto, ghost, phantom or naive)\n", cmd, clip_mode);
+        goto done;
+    }
+    if (dp_schedule_kind_parse(schedule, &c.optim.schedule)) {
+        fprintf(stderr, "%s: --schedule: unknown schedule '%s' (constant, warmup or cosine)\n", cmd, schedule);
+        goto done;
+    }
+    if (d_model % n_heads != 0) {
+        fprintf(stderr, "%s: --d-model %d is not divisible by --n-heads %d\n", cmd, d_model, n_heads);
+        goto done;
+    }
+    if (args_device(cmd, device_s, &c.device)) goto done;
+    if (!(tok = dp_bpe_load(tokenizer, &err))) {
+        fprintf(stderr, "%s: --tokenizer: %s\n", cmd, err.msg);
+        goto done;
+    }
+    const int32_t eot = dp_bpe_token_id(tok, "<|endoftext|>");
+    if (eot < 0) {
+        fprintf(stderr, "%s: --tokenizer %s has no <|endoftext|> token, which every example starts and ends with\n", cmd,
+                tokenizer);
+        goto done;
+    }
+    dp_model_config mc = dp_lm_config_default(dp_bpe_vocab_size(tok), max_len);
+    mc.d_model = d_model;
+    mc.n_heads = n_heads;
+    mc.n_layers = n_layers;
+    mc.d_ff = d_ff;
+    mc.tied = !untied;
+    mc.dropout = (float)dropout;
+    if (ck) mc.n_items = saved_vocab; /* checked against the tokenizer below */
+    if (mc.n_items < dp_bpe_vocab_size(tok)) {
+        fprintf(stderr, "%s: --tokenizer %s has %d tokens, more than the run's vocabulary of %d\n", cmd, tokenizer,
+                dp_bpe_vocab_size(tok), mc.n_items);
+        goto done;
+    }
+    if (dp_model_config_validate(&mc, &err)) {
+        fprintf(stderr, "%s: %s\n", cmd, err.msg);
+        goto done;
+    }
+    c.model = mc;
+    c.dpsgd = dp;
+    c.dp.enabled = dp;
+    c.dp.noise_multiplier = sigma > 0 ? sigma : 0;
+    c.optim.lr = lr;
+    c.optim.weight_decay = wd;
+    c.optim.warmup_steps = warmup;
+    c.optim.min_lr_ratio = min_lr_ratio;
+    c.seed = (uint64_t)seed;
+    c.out_dir = out;
+    c.progress = no_progress ? 0 : (isatty(fileno(stderr)) ? 1 : 0);
+    c.tokenizer_desc = tokenizer;
+    c.train_desc = train;
+    c.dev_desc = dev;
+    c.test_desc = test;
+    c.column = column;
+    c.checkpoint_dir = ckpt_flags_dir(&cf, out);
+    c.checkpoint_every = cf.every;
+    c.keep_checkpoints = cf.keep;
+    c.checkpoint_extra = extra = extra_json(threads, device_s);
+    c.resume = ck;
+    ops_set_threads(threads);
+
+    int64_t n_empty = 0;
+    if ((rc = load_corpus(cmd, "--train", train, column, tok, eot, max_len, &tr, &n_empty)) ||
+        (dev && (rc = load_corpus(cmd, "--dev", dev, column, tok, eot, max_len, &dv, NULL))) ||
+        (test && (rc = load_corpus(cmd, "--test", test, column, tok, eot, max_len, &te, NULL))))
+        goto done;
+    rc = 2;
+    fprintf(stderr, "%s: %s training on %s: %lld examples (one a %s; %lld empty skipped), %lld tokens, %lld longer "
+                    "than the context of %d truncated; model d %d, %d layers, %d heads, vocabulary %d\n",
+            cmd, dp ? "dp-sgd" : "non-private", train, (long long)tr.n, column ? "field" : "line", (long long)n_empty,
+            (long long)tr.offsets[tr.n], (long long)tr.n_truncated, max_len, d_model, n_layers, n_heads, mc.n_items);
+    if ((ck && dp_lm_check_resume(ck, &c, &tr, dev ? &dv : NULL, test ? &te : NULL, &err)) ||
+        dp_lm_plan_check(&c, tr.n, &err) || (c.checkpoint_dir && dp_checkpoint_check_dir(c.checkpoint_dir, ck, &err))) {
+        fprintf(stderr, "%s: %s\n", cmd, err.msg);
+        goto done;
+    }
+    if (ck) ckpt_print_resuming(cmd, ck, c.epochs);
+    dp_model *m = NULL;
+    dp_lm_train_result res;
+    c.stop = cli_stop_install();
+    rc = dp_lm_train(&c, &tr, dev ? &dv : NULL, test ? &te : NULL, &m, &res, &err);
+    cli_stop_restore();
+    if ((rc = ckpt_report(cmd, "train-lm", rc, res.stopped_by, err.msg, res.checkpoint, c.checkpoint_dir))) goto done;
+    printf("%s: %d epochs (%.2f s per epoch), %.0f examples/s, %.0f tokens/s; kept epoch %d %s\n",
+           dp ? "dp-sgd" : "non-private", res.epochs_run, res.seconds_per_epoch, res.examples_per_second,
+           res.tokens_per_second, res.best_epoch,
+           !dev ? "(the last; no dev set)" : c.keep_last ? "(the last)" : "by dev perplexity");
+    printf("  train loss %.4f (first epoch %.4f); %lld examples, %lld truncated to %d tokens\n", res.final_train_loss,
+           res.first_train_loss, (long long)tr.n, (long long)res.truncated_train, max_len);
+    if (res.has_dev)
+        printf("  dev perplexity  %.4f  (%lld examples, %lld predicted tokens)\n", res.dev.perplexity,
+               (long long)dv.n, (long long)res.dev.predicted);
+    if (res.has_test)
+        printf("  test perplexity %.4f  (%lld examples, %lld predicted tokens, %.0f tokens/s)\n", res.test.perplexity,
+               (long long)te.n, (long long)res.test.predicted, res.test.tokens_per_s);
+    print_lm_privacy(stdout, &c, &res, dev != NULL);
+    printf("saved %s/model.safetensors and %s/metrics.jsonl%s\n", out, out, dp ? " and privacy.json" : "");
+    if (dp)
+        printf("privacy.json records the events, delta, accountant and epsilon: dpformer privacy --history "
+               "%s/privacy.json recomputes it\n", out);
+    if (c.checkpoint_dir && res.checkpoint[0]) printf("checkpoint %s\n", res.checkpoint);
+    printf("model: %s/model.safetensors (dpformer export --hf DIR --model it: the Hugging Face layout)\n", out);
+    dp_model_free(m);
+    rc = 0;
+done:
+    free(extra);
+    dp_bpe_free(tok);
+    dp_lm_corpus_free(&tr);
+    dp_lm_corpus_free(&dv);
+    dp_lm_corpus_free(&te);
+    dp_checkpoint_free(ck);
+    return rc;
+}
