@@ -14,8 +14,10 @@
 
 #include "dpformer/common.h"
 #include "dpformer/data.h"
+#include "dpformer/lm.h"
 #include "dpformer/model.h"
 #include "dpformer/noise.h"
+#include "dpformer/text.h"
 
 /* The p-value of v or more correct guesses out of r, for m canaries, under the hypothesis that the
  * training is (ε, δ)-DP (Steinke et al., the (ε, δ) form of their main theorem): with
@@ -81,5 +83,52 @@ int dp_audit_dataset(const dp_dataset *base, const dp_audit_canaries *c, dp_data
  * included. scores[m]. */
 void dp_audit_canary_scores(dp_model *trained, dp_model *reference, const dp_audit_canaries *c,
                             double *scores);
+
+/* ---- canaries for text classification (src/audit/canary_text.c) ----
+ * A canary is a sentence of random "words" (3 to 8 random lower-case ASCII letters each) with a label
+ * drawn uniformly from the K classes: nothing in real text looks like it, and its label is unrelated to
+ * its words, so only memorisation can lower its loss. Its length is `len` tokens of the run's tokenizer
+ * (words: len random words; bytes: len bytes). Inclusion bits as for the recommendation canaries. */
+typedef struct {
+    int32_t m;
+    int len;            /* tokens per canary under the tokenizer it was made for */
+    int n_classes;
+    int64_t *offsets;   /* [m + 1]: canary i is text[offsets[i] .. offsets[i+1]) */
+    char *text;
+    int32_t *labels;    /* [m] */
+    uint8_t *included;  /* [m] */
+} dp_audit_text_canaries;
+
+int dp_audit_text_canaries_make(dp_audit_text_canaries *c, int32_t m, int len, const dp_tokenizer *tok,
+                                int n_classes, dp_rng *rng, dp_error *err);
+void dp_audit_text_canaries_free(dp_audit_text_canaries *c);
+/* base's examples, then the included canaries. out is a new dataset (dp_text_dataset_free). */
+int dp_audit_text_dataset(const dp_text_dataset *base, const dp_audit_text_canaries *c, dp_text_dataset *out,
+                          dp_error *err);
+/* scores[m]: each canary's cross-entropy with its label under `reference` (the same initialisation,
+ * untrained) minus under `trained`, the texts encoded with tok on the models' window. */
+void dp_audit_text_scores(dp_model *trained, dp_model *reference, const dp_tokenizer *tok,
+                          const dp_audit_text_canaries *c, double *scores);
+
+/* ---- canaries for language models (src/audit/canary_text.c) ----
+ * A canary is an example of `len` tokens drawn uniformly from the tokenizer's vocabulary (all but
+ * <|endoftext|>), framed as every example is: <|endoftext|> + tokens + <|endoftext|>. A random token
+ * sequence is as far from real text as an example can be, and most of its tokens occur nowhere else in
+ * the training data. */
+typedef struct {
+    int32_t m;
+    int len;            /* random tokens per canary (the example has len + 2) */
+    int32_t *tokens;    /* [m * (len + 2)] GPT-2 token ids */
+    uint8_t *included;  /* [m] */
+} dp_audit_lm_canaries;
+
+int dp_audit_lm_canaries_make(dp_audit_lm_canaries *c, int32_t m, int len, int32_t n_tokens, int32_t eot,
+                              dp_rng *rng, dp_error *err);
+void dp_audit_lm_canaries_free(dp_audit_lm_canaries *c);
+/* base's examples, then the included canaries. out is a new corpus (dp_lm_corpus_free). */
+int dp_audit_lm_corpus(const dp_lm_corpus *base, const dp_audit_lm_canaries *c, dp_lm_corpus *out, dp_error *err);
+/* scores[m]: each canary's loss (the engine's: mean cross-entropy over its predicted tokens) under
+ * `reference` minus under `trained`. */
+void dp_audit_lm_scores(dp_model *trained, dp_model *reference, const dp_audit_lm_canaries *c, double *scores);
 
 #endif
