@@ -6,6 +6,11 @@
 # whose epsilon `dpformer privacy --history` recomputes, with the privacy unit "one line of the
 # training file"; a run killed with SIGKILL and resumed ends with a byte-identical model (non-private
 # and DP-SGD, seeded); bad flags and a checkpoint of another run are refused with status 2.
+# --init: a run started from the exported model (Hugging Face folder) begins at eval-lm's dev
+# perplexity of that folder; DP-SGD fine-tuning from it with --train-only beats the same DP run from
+# random initialisation, leaves the frozen tensors byte-identical (and the tied head with the
+# embedding), and resumes after SIGKILL to the same model; missing or misshapen folders, disagreeing
+# shape flags, bad --train-only lists and a resume with another --init or --train-only are refused.
 set -u
 . "$(dirname "$0")/clilib.sh"
 cli_init cli_train_lm "$@"
@@ -134,8 +139,75 @@ kill_and_resume() {
 kill_and_resume kill_np np 4 "${NP[@]}"
 kill_and_resume kill_dp dp 2 "${DP[@]}"
 
+# ---- --init: start from the exported model ----
+# 1 epoch at a learning rate of 1e-12: the model does not move, so the run's initial and final dev
+# perplexities are eval-lm's of the folder
+ev=$("$BIN" eval-lm --model "$TMP/hf" --data "$TMP/dev.txt" --tokenizer "$TOK" --json 2>&1) || fail "eval-lm of the export: $ev"
+evp=$(printf '%s' "$ev" | grep -o '"perplexity":[^,}]*' | cut -d: -f2)
+BASE=(--train "$TMP/train.txt" --dev "$TMP/dev.txt" --tokenizer "$TOK" --threads 1 --no-progress --seed 3)
+INIT=("${BASE[@]}" --init "$TMP/hf")
+out=$("$BIN" train-lm "${INIT[@]}" --lr 1e-12 --epochs 1 --out "$TMP/init0" 2>&1) || fail "--init run: $out"
+printf '%s' "$out" | grep -q "starting from the model of --init $TMP/hf (tied head, context 16" || fail "--init not reported: $out"
+ip=$(final_num "$TMP/init0/metrics.jsonl" init_dev_perplexity)
+dp0=$(final_num "$TMP/init0/metrics.jsonl" dev_perplexity)
+echo "--init: eval-lm dev perplexity of the folder $evp; the run's initial $ip, after 1 epoch at lr 1e-12 $dp0"
+awk -v a="$ip" -v b="$evp" -v c="$dp0" 'BEGIN { d = a - b; if (d < 0) d = -d; e = c - b; if (e < 0) e = -e;
+    exit !(b > 0 && d <= 1e-6 * b && e <= 1e-5 * b) }' || fail "--init: initial dev perplexity $ip / $dp0, eval-lm $evp"
+# DP-SGD fine-tuning of the last block and the final LayerNorm (tied head: frozen with wte)
+FT=("${INIT[@]}" --train-only "layers:0,ln_f" --lr 1e-2 --batch-size 32 --dp --noise-multiplier 0.7 --max-grad-norm 1
+    --seeded-noise --max-physical-batch 16)
+out=$("$BIN" train-lm "${FT[@]}" --epochs 2 --out "$TMP/ft" 2>&1) || fail "DP fine-tuning from --init: $out"
+printf '%s' "$out" | grep -q 'training only layers:0,ln_f: [0-9]* of [0-9]* parameters.*tied to wte: both are frozen' ||
+    fail "--train-only not reported: $out"
+ftp=$(final_num "$TMP/ft/metrics.jsonl" dev_perplexity)
+rdp=$(final_num "$TMP/dp/metrics.jsonl" dev_perplexity)
+echo "DP-SGD 2 epochs: dev perplexity from --init (layers:0,ln_f trained) $ftp, from random init $rdp"
+awk -v a="$ftp" -v b="$rdp" 'BEGIN { exit !(a > 0 && a < b / 2) }' || fail "DP fine-tuning $ftp is not well below DP from random $rdp"
+grep -Fq 'train_only\":\"layers:0,ln_f\"' "$TMP/ft/model.safetensors" || fail "model metadata has no train_only"
+if command -v python3 > /dev/null 2>&1; then
+    # which tensors of two dpformer model files differ (byte-compare), with the standard library only
+    differing() {
+        python3 - "$1" "$2" << 'PY'
+import json, struct, sys
+def read(p):
+    b = open(p, 'rb').read()
+    n = struct.unpack('<Q', b[:8])[0]
+    h = json.loads(b[8:8 + n])
+    return {k: b[8 + n + v['data_offsets'][0]:8 + n + v['data_offsets'][1]] for k, v in h.items() if k != '__metadata__'}
+a, b = read(sys.argv[1]), read(sys.argv[2])
+assert sorted(a) == sorted(b), (sorted(a), sorted(b))
+print(' '.join(sorted(k for k in a if a[k] != b[k])))
+PY
+    }
+    d=$(differing "$TMP/np/model.safetensors" "$TMP/ft/model.safetensors") || fail "compare tensors"
+    want="layers.0.attn.proj.bias layers.0.attn.proj.weight layers.0.attn.qkv.bias layers.0.attn.qkv.weight layers.0.ffn.fc1.bias layers.0.ffn.fc1.weight layers.0.ffn.fc2.bias layers.0.ffn.fc2.weight layers.0.ln1.bias layers.0.ln1.weight layers.0.ln2.bias layers.0.ln2.weight ln_f.bias ln_f.weight"
+    [ "$d" = "$want" ] || fail "tensors changed by fine-tuning: '$d', expected exactly the trained ones '$want'"
+    echo "--train-only layers:0,ln_f: exactly the trained tensors changed"
+else
+    echo "no python3: the tensor-by-tensor comparison is skipped"
+fi
+# killed and resumed: the same model (the frozen parts and the starting point come from the checkpoint)
+kill_and_resume kill_ft ft 2 "${FT[@]}"
+expect 2 'the run trains layers:0,ln_f; cannot resume with --train-only wte,layers:0,ln_f,head' -- \
+    "$BIN" train-lm --resume "$TMP/ft" --train-only "head,layers:0,ln_f"
+expect 2 'the run trains every parameter; cannot resume with --train-only layers:0' -- "$BIN" train-lm --resume "$TMP/np" --train-only layers
+expect 2 'cannot resume with --init' -- "$BIN" train-lm --resume "$TMP/ft" --init "$TMP/np/model.safetensors"
+expect 2 'run started from --init random; cannot resume with --init' -- "$BIN" train-lm --resume "$TMP/np" --init "$TMP/hf"
+# refused: folders that are not a model of the run's kind, shape flags that disagree, bad lists
+mkdir -p "$TMP/noweights" && cp "$TMP/hf/config.json" "$TMP/noweights/"
+expect 2 'noweights: no model.safetensors next to config.json' -- "$BIN" train-lm "${BASE[@]}" --init "$TMP/noweights" --out "$TMP/bad"
+cp -r "$TMP/hf" "$TMP/misshapen" && sed -i 's/"n_embd":[[:space:]]*16/"n_embd": 8/' "$TMP/misshapen/config.json"
+expect 2 'misshapen/model.safetensors: tensor transformer.wte.weight has shape \[50257, 16\], expected \[50257, 8\]' -- \
+    "$BIN" train-lm "${BASE[@]}" --init "$TMP/misshapen" --out "$TMP/bad"
+expect 2 'nosuch: cannot open' -- "$BIN" train-lm "${BASE[@]}" --init "$TMP/nosuch" --out "$TMP/bad"
+expect 2 '\-\-d-model 32 disagrees with the model of --init' -- "$BIN" train-lm "${INIT[@]}" --d-model 32 --out "$TMP/bad"
+expect 2 '\-\-untied: the model of --init .* is tied' -- "$BIN" train-lm "${INIT[@]}" --untied --out "$TMP/bad"
+expect 2 'a context of 32 cannot be trained from it' -- "$BIN" train-lm "${INIT[@]}" --max-len 32 --out "$TMP/bad"
+expect 2 'layers:1": the model has 1 block' -- "$BIN" train-lm "${INIT[@]}" --train-only layers:1 --out "$TMP/bad"
+expect 2 'unknown part "lm_head"' -- "$BIN" train-lm "${INIT[@]}" --train-only wte,lm_head --out "$TMP/bad"
+expect 2 'the range is backwards' -- "$BIN" train-lm "${NP[@]}" --train-only layers:1-0 --out "$TMP/bad"
+
 # ---- refused: bad flags and checkpoints that do not fit ----
-expect 2 'only --init random' -- "$BIN" train-lm "${NP[@]}" --init "$TMP/hf" --out "$TMP/bad"
 expect 2 '\-\-train and --tokenizer are required' -- "$BIN" train-lm --train "$TMP/train.txt" --out "$TMP/bad"
 expect 2 'privacy flags need --dp' -- "$BIN" train-lm "${NP[@]}" --noise-multiplier 1 --out "$TMP/bad"
 expect 2 'needs --target-epsilon or --noise-multiplier' -- "$BIN" train-lm "${NP[@]}" --dp --out "$TMP/bad"

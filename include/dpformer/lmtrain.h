@@ -35,6 +35,15 @@ typedef struct {
     const dp_checkpoint *resume;
     /* what the run records of its inputs (checkpoints, model metadata) */
     const char *tokenizer_desc, *train_desc, *dev_desc, *test_desc, *column;
+    /* The starting point: NULL (or "random") for the seeded random initialisation of `model`; else a
+     * model folder in the Hugging Face layout or a dpformer model file (dp_model_load reads either)
+     * whose parameters start a fresh run. `model` must then be its configuration with the context cut
+     * to the run's (dp_lm_init_config); only the dropout rate may differ. A resumed run restores the
+     * checkpoint's parameters and never reads it. */
+    const char *init;
+    /* The trained parts (dp_lm_train_only); NULL: every parameter. The others are frozen: no update, no
+     * optimiser state, and no part of the per-example gradient norm that DP-SGD clips. */
+    const char *train_only;
 } dp_lm_train_config;
 
 typedef struct {
@@ -45,6 +54,8 @@ typedef struct {
     double tokens_per_second;         /* training tokens / s (examples/s × mean tokens per example) */
     int has_dev, has_test;
     dp_lm_eval_result dev, test;      /* the kept model's (has_dev / has_test) */
+    int has_init_dev;                 /* a run from --init with a dev set: */
+    dp_lm_eval_result init_dev;       /* the initial model's dev perplexity (before any step) */
     double epsilon, delta, noise_multiplier, sample_rate;
     int64_t steps, dp_steps;
     int stopped_at_budget, stopped_by;
@@ -52,6 +63,28 @@ typedef struct {
     int resumes;
     char checkpoint[4096];
 } dp_lm_train_result;
+
+/* --init: the configuration of the model at `path` (a Hugging Face folder or a dpformer model file),
+ * as a run that starts from it has it: a causal gpt2-family next-token model whose context is cut to
+ * max_len positions (its first max_len position rows; 0: the model's whole context; more than the
+ * model has: refused). Returns 0, or -1 with err naming the file. */
+int dp_lm_init_config(const char *path, int max_len, dp_model_config *cfg, dp_error *err);
+
+/* --train-only: the parts of a model of configuration cfg that are trained, as a comma-separated list
+ * of
+ *   wte          the token embedding (with a tied head: the head too: one tensor)
+ *   wpe          the position embedding
+ *   embeddings   wte and wpe
+ *   layers:A-B   transformer blocks A to B (counted from 0, both included; layers:A is one block), every
+ *                tensor of each (LayerNorms, attention, feed-forward, biases)
+ *   layers       every block
+ *   ln_f         the final LayerNorm
+ *   head         the output layer (untied); with a tied head, the token embedding wte (one tensor)
+ * Writes the canonical form (the parts in the order above, block ranges merged; a tied model lists
+ * wte and head together; "" when every part is listed, which is training without the flag) to canon[cap], and the number of trained parameter values to *trained (of
+ * *total); either may be NULL. Returns 0, or -1 with err naming the bad part. */
+int dp_lm_train_only(const char *spec, const dp_model_config *cfg, char *canon, size_t cap, int64_t *trained,
+                     int64_t *total, dp_error *err);
 
 /* GPT-2's shape with a small default (d 64, 2 layers, 2 heads, context 64, tied, dropout 0.1) and
  * the run's defaults (AdamW lr 1e-3, 3 epochs, batch 32, seed 1). */

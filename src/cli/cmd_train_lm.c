@@ -80,12 +80,14 @@ int cmd_train_lm(int argc, char **argv) {
     const char *cmd = "dpformer train-lm";
     dp_lm_train_config c = dp_lm_train_config_default(50257);
     const char *train = NULL, *dev = NULL, *test = NULL, *out = "runs/lm", *tokenizer = NULL, *init = "random";
+    const char *train_only = NULL;
     const char *column = NULL, *accountant = "rdp", *clip_mode = "auto", *schedule = "constant", *device_s = "cpu";
     int max_len = c.model.max_len, d_model = c.model.d_model, n_heads = c.model.n_heads, n_layers = c.model.n_layers;
     int d_ff = 0, untied = 0, dp = 0, threads = 0, no_progress = 0, select_best = 0;
     double dropout = c.model.dropout, lr = c.optim.lr, wd = 0, sigma = -1, min_lr_ratio = c.optim.min_lr_ratio;
     int64_t seed = 1, warmup = 0;
     int32_t saved_vocab = 0;
+    dp_model_config saved_model = {0};
     ckpt_flags cf;
     ckpt_flags_defaults(&cf);
     dp_checkpoint *ck = NULL;
@@ -102,12 +104,15 @@ int cmd_train_lm(int argc, char **argv) {
             return 2;
         }
         saved_vocab = saved.model.n_items;
+        saved_model = saved.model;
         train = saved.train_desc;
         dev = saved.dev_desc;
         test = saved.test_desc;
         tokenizer = saved.tokenizer_desc;
         column = saved.column;
         out = saved.out_dir;
+        init = saved.init ? saved.init : "random";
+        train_only = saved.train_only;
         max_len = saved.model.max_len;
         d_model = saved.model.d_model;
         n_heads = saved.model.n_heads;
@@ -151,9 +156,15 @@ int cmd_train_lm(int argc, char **argv) {
         ARG_SM("test", &test, "FILE", "test text: perplexity of the kept model"),
         ARG_SM("column", &column, "NAME", "read the texts from this column of .tsv/.csv files with a header line"),
         ARG_SM("tokenizer", &tokenizer, "DIR", "GPT-2 BPE tokenizer files (encoder.json + vocab.bpe); required"),
-        ARG_SM("init", &init, "random", "initial model: random (the shape flags; pretrained weights: not yet)"),
+        ARG_SM("init", &init, "random|DIR", "initial model: random (of the shape flags), or a model folder "
+                                            "(Hugging Face layout) or dpformer model file whose shape and weights the "
+                                            "run starts from"),
+        ARG_SM("train-only", &train_only, "PARTS", "train only these parts, freeze the rest: a comma-separated list of "
+                                                   "wte, wpe, embeddings, layers:A-B, layers, ln_f, head (tied: head "
+                                                   "is wte); default: everything"),
         ARG_IR("max-len", &max_len, "context: tokens per example, <|endoftext|> on both sides included (longer "
-                                    "ones are truncated and counted)", 2, 100000),
+                                    "ones are truncated and counted; with --init DIR: at most, and by default, "
+                                    "the model's)", 2, 100000),
         ARG_IR("d-model", &d_model, "width", 1, 65536),
         ARG_IR("n-heads", &n_heads, "attention heads", 1, 65536),
         ARG_IR("n-layers", &n_layers, "transformer blocks", 0, 256),
@@ -207,11 +218,38 @@ int cmd_train_lm(int argc, char **argv) {
         fprintf(stderr, "%s: --train and --tokenizer are required (see --help)\n", cmd);
         goto done;
     }
-    if (strcmp(init, "random") != 0) {
-        fprintf(stderr, "%s: --init %s: only --init random is supported (the training loop creates the model from "
-                        "the shape flags and --seed; starting from pretrained weights is not available yet)\n",
-                cmd, init);
-        goto done;
+    const int from_model = strcmp(init, "random") != 0;
+    dp_model_config icfg;
+    if (from_model && !ck) {
+        /* the shape is the model's: a shape flag may only repeat it */
+        if (dp_lm_init_config(init, args_seen(specs, n, "max-len") ? max_len : 0, &icfg, &err)) {
+            fprintf(stderr, "%s: --init: %s\n", cmd, err.msg);
+            goto done;
+        }
+        const struct {
+            const char *flag;
+            int given, model;
+        } shape[] = {{"d-model", d_model, icfg.d_model}, {"n-layers", n_layers, icfg.n_layers},
+                     {"n-heads", n_heads, icfg.n_heads}, {"d-ff", d_ff ? d_ff : 4 * d_model, icfg.d_ff},
+                     {"untied", untied, !icfg.tied}};
+        for (size_t i = 0; i < sizeof shape / sizeof shape[0]; i++)
+            if (args_seen(specs, n, shape[i].flag) && shape[i].given != shape[i].model) {
+                if (i == 4)
+                    fprintf(stderr, "%s: --untied: the model of --init %s is tied (its head is its token embedding); "
+                                    "the shape comes from --init: leave the shape flags out\n", cmd, init);
+                else
+                    fprintf(stderr, "%s: --%s %d disagrees with the model of --init %s (%s %d); the shape comes from "
+                                    "--init: leave the shape flags out\n",
+                            cmd, shape[i].flag, shape[i].given, init, shape[i].flag, shape[i].model);
+                goto done;
+            }
+        max_len = icfg.max_len;
+        d_model = icfg.d_model;
+        n_layers = icfg.n_layers;
+        n_heads = icfg.n_heads;
+        d_ff = icfg.d_ff;
+        untied = !icfg.tied;
+        if (!args_seen(specs, n, "dropout")) dropout = icfg.dropout;
     }
     if (ckpt_require_out(cmd, &cf, out)) goto done;
     {
@@ -285,6 +323,8 @@ int cmd_train_lm(int argc, char **argv) {
         goto done;
     }
     dp_model_config mc = dp_lm_config_default(dp_bpe_vocab_size(tok), max_len);
+    if (ck) mc = saved_model;             /* the run's activation, positions, ... (the flags below agree) */
+    else if (from_model) mc = icfg;       /* the model's vocabulary, activation, ... too */
     mc.d_model = d_model;
     mc.n_heads = n_heads;
     mc.n_layers = n_layers;
@@ -292,6 +332,7 @@ int cmd_train_lm(int argc, char **argv) {
     mc.tied = !untied;
     mc.dropout = (float)dropout;
     if (ck) mc.n_items = saved_vocab; /* checked against the tokenizer below */
+
     if (mc.n_items < dp_bpe_vocab_size(tok)) {
         fprintf(stderr, "%s: --tokenizer %s has %d tokens, more than the run's vocabulary of %d\n", cmd, tokenizer,
                 dp_bpe_vocab_size(tok), mc.n_items);
@@ -317,6 +358,15 @@ int cmd_train_lm(int argc, char **argv) {
     c.dev_desc = dev;
     c.test_desc = test;
     c.column = column;
+    c.init = from_model ? init : NULL;
+    c.train_only = train_only;
+    char parts[1024];
+    int64_t n_trained = 0, n_total = 0;
+    if (train_only && dp_lm_train_only(train_only, &mc, parts, sizeof parts, &n_trained, &n_total, &err)) {
+        fprintf(stderr, "%s: %s\n", cmd, err.msg);
+        goto done;
+    }
+    if (train_only && !parts[0]) c.train_only = train_only = NULL; /* every part: nothing frozen */
     c.checkpoint_dir = ckpt_flags_dir(&cf, out);
     c.checkpoint_every = cf.every;
     c.keep_checkpoints = cf.keep;
@@ -340,6 +390,16 @@ int cmd_train_lm(int argc, char **argv) {
         goto done;
     }
     if (ck) ckpt_print_resuming(cmd, ck, c.epochs);
+    if (from_model)
+        fprintf(stderr, "%s: %s the model of --init %s (%s head, context %d, dropout %g)\n", cmd,
+                ck ? "the run started from" : "starting from", init, mc.tied ? "tied" : "untied", mc.max_len,
+                (double)mc.dropout);
+    if (train_only)
+        fprintf(stderr, "%s: training only %s: %lld of %lld parameters (%.1f%%); the rest is frozen (no update, and no "
+                        "part of the per-example norm that DP-SGD clips)%s\n",
+                cmd, parts, (long long)n_trained, (long long)n_total, 100.0 * (double)n_trained / (double)n_total,
+                mc.tied && strstr(parts, "wte") ? "; the head is tied to wte: both are trained, as one tensor"
+                : mc.tied ? "; the head is tied to wte: both are frozen, as one tensor" : "");
     dp_model *m = NULL;
     dp_lm_train_result res;
     c.stop = cli_stop_install();
@@ -355,6 +415,8 @@ int cmd_train_lm(int argc, char **argv) {
     if (res.has_dev)
         printf("  dev perplexity  %.4f  (%lld examples, %lld predicted tokens)\n", res.dev.perplexity,
                (long long)dv.n, (long long)res.dev.predicted);
+    if (res.has_init_dev)
+        printf("  dev perplexity of the initial model (--init) %.4f\n", res.init_dev.perplexity);
     if (res.has_test)
         printf("  test perplexity %.4f  (%lld examples, %lld predicted tokens, %.0f tokens/s)\n", res.test.perplexity,
                (long long)te.n, (long long)res.test.predicted, res.test.tokens_per_s);

@@ -101,6 +101,13 @@ struct dp_model {
     int last_B;
     int ex0;                 /* dropout masks of this batch are those of sequences ex0.. of a larger batch */
     const dp_grad_sink *sink; /* NULL: parameter gradients are formed during the backward pass */
+    /* Tensors left out of training (model_set_frozen; partial fine-tuning, docs/lm.md): the optimiser
+     * leaves their values and its state untouched, and the privacy engine leaves their per-example
+     * gradients out of the clipped norm in every mode (the clip then bounds the trained parameters'
+     * gradient only). frozen[i] is tensor i's flag; n_frozen counts the flags set (0: all trained). A
+     * tied output layer is the embedding: frozen with it. */
+    unsigned char frozen[DP_MAX_TENSORS];
+    int n_frozen;
     /* Per-layer output gradients kept for a sink (allocated on first use): [n_layers][N, 3C|C|F|C]. */
     real **keep_qkv, **keep_proj, **keep_fc1, **keep_fc2;
     /* The privacy engine's per-step buffers (allocated with the kept gradients, once: on a GPU an
@@ -128,6 +135,21 @@ struct dp_model {
     real *dev_example_weight, *dev_rep_noise; /* [max_batch], [max_batch, C] (device only) */
     real *dev_scores;                         /* [max_batch, V+1] item scores (device only, on first use) */
 };
+
+/* Freeze (1) or train (0) tensor i. */
+static inline void model_set_frozen(dp_model *m, int i, int frozen) {
+    m->n_frozen += (frozen != 0) - (m->frozen[i] != 0);
+    m->frozen[i] = frozen != 0;
+}
+/* Whether the tensor whose values (or gradients) start at x in the model's flat parameter (or
+ * gradient) array is frozen; base is that array. Tensors are few: a scan suffices. */
+static inline int model_frozen_at(const dp_model *m, const real *base, const real *x) {
+    if (!m->n_frozen || !x) return 0;
+    const size_t off = (size_t)(x - base);
+    for (int i = 0; i < m->n_tensors; i++)
+        if (m->tensors[i].offset == off) return m->frozen[i];
+    return 0;
+}
 
 /* Whether the model's buffers are host memory (the CPU backend). */
 static inline int model_on_host(const dp_model *m) { return m->be->device == DP_DEVICE_CPU; }

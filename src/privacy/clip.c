@@ -49,7 +49,11 @@ static void clipped_grad_naive(dp_model *m, const dp_batch *bt, double C, int tr
         m->ex0 = ex0 + b;
         dp_model_forward_backward(m, &eb, &one, train, seed, &loss);
         double sq = 0;
-        for (size_t i = 0; i < np; i++) sq += (double)m->grads[i] * m->grads[i];
+        for (int k = 0; k < m->n_tensors; k++) { /* frozen tensors are not part of the clipped gradient */
+            const dp_param_tensor *t = &m->tensors[k];
+            if (m->frozen[k]) continue;
+            for (size_t i = t->offset; i < t->offset + t->size; i++) sq += (double)m->grads[i] * m->grads[i];
+        }
         double norm = sqrt(sq), c = clip_factor(norm, C);
         for (size_t i = 0; i < np; i++) acc[i] += (real)(c * m->grads[i]);
         if (norms) norms[b] = norm;
@@ -62,7 +66,9 @@ static void clipped_grad_naive(dp_model *m, const dp_batch *bt, double C, int tr
 
 /* ---------------- book-keeping: one backward pass ---------------- */
 /* Written once for every backend: all per-example work goes through the model's backend (m->be);
- * only the B clip factors are formed on the host. */
+ * only the B clip factors are formed on the host. A frozen tensor (model_set_frozen) adds nothing to
+ * the per-example norms and gets no weight gradient: the backward pass still runs through its layer
+ * (the trained layers below need the input gradient), but its norm and its weight GEMM are skipped. */
 
 #define MAX_RECORDS 1024
 
@@ -94,6 +100,7 @@ typedef struct {
 
 static void sink_linear(void *ctx, real *dW, real *db, real *G, const real *A, int Cin, int Cout) {
     bk_state *s = ctx;
+    if (model_frozen_at(s->m, s->m->grads, dW)) return; /* its bias is frozen with it (train-only parts) */
     s->be->linear_per_example_sqnorm(s->sq, G, A, s->lo, s->B, s->T, Cin, Cout, db != NULL, s->method);
     s->lin[s->n_lin++] = (linear_record){dW, db, G, A, Cin, Cout};
 }
@@ -108,6 +115,10 @@ static void sink_layernorm(void *ctx, real *dw, real *db, const real *dout, cons
     r->db = db;
     r->gw = s->m->cw.ln[2 * i];
     r->gb = s->m->cw.ln[2 * i + 1];
+    if (model_frozen_at(s->m, s->m->grads, dw)) {
+        r->dw = r->db = NULL; /* no norm, no gradient */
+        return;
+    }
     s->be->layernorm_per_example_grads(r->gw, r->gb, dout, inp, mean, rstd, s->lo, B, s->T, C);
     s->be->per_example_sqnorm_add(s->sq, r->gw, B, C);
     s->be->per_example_sqnorm_add(s->sq, r->gb, B, C);
@@ -115,11 +126,11 @@ static void sink_layernorm(void *ctx, real *dw, real *db, const real *dout, cons
 
 static void sink_embedding(void *ctx, real *dE, real *dP, real *G_in) {
     bk_state *s = ctx;
-    (void)dE;
-    (void)dP;
     /* The input-side norm of E is added here; for a tied E the output side and the cross term are
      * added by the caller, which knows the classifier's contribution. */
-    s->be->embedding_per_example_sqnorm(s->sq, s->sq, G_in, s->m->cur_ids, s->B, s->T, s->C);
+    s->be->embedding_per_example_sqnorm(model_frozen_at(s->m, s->m->grads, dE) ? NULL : s->sq,
+                                        model_frozen_at(s->m, s->m->grads, dP) ? NULL : s->sq, G_in, s->m->cur_ids,
+                                        s->B, s->T, s->C);
     s->G_in = G_in;
 }
 
@@ -156,7 +167,13 @@ static int clipped_grad_bookkeeping(dp_model *m, const dp_batch *bt, dp_clip_mod
     double *c_dev = m->cw.c;
     const int K = cfg->n_classes;
     int *zeros = m->cw.zeros; /* the head's one row per example: lo = 0 */
-    real *row_a = m->cw.row_a, *Q = !K && cfg->tied ? m->cw.Q : NULL, *inst = NULL;
+    /* a frozen output layer (untied) or head, or a frozen tied embedding (which is the output layer):
+     * its norm goes to a scratch array that nothing reads (cw.c, written only once the norms are
+     * known), and its weight gradient is not formed */
+    const int E_frozen = model_frozen_at(m, m->grads, m->g.E);
+    const int out_frozen = K ? model_frozen_at(m, m->grads, m->g.head_w) : model_frozen_at(m, m->grads, m->g.out_w);
+    double *out_sq = out_frozen ? m->cw.c : s->sq;
+    real *row_a = m->cw.row_a, *Q = !K && cfg->tied && !E_frozen ? m->cw.Q : NULL, *inst = NULL;
     int rc = 0;
     real *cls_scratch = NULL;
     if (!K && !(cls_scratch = model_dp_scratch(m, &e2))) {
@@ -173,7 +190,7 @@ static int clipped_grad_bookkeeping(dp_model *m, const dp_batch *bt, dp_clip_mod
     if (K) {
         /* classification head: one row per example, so its norm is ‖dz_b‖²·(‖rep_b‖² + 1) */
         model_head_forward(m, bt, train, NULL);
-        be->linear_per_example_sqnorm(s->sq, a->head_dz, a->rep, zeros, B, 1, C, K, 1, s->method);
+        be->linear_per_example_sqnorm(out_sq, a->head_dz, a->rep, zeros, B, 1, C, K, 1, s->method);
         if (losses) {
             real *l = dp_malloc(sizeof(real) * (size_t)B);
             be->download(l, a->row_loss, sizeof(real) * (size_t)B);
@@ -184,7 +201,7 @@ static int clipped_grad_bookkeeping(dp_model *m, const dp_batch *bt, dp_clip_mod
     } else {
         model_set_row_weights(m, bt, NULL);
         model_use_targets(m, bt);
-        be->classifier_dp_pass1(a->row_loss, a->dh, row_a, s->sq, Q, &inst, a->lnf, m->p.out_w, m->cur_targets,
+        be->classifier_dp_pass1(a->row_loss, a->dh, row_a, out_sq, Q, &inst, a->lnf, m->p.out_w, m->cur_targets,
                                 a->row_weight, cfg->tied ? m->cur_ids : NULL, B, T, C, V, s->method, cls_scratch);
         model_collect_losses(m, bt, losses);
     }
@@ -214,12 +231,15 @@ static int clipped_grad_bookkeeping(dp_model *m, const dp_batch *bt, dp_clip_mod
     }
     for (int i = 0; i < s->n_ln; i++) {
         ln_record *r = &s->ln[i];
+        if (!r->dw) continue; /* frozen */
         be->weighted_rows_sum(r->dw, r->gw, c_dev, B, C);
         be->weighted_rows_sum(r->db, r->gb, c_dev, B, C);
     }
     be->rows_scale_by_example(s->G_in, c_dev, B, T, C);
     be->embedding_backward(m->g.E, m->g.P, s->G_in, m->cur_ids, B, T, C, cfg->positions == DP_POS_FROM_FIRST);
-    if (K) {
+    if (out_frozen) {
+        /* nothing to form */
+    } else if (K) {
         be->rows_scale_by_example(a->head_dz, c_dev, B, 1, K);
         be->linear_backward_params(m->g.head_w, m->g.head_b, a->head_dz, a->rep, B, C, K);
     } else {

@@ -873,6 +873,10 @@ int dp_loop_run(const dp_loop_config *cfg, const dp_task *task, dp_model **out_m
         rc = -1;
         goto out;
     }
+    /* the task's starting point (fresh runs: a resumed run restores the checkpoint's parameters below)
+     * and its frozen tensors (every run: they are not saved in the checkpoint's tensors) */
+    if (!ck && task->init_params && (rc = task->init_params(task->state, r.m, err))) goto out;
+    if (task->freeze && (rc = task->freeze(task->state, r.m, err))) goto out;
     r.tok = dp_malloc(sizeof(int32_t) * (size_t)r.cap * r.L);
     r.tgt = dp_malloc(sizeof(int32_t) * (size_t)r.cap * r.L);
     r.lab = dp_malloc(sizeof(int32_t) * (size_t)r.cap);

@@ -127,6 +127,14 @@ typedef struct dp_task {
     /* every private run, once σ is in force (fresh or resumed) */
     int (*after_plan)(void *st, dp_loop_hook *h, dp_error *err);
 
+    /* ---- the model's starting point and its trained parts (may be NULL) ---- */
+    /* a fresh run, once the model is created (with the seeded random initialisation): the initial
+     * parameters, e.g. a pretrained model's (a resumed run takes the checkpoint's instead) */
+    int (*init_params)(void *st, dp_model *m, dp_error *err);
+    /* every run, fresh or resumed, once the model is created: which tensors are frozen
+     * (model_set_frozen; the optimiser and the privacy engine then leave them out) */
+    int (*freeze)(void *st, dp_model *m, dp_error *err);
+
     /* ---- reproducing earlier seeded runs bit for bit (a new task leaves these 0) ---- */
     int shuffle;               /* DP_SHUFFLE_* */
     uint64_t noise_salt;       /* the seeded generator's key is mix64(seed ^ noise_salt) */

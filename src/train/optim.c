@@ -124,17 +124,38 @@ double dp_optimizer_lr(const dp_optimizer *o) {
     return floor + (c->lr - floor) * 0.5 * (1 + cos(3.14159265358979323846 * prog));
 }
 
-void dp_optimizer_step(dp_optimizer *o, dp_model *m) {
+/* The update of the flat range [a, b) of every array. */
+static void update_range(dp_optimizer *o, dp_model *m, size_t a, size_t b, double lr) {
     const dp_optim_config *c = &o->cfg;
-    const double lr = dp_optimizer_lr(o);
-    o->t++;
-    const size_t n = o->n;
+    if (b <= a) return;
     if (c->kind == DP_OPT_ADAMW) {
         const double b1 = c->beta1, b2 = c->beta2;
-        o->be->adamw_update(m->params, o->m1, o->m2, m->grads, o->decay, n, lr, b1, b2, 1 - pow(b1, (double)o->t),
-                            1 - pow(b2, (double)o->t), c->eps, c->weight_decay);
+        o->be->adamw_update(m->params + a, o->m1 + a, o->m2 + a, m->grads + a, o->decay + a, b - a, lr, b1, b2,
+                            1 - pow(b1, (double)o->t), 1 - pow(b2, (double)o->t), c->eps, c->weight_decay);
     } else {
-        o->be->sgd_update(m->params, o->m1, m->grads, o->decay, n, lr, c->momentum, c->weight_decay);
+        o->be->sgd_update(m->params + a, o->m1 + a, m->grads + a, o->decay + a, b - a, lr, c->momentum,
+                          c->weight_decay);
+    }
+}
+
+void dp_optimizer_step(dp_optimizer *o, dp_model *m) {
+    const double lr = dp_optimizer_lr(o);
+    o->t++;
+    if (!m->n_frozen) {
+        update_range(o, m, 0, o->n, lr);
+    } else {
+        /* frozen tensors (model_set_frozen): neither their values nor their moments move; the trained
+         * tensors are updated in runs of adjacent ones (a tensor's range reaches the next tensor's
+         * offset, its alignment padding included) */
+        size_t a = 0;
+        int open = 0;
+        for (int i = 0; i < m->n_tensors; i++) {
+            const size_t off = m->tensors[i].offset;
+            if (m->frozen[i] && open) update_range(o, m, a, off, lr);
+            if (!m->frozen[i] && !open) a = off;
+            open = !m->frozen[i];
+        }
+        if (open) update_range(o, m, a, o->n, lr);
     }
     /* The padding rows never move (their gradients are zero, but weight decay or momentum must not
      * move them either). */
