@@ -7,7 +7,7 @@
 #
 #   experiments/audit.sh [BUDGET] [OUT]
 #
-# BUDGET: reduced (default: subsets of the data, about 10 minutes of CPU time on a 2-core machine) or
+# BUDGET: reduced (default: subsets of the data, about 7 minutes of CPU time, 14 wall-clock on 2 cores) or
 # full (the whole training files, more canaries and epochs: hours). OUT (default runs/exp-audit) gets a
 # folder per run (audit.json, the model, metrics.jsonl, privacy.json, the log, time.txt) and summary.md,
 # the table of docs/experiments/audit.md. Environment: BIN (default build/dpformer), DATA (default
