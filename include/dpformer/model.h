@@ -145,6 +145,21 @@ static inline dp_batch dp_batch_slice(const dp_batch *bt, int b0, int n) {
  * or moving the model. */
 void dp_model_set_window(dp_model *m, int T);
 
+/* The same for left-padded sequences (the recommender's windows): the next passes run on the LAST T
+ * positions of the full window, each row with the position vector and the dropout masks it has there
+ * (dp_model_window_ok says whether the backend can do the masks). For sequences of at most T items the
+ * losses, gradients, per-example norms and scores equal those of the full window; a shorter T cuts
+ * items and changes them. T <= 0 restores the full window (as dp_model_set_window does). */
+void dp_model_set_window_last(dp_model *m, int T);
+/* Whether the backend can run trimmed windows of a pass: always without dropout (train = 0, or a
+ * dropout-free model); with dropout where it has the window masks (the CPU). */
+int dp_model_window_ok(const dp_model *m, int train);
+/* Dropout masks by example: sequence b of the next batches has the masks of sequence slot[b] of the
+ * logical batch (in the full window) instead of those of sequence ex0 + b (the privacy engine's and
+ * the training loop's offset): a batch processed in another order, e.g. sorted by length, keeps every
+ * example's masks. slot: host memory [B] the caller keeps until reset with NULL. */
+void dp_model_set_mask_slots(dp_model *m, const int32_t *slot);
+
 /* Forward pass only. Writes each example's loss ℓ_b to per_example_loss[B] (0 for an example with
  * no target). `train` enables dropout with masks derived from dropout_seed. */
 void dp_model_forward(dp_model *m, const dp_batch *batch, int train, uint64_t dropout_seed, double *per_example_loss);

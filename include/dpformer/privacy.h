@@ -27,6 +27,14 @@ const char *dp_clip_mode_name(dp_clip_mode mode);
 int dp_clipped_grad(dp_model *m, const dp_batch *bt, dp_clip_mode mode, double max_grad_norm, int train,
                     uint64_t dropout_seed, int ex0, double *norms, double *per_example_loss, dp_error *err);
 
+/* dp_clipped_grad of a batch of LEFT-padded windows (the recommender's) without compute on the padding:
+ * the examples are taken in chunks of similar length, each on the last T positions of the window, T
+ * its longest sequence (dp_model_set_window_last), every example with its own dropout masks. Norms,
+ * losses and the clipped sum are those of dp_clipped_grad on the full windows, in the batch's order
+ * (up to the rounding of sums taken in another order). */
+int dp_clipped_grad_trimmed(dp_model *m, const dp_batch *bt, dp_clip_mode mode, double max_grad_norm, int train,
+                            uint64_t dropout_seed, int ex0, double *norms, double *per_example_loss, dp_error *err);
+
 /* grads += σ·z over every parameter, on the model's device, from the generator's ChaCha20 stream
  * (dpformer/noise.h): the same values as dp_noise_gaussian_add on the host array would give, on any
  * device. */

@@ -120,6 +120,9 @@ typedef struct {
     volatile sig_atomic_t *stop;  /* when non-NULL and set non-zero (e.g. to a signal number by a
                                      handler), the run stops at the next step boundary after writing a
                                      checkpoint, and dp_train returns DP_TRAIN_STOPPED */
+    int no_trim;                  /* 1: every batch on full windows of max_len positions (0, the default:
+                                     batches sorted by length, each chunk on a window as long as its
+                                     longest sequence; the same losses and gradients, docs/training.md) */
 } dp_train_config;
 dp_train_config dp_train_config_default(void);
 

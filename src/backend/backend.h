@@ -55,6 +55,16 @@ typedef struct dp_backend {
                                  uint64_t seed, int ex0, int B, int T, int C, int H, const attention_reatt *ra);
     void (*attention_backward)(real *dqkv, const real *dout, const real *qkv, const real *att, const int32_t *ids,
                                int causal, float p, uint64_t seed, int ex0, int B, int T, int C, int H);
+    /* Trimmed windows with the masks of the full window (ops.h, dp_mask_window). Optional: NULL where a
+     * backend has none; the model then trims only passes without dropout. */
+    void (*dropout_window)(real *out, const real *inp, int B, int T, int C, float p, uint64_t seed,
+                           const dp_mask_window *w);
+    void (*attention_forward_window)(real *out, real *att, const real *qkv, const int32_t *ids, int causal, float p,
+                                     uint64_t seed, const dp_mask_window *w, int B, int T, int C, int H,
+                                     const attention_reatt *ra);
+    void (*attention_backward_window)(real *dqkv, const real *dout, const real *qkv, const real *att,
+                                      const int32_t *ids, int causal, float p, uint64_t seed,
+                                      const dp_mask_window *w, int B, int T, int C, int H);
     size_t (*classifier_scratch_size)(long N, int C, int V);
     void (*classifier_forward_backward)(real *loss, real *dh, real *dW, const real *h, const real *W,
                                         const int32_t *target, const real *weight, long N, int C, int V,

@@ -158,7 +158,7 @@ int cmd_clip_check(int argc, char **argv) {
     if (rc == 0) {
         dp_batch bt = {B, L, ids, tgt, NULL};
         dp_model_zero_grad(m);
-        if (dp_clipped_grad(m, &bt, mode, C, train, (uint64_t)seed, 0, norms, losses, &err)) {
+        if (dp_clipped_grad_trimmed(m, &bt, mode, C, train, (uint64_t)seed, 0, norms, losses, &err)) {
             fprintf(stderr, "%s: %s\n", cmd, err.msg);
             rc = 2;
         }

@@ -180,17 +180,20 @@ int cmd_train(int argc, char **argv) {
         out = saved.out_dir;
         extra_from_checkpoint(ck, &format, &tf.threads, fmt_buf, sizeof fmt_buf);
     }
-    arg_spec specs[TRAIN_FLAG_COUNT + 4 + CKPT_FLAG_COUNT];
+    int no_trim = 0;
+    arg_spec specs[TRAIN_FLAG_COUNT + 5 + CKPT_FLAG_COUNT];
     train_flags_specs(&tf, specs);
     arg_spec extra[] = {
         ARG_SM("data", &data, "FILE", "dataset file (required; on --resume, the checkpoint's)"),
         ARG_SM("format", &format, "FMT", "auto, interactions, sequences, ml-dat or u.data"),
         ARG_SM("out", &out, "DIR", "output folder for metrics.jsonl and model.safetensors"),
         ARG_F("no-progress", &tf.no_progress, "plain epoch lines instead of a progress bar (as when stderr is not a terminal)"),
+        ARG_F("no-trim", &no_trim, "run every batch on full windows of max-len positions (the default trims each chunk "
+                                   "of similar-length sequences to its longest: the same results, faster)"),
     };
     memcpy(specs + TRAIN_FLAG_COUNT, extra, sizeof extra);
-    ckpt_flags_specs(&cf, specs + TRAIN_FLAG_COUNT + 4);
-    int n = TRAIN_FLAG_COUNT + 4 + CKPT_FLAG_COUNT;
+    ckpt_flags_specs(&cf, specs + TRAIN_FLAG_COUNT + 5);
+    int n = TRAIN_FLAG_COUNT + 5 + CKPT_FLAG_COUNT;
     rc = args_parse(cmd,
                     "Train a Transformer recommender (non-private, or DP-SGD with --dp) on a dataset; checkpoints and\n"
                     "--resume: see docs/checkpoints.md. Stops at the next step boundary on SIGINT/SIGTERM (exit 130/143).",
@@ -227,6 +230,7 @@ int cmd_train(int argc, char **argv) {
         return rc;
     }
     cfg.model.n_items = ds.n_items;
+    cfg.no_trim = no_trim;
     cfg.out_dir = out;
     cfg.data_desc = data;
     cfg.checkpoint_dir = ckpt_flags_dir(&cf, out);

@@ -540,6 +540,39 @@ int model_alloc_keep(dp_model *m, dp_error *err) {
     return 0;
 }
 
+int model_mask_window(const dp_model *m, dp_mask_window *w) {
+    *w = (dp_mask_window){m->full_len, m->win_off, m->ex0, m->slot};
+    return m->win_off > 0 || m->slot != NULL;
+}
+
+const real *model_window_positions(const dp_model *m, const real *P) {
+    return m->cfg.positions == DP_POS_FROM_FIRST ? P : P + (size_t)m->win_off * m->cfg.d_model;
+}
+
+int model_window_ok(const dp_model *m, int train) {
+    const dp_backend *be = m->be;
+    return !train || !(m->cfg.dropout > 0) ||
+           (be->dropout_window && be->attention_forward_window && be->attention_backward_window);
+}
+
+/* Dropout of x[B, T, C] in place (forward or backward: the mask is its own adjoint), with the masks of
+ * the full window when the pass runs on a trimmed one (win). */
+static void drop(const dp_model *m, int win, const dp_mask_window *mw, real *x, int B, float p, uint64_t seed,
+                 uint64_t base) {
+    const dp_backend *be = m->be;
+    const int T = m->cfg.max_len, C = m->cfg.d_model;
+    if (win) be->dropout_window(x, x, B, T, C, p, seed, mw);
+    else be->dropout_forward(x, x, (long)B * T * C, p, seed, base);
+}
+
+static void drop_into(const dp_model *m, int win, const dp_mask_window *mw, real *out, const real *x, int B, float p,
+                      uint64_t seed, uint64_t base) {
+    const dp_backend *be = m->be;
+    const int T = m->cfg.max_len, C = m->cfg.d_model;
+    if (win) be->dropout_window(out, x, B, T, C, p, seed, mw);
+    else be->dropout_backward(out, x, (long)B * T * C, p, seed, base);
+}
+
 /* Runs the blocks and the final LayerNorm: fills every saved activation and a->lnf. */
 void model_forward_body(dp_model *m, const int32_t *host_ids, int B, int train, uint64_t seed) {
     const dp_model_config *c = &m->cfg;
@@ -548,7 +581,14 @@ void model_forward_body(dp_model *m, const int32_t *host_ids, int B, int train, 
     const long N = (long)B * T;
     const float p = train ? c->dropout : 0.0f;
     const uint64_t base = (uint64_t)m->ex0 * T * C; /* mask index of this batch's first element */
+    dp_mask_window mw;
+    const int win = model_mask_window(m, &mw) && p > 0; /* a trimmed window keeps its full-window masks */
     dp_activations *a = &m->a;
+    if (win && !model_window_ok(m, train)) {
+        fprintf(stderr, "dpformer: internal error: a trimmed window with dropout on %s, which has no window masks\n",
+                be->name);
+        abort();
+    }
     m->last_B = B;
     /* Re-Attention: its variance track runs alongside (frozen: the last pass's correction is reused) */
     const int ra = m->ra.enabled, track = ra && !m->ra.frozen;
@@ -556,8 +596,8 @@ void model_forward_body(dp_model *m, const int32_t *host_ids, int B, int train, 
     const int32_t *ids = m->cur_ids = upload_ints(m, m->dev_ids, host_ids, (size_t)N);
     const int from_first = c->positions == DP_POS_FROM_FIRST;
     void (*gelu)(real *, const real *, long) = c->activation == DP_ACT_GELU_TANH ? be->gelu_tanh_forward : be->gelu_forward;
-    be->embedding_forward(a->res[0], ids, m->p.E, m->p.P, B, T, C, from_first);
-    be->dropout_forward(a->res[0], a->res[0], N * C, p, site_seed(seed, -1, 0), base);
+    be->embedding_forward(a->res[0], ids, m->p.E, model_window_positions(m, m->p.P), B, T, C, from_first);
+    drop(m, win, &mw, a->res[0], B, p, site_seed(seed, -1, 0), base);
     if (track) reatt_track_input(m, ids, B, p, site_seed(seed, -1, 0), base);
     for (int l = 0; l < c->n_layers; l++) {
         const dp_layer_view *L = &m->p.layer[l];
@@ -567,16 +607,20 @@ void model_forward_body(dp_model *m, const int32_t *host_ids, int B, int train, 
             if (track) reatt_track_keys(m, l, B);
             reatt_attention_args(m, l, &ra_args);
         }
-        be->attention_forward_ra(a->atty[l], a->att[l], a->qkv[l], ids, c->causal, p, site_seed(seed, l, 1), m->ex0, B, T, C,
-                             H, ra ? &ra_args : NULL);
+        if (win)
+            be->attention_forward_window(a->atty[l], a->att[l], a->qkv[l], ids, c->causal, p, site_seed(seed, l, 1), &mw,
+                                         B, T, C, H, ra ? &ra_args : NULL);
+        else
+            be->attention_forward_ra(a->atty[l], a->att[l], a->qkv[l], ids, c->causal, p, site_seed(seed, l, 1), m->ex0,
+                                     B, T, C, H, ra ? &ra_args : NULL);
         be->linear_forward(a->tmp, a->atty[l], L->proj_w, L->proj_b, N, C, C);
-        be->dropout_forward(a->tmp, a->tmp, N * C, p, site_seed(seed, l, 2), base);
+        drop(m, win, &mw, a->tmp, B, p, site_seed(seed, l, 2), base);
         be->add(a->res_mid[l], a->res[l], a->tmp, N * C);
         be->layernorm_forward(a->ln2[l], a->ln2_mean[l], a->ln2_rstd[l], a->res_mid[l], L->ln2_w, L->ln2_b, N, C);
         be->linear_forward(a->fc1[l], a->ln2[l], L->fc1_w, L->fc1_b, N, C, F);
         gelu(a->gelu[l], a->fc1[l], N * F);
         be->linear_forward(a->tmp, a->gelu[l], L->fc2_w, L->fc2_b, N, F, C);
-        be->dropout_forward(a->tmp, a->tmp, N * C, p, site_seed(seed, l, 3), base);
+        drop(m, win, &mw, a->tmp, B, p, site_seed(seed, l, 3), base);
         be->add(a->res[l + 1], a->res_mid[l], a->tmp, N * C);
         if (track && l < c->n_layers - 1) reatt_track_block(m, l, B, p, site_seed(seed, l, 2), site_seed(seed, l, 3), base);
     }
@@ -613,8 +657,27 @@ void model_collect_losses(const dp_model *m, const dp_batch *bt, double *per_exa
     }
 }
 
-void model_set_window(dp_model *m, int T) { m->cfg.max_len = T >= 1 && T <= m->full_len ? T : m->full_len; }
+void model_set_window(dp_model *m, int T) { model_set_window_at(m, T, 0); }
 void dp_model_set_window(dp_model *m, int T) { model_set_window(m, T); }
+
+void model_set_window_at(dp_model *m, int T, int off) {
+    if (T >= 1 && off >= 0 && off <= m->full_len - T) {
+        m->cfg.max_len = T;
+        m->win_off = off;
+    } else {
+        m->cfg.max_len = m->full_len;
+        m->win_off = 0;
+    }
+}
+
+void dp_model_set_window_last(dp_model *m, int T) {
+    if (T >= 1 && T <= m->full_len) model_set_window_at(m, T, m->full_len - T);
+    else model_set_window_at(m, 0, 0);
+}
+
+void dp_model_set_mask_slots(dp_model *m, const int32_t *slot) { m->slot = slot; }
+
+int dp_model_window_ok(const dp_model *m, int train) { return model_window_ok(m, train); }
 
 static int check_batch(const dp_model *m, const dp_batch *bt) {
     if (bt->B < 0 || bt->B > m->max_batch || bt->T != m->cfg.max_len) {
@@ -714,6 +777,8 @@ void model_backward_body(dp_model *m, const dp_batch *bt, int train, uint64_t se
     const long N = (long)B * T;
     const float p = train ? c->dropout : 0.0f;
     const uint64_t base = (uint64_t)m->ex0 * T * C;
+    dp_mask_window mw;
+    const int win = model_mask_window(m, &mw) && p > 0;
     const int32_t *ids = m->cur_ids; /* the forward pass's */
     dp_activations *a = &m->a;
     void (*gelu_backward)(real *, const real *, const real *, long) =
@@ -728,7 +793,7 @@ void model_backward_body(dp_model *m, const dp_batch *bt, int train, uint64_t se
         real *g_fc2 = m->sink ? m->keep_fc2[l] : a->dtmp, *g_fc1 = m->sink ? m->keep_fc1[l] : a->dbig;
         real *g_proj = m->sink ? m->keep_proj[l] : a->dtmp, *g_qkv = m->sink ? m->keep_qkv[l] : a->dqkv;
         /* res[l+1] = res_mid + drop(fc2(gelu(fc1(ln2(res_mid))))) */
-        be->dropout_backward(g_fc2, a->dres, N * C, p, site_seed(seed, l, 3), base);
+        drop_into(m, win, &mw, g_fc2, a->dres, B, p, site_seed(seed, l, 3), base);
         be->linear_backward_input(a->dbig, g_fc2, L->fc2_w, N, F, C, 0);
         grad_linear(m, G->fc2_w, G->fc2_b, g_fc2, a->gelu[l], N, F, C);
         gelu_backward(g_fc1, a->dbig, a->fc1[l], N * F);
@@ -737,19 +802,25 @@ void model_backward_body(dp_model *m, const dp_batch *bt, int train, uint64_t se
         backward_layernorm(m, a->dres, G->ln2_w, G->ln2_b, a->dln, a->res_mid[l], L->ln2_w, a->ln2_mean[l],
                            a->ln2_rstd[l], N, C);
         /* res_mid = res[l] + drop(proj(attn(qkv(ln1(res[l]))))) */
-        be->dropout_backward(g_proj, a->dres, N * C, p, site_seed(seed, l, 2), base);
+        drop_into(m, win, &mw, g_proj, a->dres, B, p, site_seed(seed, l, 2), base);
         be->linear_backward_input(a->datty, g_proj, L->proj_w, N, C, C, 0);
         grad_linear(m, G->proj_w, G->proj_b, g_proj, a->atty[l], N, C, C);
-        be->attention_backward(g_qkv, a->datty, a->qkv[l], a->att[l], ids, c->causal, p, site_seed(seed, l, 1), m->ex0,
-                               B, T, C, H);
+        if (win)
+            be->attention_backward_window(g_qkv, a->datty, a->qkv[l], a->att[l], ids, c->causal, p, site_seed(seed, l, 1),
+                                          &mw, B, T, C, H);
+        else
+            be->attention_backward(g_qkv, a->datty, a->qkv[l], a->att[l], ids, c->causal, p, site_seed(seed, l, 1),
+                                   m->ex0, B, T, C, H);
         be->linear_backward_input(a->dln, g_qkv, L->qkv_w, N, C, 3 * C, 0);
         grad_linear(m, G->qkv_w, G->qkv_b, g_qkv, a->ln1[l], N, C, 3 * C);
         backward_layernorm(m, a->dres, G->ln1_w, G->ln1_b, a->dln, a->res[l], L->ln1_w, a->ln1_mean[l], a->ln1_rstd[l],
                            N, C);
     }
-    be->dropout_backward(a->dres, a->dres, N * C, p, site_seed(seed, -1, 0), base);
+    drop(m, win, &mw, a->dres, B, p, site_seed(seed, -1, 0), base);
     if (m->sink) m->sink->embedding(m->sink->ctx, m->g.E, m->g.P, a->dres);
-    else be->embedding_backward(m->g.E, m->g.P, a->dres, ids, B, T, C, c->positions == DP_POS_FROM_FIRST);
+    else
+        be->embedding_backward(m->g.E, (real *)model_window_positions(m, m->g.P), a->dres, ids, B, T, C,
+                               c->positions == DP_POS_FROM_FIRST);
     /* The padding rows are not parameters of the model in any meaningful sense. */
     be->zero(m->g.E, sizeof(real) * (size_t)C);
     if (m->g.out_w && !c->tied) be->zero(m->g.out_w, sizeof(real) * (size_t)C);

@@ -100,6 +100,8 @@ struct dp_model {
     dp_activations a;
     int last_B;
     int ex0;                 /* dropout masks of this batch are those of sequences ex0.. of a larger batch */
+    int win_off;             /* the window holds full-window positions win_off .. win_off+max_len-1 */
+    const int32_t *slot;     /* [B] or NULL: the masks of sequence b are those of sequence slot[b] (host) */
     const dp_grad_sink *sink; /* NULL: parameter gradients are formed during the backward pass */
     /* Tensors left out of training (model_set_frozen; partial fine-tuning, docs/lm.md): the optimiser
      * leaves their values and its state untouched, and the privacy engine leaves their per-example
@@ -186,6 +188,20 @@ dp_model *model_create_params_only(const dp_model_config *cfg, dp_error *err);
  * configuration reports T as max_len: restore the full window before saving, evaluating at full
  * length, or handing the model to other code. */
 void model_set_window(dp_model *m, int T);
+
+/* A window of T positions that are positions off .. off+T-1 of the full window: for left-padded
+ * sequences of at most T items, off = full_len − T (dp_model_set_window_last). Every row keeps its
+ * full-window position vector and (through the mask window below) its full-window dropout masks, so
+ * outputs, losses, gradients and per-example norms equal those of the full window. Invalid T or off:
+ * the full window. */
+void model_set_window_at(dp_model *m, int T, int off);
+/* The current pass's mask geometry; returns 1 when masks must come from the window ops (a trimmed
+ * left window or per-example slots), 0 when the plain ops with index ex0·T·C are exact. */
+int model_mask_window(const dp_model *m, dp_mask_window *w);
+/* The positional rows the window's row 0 starts at (P of the window rule shifted by win_off). */
+const real *model_window_positions(const dp_model *m, const real *P);
+/* Whether the backend can run trimmed windows of a pass (train: with the model's dropout). */
+int model_window_ok(const dp_model *m, int train);
 
 /* Pieces of the forward/backward pass shared with the privacy engine (model.c). */
 /* ids: host array [B, L]; the backend's copy becomes m->cur_ids for this pass and the backward. */

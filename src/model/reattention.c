@@ -119,10 +119,18 @@ const dp_real *dp_model_reattention_key_variance(const dp_model *m, int layer) {
 
 /* ---------------- the track, alongside model_forward_body ---------------- */
 
+/* The dropout rule with the masks of the pass (those of the full window on a trimmed one). */
+static void track_dropout(const dp_model *m, real *v, int B, float p, uint64_t seed, uint64_t base) {
+    dp_mask_window w;
+    const int T = m->cfg.max_len, C = m->cfg.d_model;
+    if (model_mask_window(m, &w)) var_dropout_window(v, B, T, C, p, seed, &w);
+    else var_dropout(v, (long)B * T, C, p, seed, base);
+}
+
 void reatt_track_input(dp_model *m, const int32_t *ids, int B, float p, uint64_t seed, uint64_t base) {
     const int C = m->cfg.d_model, T = m->cfg.max_len;
-    var_embedding(m->ra.v, ids, m->p.E, m->p.P, m->ra.r2_item, m->ra.r2_dense, B, T, C);
-    var_dropout(m->ra.v, (long)B * T, C, p, seed, base);
+    var_embedding(m->ra.v, ids, m->p.E, model_window_positions(m, m->p.P), m->ra.r2_item, m->ra.r2_dense, B, T, C);
+    track_dropout(m, m->ra.v, B, p, seed, base);
 }
 
 /* The linear rule's weight statistics for each head's block of rows starting at row0 of W[·, C]. */
@@ -178,7 +186,7 @@ void reatt_track_block(dp_model *m, int l, int B, float p, uint64_t seed_proj, u
     row_sqnorm(s->xsq, act->atty[l], N, C);
     var_linear_stats(&a, &ms, L->proj_w, C, C);
     var_linear_heads(s->vc, s->vb, s->xsq, &a, &ms, s->r2_dense, 1, (int)N, 1, C);
-    var_dropout(s->vc, N, C, p, seed_proj, base);
+    track_dropout(m, s->vc, B, p, seed_proj, base);
     add_in_place(s->v, s->vc, N);
     /* LayerNorm 2, fc1, GELU, fc2, residual dropout, residual */
     var_layernorm(s->vb, s->v, act->ln2_rstd[l], L->ln2_w, N, C);
@@ -189,6 +197,6 @@ void reatt_track_block(dp_model *m, int l, int B, float p, uint64_t seed_proj, u
     row_sqnorm(s->xsq, act->gelu[l], N, F);
     var_linear_stats(&a, &ms, L->fc2_w, C, F);
     var_linear_heads(s->vb, s->vc, s->xsq, &a, &ms, s->r2_dense, 1, (int)N, 1, F);
-    var_dropout(s->vb, N, C, p, seed_ffn, base);
+    track_dropout(m, s->vb, B, p, seed_ffn, base);
     add_in_place(s->v, s->vb, N);
 }

@@ -14,7 +14,7 @@ static inline int key_visible(const int32_t *ids_b, int causal, int t, int u) {
 /* Softmax of the visible entries of each row of s[T,T] into a (masked entries 0, padding query rows
  * all 0); pd receives the dropped-out probabilities used for the output. */
 static void masked_softmax(real *a, real *pd, const real *s, const int32_t *ids_b, int causal, float p,
-                           uint64_t seed, uint64_t row0, int T) {
+                           uint64_t seed, uint64_t row0, int ld, int T) {
     const real keep_scale = (real)(p > 0 ? 1.0 / (1.0 - p) : 1.0);
     for (int t = 0; t < T; t++) {
         real *ar = a + (size_t)t * T, *pr = pd + (size_t)t * T;
@@ -35,7 +35,7 @@ static void masked_softmax(real *a, real *pd, const real *s, const int32_t *ids_
         for (int u = 0; u < T; u++) {
             ar[u] *= inv;
             real w = ar[u];
-            if (p > 0 && w != 0) w = dp_dropout_keep(seed, row0 + (uint64_t)t * T + u, p) ? w * keep_scale : 0;
+            if (p > 0 && w != 0) w = dp_dropout_keep(seed, row0 + (uint64_t)t * ld + u, p) ? w * keep_scale : 0;
             pr[u] = w;
         }
     }
@@ -75,8 +75,23 @@ void attention_forward(real *out, real *att, const real *qkv, const int32_t *ids
     attention_forward_ra(out, att, qkv, ids, causal, p, seed, ex0, B, T, C, H, NULL);
 }
 
+/* The dropout index of probability (0, 0) of sequence b, head h: (off, off) of the full window of
+ * w->L positions, whose rows are w->L indices apart. */
+static inline uint64_t mask_origin(const dp_mask_window *w, int b, int h, int H) {
+    const uint64_t seq = dp_mask_seq(w, b);
+    const uint64_t L = (uint64_t)w->L, off = (uint64_t)w->off;
+    return (seq * (uint64_t)H + (uint64_t)h) * L * L + off * L + off;
+}
+
 void attention_forward_ra(real *out, real *att, const real *qkv, const int32_t *ids, int causal, float p,
                           uint64_t seed, int ex0, int B, int T, int C, int H, const attention_reatt *ra) {
+    const dp_mask_window w = {T, 0, ex0, NULL};
+    attention_forward_window(out, att, qkv, ids, causal, p, seed, &w, B, T, C, H, ra);
+}
+
+void attention_forward_window(real *out, real *att, const real *qkv, const int32_t *ids, int causal, float p,
+                              uint64_t seed, const dp_mask_window *w, int B, int T, int C, int H,
+                              const attention_reatt *ra) {
     const int hd = C / H, C3 = 3 * C;
     const real scale = (real)(1.0 / sqrt((double)hd));
 #pragma omp parallel
@@ -92,7 +107,7 @@ void attention_forward_ra(real *out, real *att, const real *qkv, const int32_t *
                 dp_gemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hd, scale, q, C3, k, C3, 0, s, T);
                 const size_t bh = ((size_t)b * H + h) * T;
                 if (ra) reatt_correct(s, q, C3, ra->kvar + bh, ra->qsq ? ra->qsq + bh : NULL, ra->kappa, ids_b, causal, T, hd);
-                masked_softmax(a, pd, s, ids_b, causal, p, seed, ((uint64_t)(ex0 + b) * H + h) * T * T, T);
+                masked_softmax(a, pd, s, ids_b, causal, p, seed, mask_origin(w, b, h, H), w->L, T);
                 if (ra && ra->vvar && ra->ovar) reatt_out_var(ra->ovar + bh, pd, ra->vvar + bh, T);
                 /* out = P V  [T,hd], rows of out strided by C */
                 dp_gemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hd, T, 1, pd, T, v, C3, 0,
@@ -106,7 +121,15 @@ void attention_forward_ra(real *out, real *att, const real *qkv, const int32_t *
 
 void attention_backward(real *dqkv, const real *dout, const real *qkv, const real *att, const int32_t *ids,
                         int causal, float p, uint64_t seed, int ex0, int B, int T, int C, int H) {
+    const dp_mask_window w = {T, 0, ex0, NULL};
+    attention_backward_window(dqkv, dout, qkv, att, ids, causal, p, seed, &w, B, T, C, H);
+}
+
+void attention_backward_window(real *dqkv, const real *dout, const real *qkv, const real *att, const int32_t *ids,
+                               int causal, float p, uint64_t seed, const dp_mask_window *w, int B, int T, int C,
+                               int H) {
     const int hd = C / H, C3 = 3 * C;
+    const uint64_t ld = (uint64_t)w->L;
     const real scale = (real)(1.0 / sqrt((double)hd));
     const real keep_scale = (real)(p > 0 ? 1.0 / (1.0 - p) : 1.0);
 #pragma omp parallel
@@ -121,13 +144,15 @@ void attention_backward(real *dqkv, const real *dout, const real *qkv, const rea
                 real *dq = dqkv + boff, *dk = dq + C, *dv = dq + 2 * C;
                 const real *a = att + ((size_t)b * H + h) * T * T;
                 const real *g = dout + (size_t)b * T * C + h * hd;
-                const uint64_t row0 = ((uint64_t)(ex0 + b) * H + h) * T * T;
+                const uint64_t row0 = mask_origin(w, b, h, H);
                 /* dropped-out probabilities, regenerated from the stored ones and the hash mask */
-                for (size_t i = 0; i < (size_t)T * T; i++) {
-                    real w = a[i];
-                    if (p > 0 && w != 0) w = dp_dropout_keep(seed, row0 + i, p) ? w * keep_scale : 0;
-                    pd[i] = w;
-                }
+                for (int t = 0; t < T; t++)
+                    for (int u = 0; u < T; u++) {
+                        const size_t i = (size_t)t * T + u;
+                        real wt = a[i];
+                        if (p > 0 && wt != 0) wt = dp_dropout_keep(seed, row0 + (uint64_t)t * ld + u, p) ? wt * keep_scale : 0;
+                        pd[i] = wt;
+                    }
                 /* dV = P'ᵀ dO ; dP' = dO Vᵀ */
                 dp_gemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hd, T, 1, pd, T, g, C, 0, dv, C3);
                 dp_gemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hd, 1, g, C, v, C3, 0, dpd, T);
@@ -142,7 +167,7 @@ void attention_backward(real *dqkv, const real *dout, const real *qkv, const rea
                     double dot = 0;
                     for (int u = 0; u < T; u++) {
                         real m = 1;
-                        if (p > 0 && ar[u] != 0) m = dp_dropout_keep(seed, row0 + (uint64_t)t * T + u, p) ? keep_scale : 0;
+                        if (p > 0 && ar[u] != 0) m = dp_dropout_keep(seed, row0 + (uint64_t)t * ld + u, p) ? keep_scale : 0;
                         dr[u] *= m;
                         dot += (double)ar[u] * dr[u];
                     }

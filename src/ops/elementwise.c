@@ -26,6 +26,21 @@ void dropout_backward(real *dinp, const real *dout, long n, float p, uint64_t se
     dropout_forward(dinp, dout, n, p, seed, idx0); /* the mask is its own adjoint */
 }
 
+void dropout_window(real *out, const real *inp, int B, int T, int C, float p, uint64_t seed, const dp_mask_window *w) {
+    if (p <= 0) {
+        if (out != inp) memcpy(out, inp, sizeof(real) * (size_t)B * T * C);
+        return;
+    }
+    real scale = (real)(1.0 / (1.0 - p));
+#pragma omp parallel for schedule(static)
+    for (long r = 0; r < (long)B * T; r++) {
+        const uint64_t i0 = dp_mask_row(w, (int)(r / T), (int)(r % T)) * (uint64_t)C;
+        const real *x = inp + r * C;
+        real *o = out + r * C;
+        for (int c = 0; c < C; c++) o[c] = dp_dropout_keep(seed, i0 + (uint64_t)c, p) ? x[c] * scale : 0;
+    }
+}
+
 #ifdef DP_REAL_DOUBLE
 void vexp(real *out, const real *in, long n) {
     for (long i = 0; i < n; i++) out[i] = exp(in[i]);

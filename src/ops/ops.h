@@ -50,6 +50,25 @@ void dropout_forward(real *out, const real *inp, long n, float p, uint64_t seed,
 /* dinp[n] = dout · keep / (1 − p)  (overwrites; in place allowed). */
 void dropout_backward(real *dinp, const real *dout, long n, float p, uint64_t seed, uint64_t idx0);
 
+/* ---- masks of trimmed windows: the rows of a window that holds positions off .. off+T−1 of full
+ * windows of L positions (left-padded sequences on a window trimmed to their longest, docs/training.md)
+ * keep the masks they have in the full window. Sequence b of the batch is sequence slot[b] of the
+ * logical batch (slot NULL: ex0 + b). With L = T, off = 0 and no slot, every op below equals its plain
+ * twin (element i of the batch uses index ex0·T·C + i). ---- */
+typedef struct dp_mask_window {
+    int L, off, ex0;
+    const int32_t *slot; /* [B] (host memory) or NULL */
+} dp_mask_window;
+/* The full-window row index of row t of sequence b (its C elements use indices row·C + c). */
+static inline uint64_t dp_mask_seq(const dp_mask_window *w, int b) {
+    return w->slot ? (uint64_t)w->slot[b] : (uint64_t)(w->ex0 + b);
+}
+static inline uint64_t dp_mask_row(const dp_mask_window *w, int b, int t) {
+    return dp_mask_seq(w, b) * (uint64_t)w->L + (uint64_t)(w->off + t);
+}
+/* dropout_forward / dropout_backward (the same: the mask is its own adjoint) of x[B,T,C]. */
+void dropout_window(real *out, const real *inp, int B, int T, int C, float p, uint64_t seed, const dp_mask_window *w);
+
 /* out[n] = a[n] + b[n] (out may alias a or b): the residual connection. */
 void add_into(real *out, const real *a, const real *b, long n);
 
@@ -95,6 +114,14 @@ void attention_forward_ra(real *out, real *att, const real *qkv, const int32_t *
 /* dqkv[B,T,3C] (overwrites) from dout[B,T,C]. */
 void attention_backward(real *dqkv, const real *dout, const real *qkv, const real *att, const int32_t *ids,
                         int causal, float p, uint64_t seed, int ex0, int B, int T, int C, int H);
+/* The pair on a trimmed window: the dropout mask of probability (t, u) of sequence b, head h is the one
+ * of (off + t, off + u) of sequence seq(b) in full windows of w->L positions (w->ex0 unused). */
+void attention_forward_window(real *out, real *att, const real *qkv, const int32_t *ids, int causal, float p,
+                              uint64_t seed, const dp_mask_window *w, int B, int T, int C, int H,
+                              const attention_reatt *ra);
+void attention_backward_window(real *dqkv, const real *dout, const real *qkv, const real *att, const int32_t *ids,
+                               int causal, float p, uint64_t seed, const dp_mask_window *w, int B, int T, int C,
+                               int H);
 
 /* ---- output layer with softmax cross-entropy, computed in row chunks so that the full [N,V] logits
  * never exist. Candidates are the rows 1..V of W[V+1,C] (row 0 = padding, never a candidate).
@@ -230,6 +257,8 @@ void gelu_deriv_sq_rowmean(real *out, const real *x, long N, int F);
 /* Dropout of x[N,C] with the masks of dropout_forward(…, p, seed, idx0), in place:
  * v[r] *= mean_k (keep_rk / (1−p))². p = 0: unchanged. */
 void var_dropout(real *v, long N, int C, float p, uint64_t seed, uint64_t idx0);
+/* var_dropout of the rows of a trimmed window [B,T] (the masks of dropout_window). */
+void var_dropout_window(real *v, int B, int T, int C, float p, uint64_t seed, const dp_mask_window *w);
 /* vout[b·T+t] = mean_h vh[b,h,t] (concatenated heads of equal width). */
 void var_heads_mean(real *vout, const real *vh, int B, int T, int H);
 /* qsq[b,h,t] = ‖q_{b,t,h}‖² from the query columns of qkv[B,T,3C]. */

@@ -84,6 +84,18 @@ void var_dropout(real *v, long N, int C, float p, uint64_t seed, uint64_t idx0) 
     }
 }
 
+void var_dropout_window(real *v, int B, int T, int C, float p, uint64_t seed, const dp_mask_window *w) {
+    if (p <= 0) return;
+    const double s = 1.0 / ((1.0 - p) * (1.0 - p) * C);
+#pragma omp parallel for schedule(static)
+    for (long r = 0; r < (long)B * T; r++) {
+        const uint64_t i0 = dp_mask_row(w, (int)(r / T), (int)(r % T)) * (uint64_t)C;
+        int kept = 0;
+        for (int k = 0; k < C; k++) kept += dp_dropout_keep(seed, i0 + (uint64_t)k, p);
+        v[r] = (real)((double)v[r] * kept * s);
+    }
+}
+
 void var_heads_mean(real *vout, const real *vh, int B, int T, int H) {
 #pragma omp parallel for schedule(static)
     for (int b = 0; b < B; b++)

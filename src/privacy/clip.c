@@ -7,6 +7,7 @@
 #include "model/model_internal.h"
 #include "privacy/clip_fault.h"
 #include "privacy/noise_internal.h"
+#include "train/trim.h"
 
 int dp_clip_mode_parse(const char *s, dp_clip_mode *mode) {
     if (strcmp(s, "auto") == 0) *mode = DP_CLIP_AUTO;
@@ -42,11 +43,13 @@ static void clipped_grad_naive(dp_model *m, const dp_batch *bt, double C, int tr
     real *acc = dp_alloc_aligned(sizeof(real) * np);
     memcpy(acc, m->grads, sizeof(real) * np);
     real one = 1;
+    const int32_t *slot = m->slot;
     for (int b = 0; b < bt->B; b++) {
         dp_batch eb = dp_batch_slice(bt, b, 1);
         double loss = 0;
         memset(m->grads, 0, sizeof(real) * np);
         m->ex0 = ex0 + b;
+        m->slot = slot ? slot + b : NULL;
         dp_model_forward_backward(m, &eb, &one, train, seed, &loss);
         double sq = 0;
         for (int k = 0; k < m->n_tensors; k++) { /* frozen tensors are not part of the clipped gradient */
@@ -60,6 +63,7 @@ static void clipped_grad_naive(dp_model *m, const dp_batch *bt, double C, int tr
         if (losses) losses[b] = loss;
     }
     m->ex0 = 0;
+    m->slot = slot;
     memcpy(m->grads, acc, sizeof(real) * np);
     free(acc);
 }
@@ -236,7 +240,8 @@ static int clipped_grad_bookkeeping(dp_model *m, const dp_batch *bt, dp_clip_mod
         be->weighted_rows_sum(r->db, r->gb, c_dev, B, C);
     }
     be->rows_scale_by_example(s->G_in, c_dev, B, T, C);
-    be->embedding_backward(m->g.E, m->g.P, s->G_in, m->cur_ids, B, T, C, cfg->positions == DP_POS_FROM_FIRST);
+    be->embedding_backward(m->g.E, (real *)model_window_positions(m, m->g.P), s->G_in, m->cur_ids, B, T, C,
+                           cfg->positions == DP_POS_FROM_FIRST);
     if (out_frozen) {
         /* nothing to form */
     } else if (K) {
@@ -294,12 +299,69 @@ int dp_clipped_grad(dp_model *m, const dp_batch *bt, dp_clip_mode mode, double m
             rows += n;
         }
         dp_batch sub = dp_batch_slice(bt, b0, b1 - b0);
-        if (clipped_grad_bookkeeping(m, &sub, mode, max_grad_norm, train, dropout_seed, ex0 + b0,
-                                     norms ? norms + b0 : NULL, per_example_loss ? per_example_loss + b0 : NULL, err))
-            return -1;
+        const int32_t *slot = m->slot;
+        m->slot = slot ? slot + b0 : NULL;
+        int rc = clipped_grad_bookkeeping(m, &sub, mode, max_grad_norm, train, dropout_seed, ex0 + b0,
+                                          norms ? norms + b0 : NULL, per_example_loss ? per_example_loss + b0 : NULL, err);
+        m->slot = slot;
+        if (rc) return -1;
         b0 = b1;
     }
     return 0;
+}
+
+static int cmp_key(const void *a, const void *b) {
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
+}
+
+int dp_clipped_grad_trimmed(dp_model *m, const dp_batch *bt, dp_clip_mode mode, double max_grad_norm, int train,
+                            uint64_t dropout_seed, int ex0, double *norms, double *per_example_loss, dp_error *err) {
+    const int B = bt->B, L = bt->T;
+    /* (a backend without the window masks runs passes with dropout on the full windows) */
+    if (B <= 0 || L != m->full_len || m->win_off || !bt->targets || m->cfg.n_classes || !model_window_ok(m, train))
+        return dp_clipped_grad(m, bt, mode, max_grad_norm, train, dropout_seed, ex0, norms, per_example_loss, err);
+    /* examples by length (then place); chunk k's rows are the last T positions of its windows */
+    int64_t *keys = dp_malloc(sizeof(int64_t) * (size_t)B);
+    int32_t *len = dp_malloc(sizeof(int32_t) * (size_t)B), *size = dp_malloc(sizeof(int32_t) * (size_t)B);
+    int32_t *slot = dp_malloc(sizeof(int32_t) * (size_t)B);
+    int32_t *ids = dp_malloc(sizeof(int32_t) * (size_t)B * L), *tgt = dp_malloc(sizeof(int32_t) * (size_t)B * L);
+    double *nb = dp_malloc(sizeof(double) * (size_t)B), *lb = dp_malloc(sizeof(double) * (size_t)B);
+    for (int b = 0; b < B; b++) keys[b] = ((int64_t)dp_trim_used(bt->ids + (size_t)b * L, L) << 32) | b;
+    qsort(keys, (size_t)B, sizeof *keys, cmp_key);
+    for (int b = 0; b < B; b++) len[b] = (int32_t)(keys[b] >> 32);
+    const int64_t n_chunks = dp_trim_plan(len, B, B, size);
+    const int32_t *outer = m->slot;
+    int rc = 0;
+    for (int64_t ci = 0, k0 = 0; ci < n_chunks && !rc; k0 += size[ci++]) {
+        const int n = size[ci], T = len[k0 + n - 1];
+        for (int k = 0; k < n; k++) {
+            const int b = (int)(keys[k0 + k] & 0xffffffff);
+            slot[k] = outer ? outer[b] : ex0 + b;
+            memcpy(ids + (size_t)k * T, bt->ids + (size_t)b * L + (L - T), sizeof(int32_t) * (size_t)T);
+            memcpy(tgt + (size_t)k * T, bt->targets + (size_t)b * L + (L - T), sizeof(int32_t) * (size_t)T);
+        }
+        dp_batch sub = {n, T, ids, tgt, NULL};
+        model_set_window_at(m, T, L - T);
+        m->slot = slot;
+        rc = dp_clipped_grad(m, &sub, mode, max_grad_norm, train, dropout_seed, 0, nb, lb, err);
+        for (int k = 0; k < n && !rc; k++) {
+            const int b = (int)(keys[k0 + k] & 0xffffffff);
+            if (norms) norms[b] = nb[k];
+            if (per_example_loss) per_example_loss[b] = lb[k];
+        }
+    }
+    m->slot = outer;
+    model_set_window_at(m, 0, 0);
+    free(keys);
+    free(len);
+    free(size);
+    free(slot);
+    free(ids);
+    free(tgt);
+    free(nb);
+    free(lb);
+    return rc;
 }
 
 int dp_add_grad_noise(dp_model *m, dp_rng *rng, double sigma, dp_error *err) {

@@ -19,6 +19,7 @@
 #include "privacy/rng_internal.h"
 #include "model/model_internal.h"
 #include "train/noise_plan.h"
+#include "train/trim.h"
 
 const char *dp_loop_mode_name(dp_loop_mode mode) {
     switch (mode) {
@@ -97,6 +98,10 @@ typedef struct {
     dp_real *w, *noise;
     double *el, *norms;
     int64_t *batch;          /* [n] the logical batch in progress (ids) */
+    int32_t *slot;           /* [n] trimmed windows: the place of batch[k] in the batch as drawn */
+    int64_t *keys;           /* [n] scratch of the length sort */
+    dp_trim_plan_state plan; /* trimmed windows: the chunks of the batch in progress */
+    int trim;                /* trimmed windows (the task has them and the backend can run them) */
     dp_train_progress pg;    /* everything a checkpoint saves besides tensors */
     dp_real *best;           /* parameters of the best validated epoch (valid when has_best) */
     int has_best;
@@ -151,10 +156,16 @@ static int run_chunks(run_state *r, int64_t off, int64_t n, int how, dp_real wei
     const dp_task *t = r->task;
     const dp_privacy_config *p = &r->s->dp;
     for (int64_t s = off; s < off + n;) {
-        int T = r->L;
-        int B = t->chunk ? t->chunk(t->state, r->batch + s, off + n - s, r->cap, &T)
+        int T = r->L, B;
+        if (r->trim) {
+            B = dp_trim_next(&r->plan, r->batch + s, off + n - s, r->cap, t->trim_length, t->state, &T);
+            model_set_window_at(r->m, T, r->L - T);
+            dp_model_set_mask_slots(r->m, r->slot + s);
+        } else {
+            B = t->chunk ? t->chunk(t->state, r->batch + s, off + n - s, r->cap, &T)
                          : (int)DP_MIN((int64_t)r->cap, off + n - s);
-        model_set_window(r->m, T);
+            model_set_window(r->m, T);
+        }
         t->fill(t->state, r->batch + s, B, T, r->tok, r->tgt, r->lab);
         dp_batch bt = {B, T, r->tok, r->classify ? NULL : r->tgt, r->classify ? r->lab : NULL};
         int rc = 0;
@@ -175,6 +186,7 @@ static int run_chunks(run_state *r, int64_t off, int64_t n, int how, dp_real wei
             dp_model_set_rep_noise(r->m, NULL);
         }
         model_set_window(r->m, 0);
+        dp_model_set_mask_slots(r->m, NULL);
         if (rc) return -1;
         double part = 0;
         if (check_finite(r->el, B, &part, r->pg.step, err)) return -1;
@@ -188,6 +200,31 @@ static int run_chunks(run_state *r, int64_t off, int64_t n, int how, dp_real wei
         s += B;
     }
     return 0;
+}
+
+static int cmp_key(const void *a, const void *b) {
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* The logical batch r->batch[0..n) in the order its chunks take it: sorted by window length (then by
+ * place) for trimmed windows, r->slot[k] the place of the k-th in the batch as drawn (which fixes its
+ * dropout masks); else as the task arranges it. Which examples form the batch is unchanged (the
+ * sampling, and so the privacy analysis, does not see the order). */
+static void arrange_batch(run_state *r, int64_t n) {
+    const dp_task *t = r->task;
+    r->plan.at = NULL; /* a new batch: its chunks are planned anew */
+    if (!r->trim) {
+        if (t->arrange) t->arrange(t->state, r->batch, n);
+        return;
+    }
+    for (int64_t k = 0; k < n; k++) r->keys[k] = ((int64_t)t->trim_length(t->state, r->batch[k]) << 32) | k;
+    qsort(r->keys, (size_t)n, sizeof *r->keys, cmp_key);
+    for (int64_t k = 0; k < n; k++) {
+        r->slot[k] = (int32_t)(r->keys[k] & 0xffffffff);
+        r->keys[k] = r->batch[r->slot[k]];
+    }
+    memcpy(r->batch, r->keys, sizeof(int64_t) * (size_t)n);
 }
 
 /* Data parallelism (dpformer/dist.h): after each rank has run its part of a batch, agree on failure
@@ -213,7 +250,7 @@ static int step_nonprivate(run_state *r, int32_t s, int B, double *loss_sum, dp_
     for (int b = 0; b < B; b++) r->batch[b] = r->order[s + b];
     dp_model_zero_grad(r->m);
     *loss_sum = 0;
-    if (r->task->arrange) r->task->arrange(r->task->state, r->batch, B);
+    arrange_batch(r, B);
     int64_t lo, hi;
     dp_dist_shard(B, dp_dist_rank(), dp_dist_size(), &lo, &hi);
     int rc = run_chunks(r, lo, hi - lo, CHUNK_PLAIN, (dp_real)(1.0 / B),
@@ -246,7 +283,7 @@ static int step_private(run_state *r, int64_t *n_examples, double *loss_sum, dp_
         if (nb < 0) return -1;
         const uint64_t dseed = dp_mix64(r->s->seed ^ dp_mix64((uint64_t)g->step));
         /* every rank drew the same sample (the generator is shared); each clips its part of it */
-        if (r->task->arrange) r->task->arrange(r->task->state, r->batch, nb);
+        arrange_batch(r, nb);
         int64_t lo, hi;
         dp_dist_shard(nb, dp_dist_rank(), dp_dist_size(), &lo, &hi);
         int rc = run_chunks(r, lo, hi - lo, CHUNK_CLIPPED, 1, dseed, &ls, &n_clipped, err);
@@ -265,7 +302,7 @@ static int step_private(run_state *r, int64_t *n_examples, double *loss_sum, dp_
             int64_t nb = poisson_batch(r, err);
             if (nb < 0) return -1;
             const uint64_t dseed = dp_mix64(r->s->seed ^ dp_mix64((uint64_t)g->step * 1024 + (uint64_t)j));
-            if (r->task->arrange) r->task->arrange(r->task->state, r->batch, nb);
+            arrange_batch(r, nb);
             if (run_chunks(r, 0, nb, g->sigma > 0 ? CHUNK_REP_NOISE : CHUNK_PLAIN, weight, dseed, &ls, NULL, err))
                 return -1;
             seen += nb;
@@ -853,6 +890,10 @@ int dp_loop_run(const dp_loop_config *cfg, const dp_task *task, dp_model **out_m
     r.n = task->n;
     r.order = dp_malloc(sizeof(int32_t) * (size_t)(r.n > 0 ? r.n : 1));
     r.batch = dp_malloc(sizeof(int64_t) * (size_t)(r.n > 0 ? r.n : 1));
+    if (task->trim_length) {
+        r.slot = dp_malloc(sizeof(int32_t) * (size_t)(r.n > 0 ? r.n : 1));
+        r.keys = dp_malloc(sizeof(int64_t) * (size_t)(r.n > 0 ? r.n : 1));
+    }
     task->init_order(task->state, r.order);
     r.pg.epoch = 1;
     r.pg.best_score = -1;
@@ -873,6 +914,8 @@ int dp_loop_run(const dp_loop_config *cfg, const dp_task *task, dp_model **out_m
         rc = -1;
         goto out;
     }
+    /* a backend without the window masks runs training passes with dropout on full windows */
+    r.trim = task->trim_length && model_window_ok(r.m, 1);
     /* the task's starting point (fresh runs: a resumed run restores the checkpoint's parameters below)
      * and its frozen tensors (every run: they are not saved in the checkpoint's tensors) */
     if (!ck && task->init_params && (rc = task->init_params(task->state, r.m, err))) goto out;
@@ -927,6 +970,9 @@ out:
         rc = dp_fail(err, "%s/metrics.jsonl: write failed", cfg->s.out_dir);
     free(r.order);
     free(r.batch);
+    free(r.slot);
+    free(r.keys);
+    dp_trim_plan_free(&r.plan);
     free(r.best);
     free(r.tok);
     free(r.tgt);

@@ -102,6 +102,13 @@ typedef struct dp_task {
     /* the next chunk of ids[0..n): its size B (1..cap) and window T (NULL: min(cap, n) on the model's
      * window) */
     int (*chunk)(void *st, const int64_t *ids, int64_t n, int cap, int *T);
+    /* Left-padded windows (the recommender's): the positions example id's window uses (1..L). When
+     * set, arrange and chunk are not used: the loop sorts each batch by this length, cuts it into
+     * chunks of similar length (train/trim.h) and runs each on the last T positions of the window, T
+     * its longest (model_set_window_at), every example with the dropout masks of its place in the
+     * batch as drawn (dp_model_set_mask_slots): the same losses and gradients as full windows, without
+     * the padding. NULL: full windows (or the task's own chunking). */
+    int (*trim_length)(void *st, int64_t id);
     /* tokens [B, T] and, by the model's kind, targets [B, T] or labels [B] of a chunk */
     void (*fill)(void *st, const int64_t *ids, int B, int T, int32_t *tokens, int32_t *targets, int32_t *labels);
 

@@ -4,7 +4,7 @@
  * ranks the validation and test targets, checkpoints record the dataset's sizes and fingerprint —
  * and Re-Attention's item frequencies, a release with its own privacy cost before training (or a
  * public file), attached to the model once σ is known. dp_train, the configuration defaults and
- * checks. */
+ * checks. Batches run on trimmed windows (no compute on the padding; train/trim.h). */
 #define _POSIX_C_SOURCE 200809L
 #include <cjson/cJSON.h>
 #include <math.h>
@@ -123,6 +123,13 @@ static void rec_fill(void *st, const int64_t *ids, int B, int T, int32_t *tokens
         dp_make_train_window(tokens + (size_t)b * T, targets + (size_t)b * T, t->ds->items + t->ds->offsets[u],
                              dp_split_history(t->ds, u, DP_SPLIT_TRAIN), T);
     }
+}
+
+/* The positions user u's training window uses: its targets (the window is left-padded). */
+static int rec_length(void *st, int64_t id) {
+    rec_task *t = st;
+    const int64_t n = dp_split_history(t->ds, (int32_t)id, DP_SPLIT_TRAIN) - 1;
+    return (int)DP_MAX((int64_t)1, DP_MIN(n, (int64_t)t->L));
 }
 
 static int rec_validate(void *st, dp_model *m, dp_loop_eval *out, dp_error *err) {
@@ -331,6 +338,7 @@ int dp_train(const dp_dataset *ds, const dp_train_config *cfg, dp_model **out_mo
         .n = t.n_train,
         .init_order = rec_init_order,
         .fill = rec_fill,
+        .trim_length = cfg->no_trim ? NULL : rec_length,
         .validate = rec_validate,
         .finish = rec_finish,
         .config_json = rec_config_json,
