@@ -5,8 +5,10 @@
  *               two alternating step by step in the same process;
  *   accountant  times the privacy accountants (bench_accountant.c). */
 #define _POSIX_C_SOURCE 200809L
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -18,6 +20,7 @@
 #include "dpformer/privacy.h"
 #include "dpformer/reattention.h"
 #include "dpformer/train.h"
+#include "ops/norm_plan.h"
 #include "ops/ops.h"
 
 
@@ -43,6 +46,8 @@ typedef struct {
     double ms_ra;            /* with Re-Attention on (--reattention), else 0 */
     double cpu_ms, cpu_ms_ra; /* process CPU time per step, off and on (--reattention) */
     int ok;
+    int n_forms;               /* DP variants: the per-example norm form each layer shape used */
+    dp_norm_form_stat forms[8];
 } variant_result;
 
 /* CPU time of the whole process (all threads), seconds: unlike wall time, it hardly moves when other
@@ -185,14 +190,14 @@ static double time_variant(const shape *sh, const char *variant, const step_opts
 /* Each measurement runs in its own process so that its peak memory is its own. The parent never runs
  * OpenMP or BLAS code itself: a process that has started OpenMP threads cannot safely fork. */
 static variant_result run_isolated(const shape *sh, const char *variant, const step_opts *o) {
-    variant_result r = {0, 0, 0, 0, 0, 0};
+    variant_result r = {0};
     int fd[2];
     fflush(stdout);
     if (pipe(fd) != 0) return r;
     pid_t pid = fork();
     if (pid == 0) {
         close(fd[0]);
-        variant_result c = {0, 0, 0, 0, 0, 0};
+        variant_result c = {0};
         step_times st = {0, 0, 0, 0, 0};
         dp_error err;
         double t = -1;
@@ -210,6 +215,7 @@ static variant_result run_isolated(const shape *sh, const char *variant, const s
             /* memory: the process's peak resident set on the cpu, the device memory the run added on a GPU */
             c.rss_mb = o->device == DP_DEVICE_CPU ? (double)dp_peak_rss() / 1048576.0 : st.device_mb;
             c.ok = 1;
+            c.n_forms = norm_forms_get(c.forms, 8);
         }
         ssize_t wr = write(fd[1], &c, sizeof c);
         (void)wr;
@@ -225,11 +231,56 @@ static variant_result run_isolated(const shape *sh, const char *variant, const s
     return r;
 }
 
+/* The per-example norm form (Gram or instantiated) of each layer shape in a DP variant's run: the
+ * share of examples in each, so that `auto`'s choice is visible next to its time. */
+static void print_norm_forms(const variant_result *r, int json, const char *shape_name, const char *variant) {
+    if (r->n_forms == 0) return;
+    if (json) printf("{\"bench\":\"step_norm_forms\",\"shape\":\"%s\",\"variant\":\"%s\",\"layers\":[", shape_name, variant);
+    else printf("       %-10s per-example norm form:", variant);
+    for (int i = 0; i < r->n_forms; i++) {
+        const dp_norm_form_stat *f = &r->forms[i];
+        const char *kind = f->kind == DP_NORM_LAYER_OUTPUT ? "output" : "linear";
+        double share = 100.0 * (double)f->gram / (double)(f->gram + f->instantiated);
+        if (json)
+            printf("%s{\"layer\":\"%s\",\"in\":%d,\"out\":%d,\"gram_examples\":%ld,\"instantiated_examples\":%ld}",
+                   i ? "," : "", kind, f->Cin, f->Cout, f->gram, f->instantiated);
+        else printf("%s %s %dx%d Gram %.0f%%", i ? "," : "", kind, f->Cin, f->Cout, share);
+    }
+    printf(json ? "]}\n" : "\n");
+}
+
+/* --compete N: N single-threaded CPU-bound processes of the benchmark's own (a spinning floating-point
+ * loop each), started after the machine's SGEMM rate is measured and stopped at the end, so that the
+ * variants are timed on a machine shared with other work, all under the same load. */
+static int start_competitors(pid_t *pids, int n) {
+    for (int i = 0; i < n; i++) {
+        fflush(stdout);
+        pids[i] = fork();
+        if (pids[i] < 0) return -1;
+        if (pids[i] == 0) {
+            prctl(PR_SET_PDEATHSIG, SIGKILL); /* never outlive the benchmark */
+            volatile double x = 1;
+            for (;;) x = x * 1.0000001 + 1e-9;
+        }
+    }
+    return 0;
+}
+
+static void stop_competitors(pid_t *pids, int n) {
+    for (int i = 0; i < n; i++)
+        if (pids[i] > 0) {
+            kill(pids[i], SIGKILL);
+            waitpid(pids[i], NULL, 0);
+            pids[i] = 0;
+        }
+}
+
 static int bench_step(int argc, char **argv) {
     const char *cmd = "dpformer bench step";
     const char *which = "both", *variants = "nonprivate,auto";
     const char *device_s = "cpu";
     int steps = 3, warmup = 1, batch = 256, d = 64, layers = 2, heads = 1, threads = 0, json = 0, rounds = 3, ra = 0;
+    int compete = 0;
     double dropout = 0;
     arg_spec specs[] = {
         ARG_S("shape", &which, "games (V 23716, L 50), ml1m (V 3417, L 200), both, or gpt2 (GPT-2 small: V 50257, "
@@ -246,6 +297,10 @@ static int bench_step(int argc, char **argv) {
         ARG_IR("threads", &threads, "threads (0 = all cores)", 0, 4096),
         ARG_DR("dropout", &dropout, "dropout rate of the model (0 by default: the step's matrix work only)", 0, 0.99),
         ARG_F("reattention", &ra, "also time each variant with Re-Attention on, alternating with off step by step"),
+        ARG_IR("compete", &compete,
+               "start this many CPU-bound processes of its own for the timed runs (a machine shared with other "
+               "work); the SGEMM rate is measured before they start",
+               0, 64),
         ARG_F("json", &json, "one JSON line per shape and variant"),
     };
     int rc = args_parse(cmd,
@@ -292,6 +347,13 @@ static int bench_step(int argc, char **argv) {
         printf("%s SGEMM rate (float32, %s, best of %d): %.1f GFLOP/s\n",
                device == DP_DEVICE_CUDA ? dp_device_name(device) : "machine",
                device == DP_DEVICE_CUDA ? "8192^3" : "2048^3", device == DP_DEVICE_CUDA ? 5 : 3, peak);
+    pid_t competitors[64] = {0};
+    if (compete && start_competitors(competitors, compete)) {
+        stop_competitors(competitors, compete);
+        fprintf(stderr, "%s: --compete: could not start the competing processes\n", cmd);
+        return 1;
+    }
+    if (compete && !json) printf("competing CPU-bound processes during the timed runs: %d\n", compete);
     for (int si = first; si <= last; si++) {
         shape sh = all[si];
         dp_model_config mc = shape_config(&sh, &opts);
@@ -305,6 +367,7 @@ static int bench_step(int argc, char **argv) {
                 res[v][k] = run_isolated(&sh, vlist[v], &opts);
                 if (!res[v][k].ok) {
                     fprintf(stderr, "%s: variant %s failed\n", cmd, vlist[v]);
+                    stop_competitors(competitors, compete);
                     return 1;
                 }
             }
@@ -316,7 +379,7 @@ static int bench_step(int argc, char **argv) {
                 ms_ra[k] = res[v][k].ms_ra;
                 rss = DP_MAX(rss, res[v][k].rss_mb);
             }
-            variant_result r = {median(ms, rounds), rss, median(ms_ra, rounds), 0, 0, 1};
+            variant_result r = {median(ms, rounds), rss, median(ms_ra, rounds), 0, 0, 1, 0, {{0}}};
             if (v == 0) {
                 base_ms = r.ms;
                 base_rss = r.rss_mb;
@@ -342,16 +405,18 @@ static int bench_step(int argc, char **argv) {
                 printf("{\"bench\":\"step\",\"device\":\"%s\",\"shape\":\"%s\",\"V\":%d,\"L\":%d,\"batch\":%d,\"d_model\":%d,\"n_layers\":%d,"
                        "\"variant\":\"%s\",\"ms_per_step\":%.2f,\"ratio_to_first\":%.3f,\"model_gflop\":%.2f,"
                        "\"gflops\":%.1f,\"sgemm_gflops\":%.1f,\"fraction_of_sgemm\":%.3f,\"peak_rss_mb\":%.1f,"
-                       "\"rss_ratio_to_first\":%.3f,\"rounds\":%d,\"steps_per_round\":%d%s}\n",
+                       "\"rss_ratio_to_first\":%.3f,\"rounds\":%d,\"steps_per_round\":%d,\"compete\":%d%s}\n",
                        device_s, sh.name, sh.V, sh.L, sb, mc.d_model, mc.n_layers, vlist[v], r.ms, r.ms / base_ms, flops / 1e9, gf, peak,
-                       gf / peak, r.rss_mb, r.rss_mb / base_rss, rounds, steps, ra_json);
+                       gf / peak, r.rss_mb, r.rss_mb / base_rss, rounds, steps, compete, ra_json);
             else
                 printf("%-6s %-10s %8.2f ms/step (x%.2f)  %8.1f GFLOP/s of model FLOPs (%3.0f%% of SGEMM)  %s %6.0f MB (x%.2f)%s\n",
                        sh.name, vlist[v], r.ms, r.ms / base_ms, gf, 100 * gf / peak,
                        device == DP_DEVICE_CPU ? "peak RSS" : "device memory", r.rss_mb, r.rss_mb / base_rss, ra_text);
+            print_norm_forms(&res[v][0], json, sh.name, vlist[v]);
             fflush(stdout);
         }
     }
+    stop_competitors(competitors, compete);
     if (!json) printf("model FLOPs: 2mnk for every matrix product of the non-private forward and backward passes\n");
     return 0;
 }

@@ -1,8 +1,10 @@
 /* Entry point of the `dpformer` command-line tool: dispatches to the sub-commands in commands.h. */
+#define _POSIX_C_SOURCE 200809L
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "cli/commands.h"
@@ -39,6 +41,10 @@ static void version(void) {
     }
     if (ci) fclose(ci);
     printf("  cpu: %s, %ld cores online\n", model, sysconf(_SC_NPROCESSORS_ONLN));
+    const char *wait = getenv("OMP_WAIT_POLICY");
+    printf("  threads: %ld by default (OpenMP), waiting threads %s\n", sysconf(_SC_NPROCESSORS_ONLN),
+           wait ? (strcasecmp(wait, "passive") == 0 ? "sleep (OMP_WAIT_POLICY=PASSIVE)" : "spin (OMP_WAIT_POLICY set)")
+                : "as the OpenMP runtime's settings say");
     printf("  mpi: %s\n", dp_dist_built_with_mpi() ? "built (train, train-text, train-lm run data-parallel under mpirun)"
                                                      : "not built (no MPI library when dpformer was configured)");
     if (!dp_built_with_cuda()) {
@@ -116,7 +122,28 @@ static int run_command(const command *c, int argc, char **argv) {
     return rc;
 }
 
+/* OpenMP threads that finish a parallel region early wait for the others; by default the OpenMP
+ * runtime makes them spin for a while first. A DP step runs many short parallel regions (per-example
+ * norms, clip factors, the output layer in chunks: about 7x as many as a non-private step), and on a
+ * machine shared with other work a spinning thread holds a core that the thread it waits for needs,
+ * so the whole step slows by far more than its share of the machine (measured: DP 2.4x non-private
+ * with one competing process, docs/benchmarks.md). Waiting threads that sleep at once cost a few
+ * microseconds per region on an idle machine and measured faster there too, so the tool runs with
+ * passive waiting. The OpenMP runtime reads its settings when it is loaded, before main(): the tool
+ * sets OMP_WAIT_POLICY=PASSIVE and starts itself again (same process, same arguments) unless the user
+ * chose a policy (OMP_WAIT_POLICY, GOMP_SPINCOUNT, KMP_BLOCKTIME) or DPFORMER_NO_REEXEC is set. */
+static void passive_waiting(char **argv) {
+    if (getenv("OMP_WAIT_POLICY") || getenv("GOMP_SPINCOUNT") || getenv("KMP_BLOCKTIME") ||
+        getenv("DPFORMER_NO_REEXEC"))
+        return;
+    if (setenv("OMP_WAIT_POLICY", "PASSIVE", 1) != 0) return;
+    execv("/proc/self/exe", argv);
+    /* exec failed (no /proc): go on with the runtime's default policy */
+    unsetenv("OMP_WAIT_POLICY");
+}
+
 int main(int argc, char **argv) {
+    passive_waiting(argv);
     /* Past a file-size limit (ulimit -f, RLIMIT_FSIZE) the kernel sends SIGXFSZ, whose default action
      * kills the process without a word and leaves temporary files behind. Ignored, the write() fails
      * with EFBIG instead: the writers report it naming the file, remove their temporary file and leave

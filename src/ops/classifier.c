@@ -4,6 +4,7 @@
 #include <math.h>
 
 #include "ops/blas.h"
+#include "ops/norm_plan.h"
 #include "ops/ops.h"
 
 /* Rows per chunk: about 16M logits (64 MB in float). Each chunk's GEMMs re-pack the [V,C] weight,
@@ -191,11 +192,13 @@ void classifier_dp_pass1(real *loss, real *dh, real *row_a, double *out_sq, real
     first[B] = (int)nr;
     /* examples whose per-example gradient is instantiated keep it: pass 2 then adds c_b·D_b instead of
      * forming their part of the weight gradient with another GEMM */
-    int n_inst = 0;
+    int n_inst = 0, n_used = 0;
     for (int b = 0; b < B; b++) {
         int n = first[b + 1] - first[b];
         n_inst += n > 0 && !classifier_example_uses_gram(n, C, method);
+        n_used += n > 0;
     }
+    norm_forms_count(DP_NORM_LAYER_OUTPUT, C, V, n_used - n_inst, n_inst);
     real *store = n_inst ? dp_malloc(sizeof(real) * (size_t)n_inst * V * C) : NULL;
     int *slot_of = dp_malloc(sizeof(int) * (size_t)(B + 1));
     for (int b = 0, k = 0; b < B; b++) {

@@ -3,6 +3,7 @@
 #include <omp.h>
 
 #include "ops/blas.h"
+#include "ops/norm_plan.h"
 #include "ops/ops.h"
 
 void linear_forward(real *out, const real *inp, const real *w, const real *b, long N, int C, int OC) {
@@ -63,6 +64,13 @@ double ops_sym_dot(const real *X, const real *Y, int n) {
 
 void linear_per_example_sqnorm(double *sq, const real *G, const real *A, const int *lo, int B, int T, int Cin,
                                int Cout, int with_bias, dp_norm_method method) {
+    long n_gram = 0, n_inst = 0;
+    for (int b = 0; b < B; b++)
+        if (T - lo[b] > 0) {
+            if (linear_norm_uses_gram(T - lo[b], Cin, Cout, method)) n_gram++;
+            else n_inst++;
+        }
+    norm_forms_count(DP_NORM_LAYER_LINEAR, Cin, Cout, n_gram, n_inst);
 #pragma omp parallel
     {
         real *ga = NULL, *gg = NULL, *w = NULL;
@@ -72,8 +80,7 @@ void linear_per_example_sqnorm(double *sq, const real *G, const real *A, const i
             if (n <= 0) continue;
             const real *Ab = A + ((size_t)b * T + lo[b]) * Cin, *Gb = G + ((size_t)b * T + lo[b]) * Cout;
             double s = 0;
-            int gram = method == DP_NORM_GRAM ||
-                       (method == DP_NORM_AUTO && (double)n * (Cin + Cout) < (double)Cin * Cout);
+            int gram = linear_norm_uses_gram(n, Cin, Cout, method);
             if (gram) {
                 if (!ga) {
                     ga = dp_malloc(sizeof(real) * (size_t)T * T);
