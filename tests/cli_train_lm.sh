@@ -10,7 +10,8 @@
 # perplexity of that folder; DP-SGD fine-tuning from it with --train-only beats the same DP run from
 # random initialisation, leaves the frozen tensors byte-identical (and the tied head with the
 # embedding), and resumes after SIGKILL to the same model; missing or misshapen folders, disagreeing
-# shape flags, bad --train-only lists and a resume with another --init or --train-only are refused.
+# shape flags, bad --train-only lists and a resume with another --init or --train-only are refused;
+# --untied with the tied folder unties it (same initial model, a head of its own, ghost clipping).
 set -u
 . "$(dirname "$0")/clilib.sh"
 cli_init cli_train_lm "$@"
@@ -153,6 +154,19 @@ dp0=$(final_num "$TMP/init0/metrics.jsonl" dev_perplexity)
 echo "--init: eval-lm dev perplexity of the folder $evp; the run's initial $ip, after 1 epoch at lr 1e-12 $dp0"
 awk -v a="$ip" -v b="$evp" -v c="$dp0" 'BEGIN { d = a - b; if (d < 0) d = -d; e = c - b; if (e < 0) e = -e;
     exit !(b > 0 && d <= 1e-6 * b && e <= 1e-5 * b) }' || fail "--init: initial dev perplexity $ip / $dp0, eval-lm $evp"
+# --untied with the tied folder: untying, the head starting as a copy of the embedding: the same initial
+# model (eval-lm's dev perplexity), now with a head of its own, which ghost clipping (refused for a tied
+# head) then fine-tunes under DP-SGD
+out=$("$BIN" train-lm "${INIT[@]}" --untied --dp --clip-mode ghost --noise-multiplier 0.7 --seeded-noise --lr 1e-12 \
+      --batch-size 32 --epochs 1 --out "$TMP/untie0" 2>&1) || fail "--init with --untied: $out"
+printf '%s' "$out" | grep -q "untying the head of --init $TMP/hf: the output layer starts as a copy of the token embedding" ||
+    fail "untying not reported: $out"
+printf '%s' "$out" | grep -q "(untied head, context 16" || fail "--init --untied: not an untied run: $out"
+up=$(final_num "$TMP/untie0/metrics.jsonl" init_dev_perplexity)
+echo "--init --untied: initial dev perplexity $up (eval-lm of the tied folder $evp)"
+awk -v a="$up" -v b="$evp" 'BEGIN { d = a - b; if (d < 0) d = -d; exit !(b > 0 && d <= 1e-6 * b) }' ||
+    fail "--init --untied: initial dev perplexity $up differs from the tied folder's $evp"
+grep -q '"out.weight"' "$TMP/untie0/model.safetensors" || fail "--init --untied: the saved model has no head of its own"
 # DP-SGD fine-tuning of the last block and the final LayerNorm (tied head: frozen with wte)
 FT=("${INIT[@]}" --train-only "layers:0,ln_f" --lr 1e-2 --batch-size 32 --dp --noise-multiplier 0.7 --max-grad-norm 1
     --seeded-noise --max-physical-batch 16)
@@ -201,7 +215,6 @@ expect 2 'misshapen/model.safetensors: tensor transformer.wte.weight has shape \
     "$BIN" train-lm "${BASE[@]}" --init "$TMP/misshapen" --out "$TMP/bad"
 expect 2 'nosuch: cannot open' -- "$BIN" train-lm "${BASE[@]}" --init "$TMP/nosuch" --out "$TMP/bad"
 expect 2 '\-\-d-model 32 disagrees with the model of --init' -- "$BIN" train-lm "${INIT[@]}" --d-model 32 --out "$TMP/bad"
-expect 2 '\-\-untied: the model of --init .* is tied' -- "$BIN" train-lm "${INIT[@]}" --untied --out "$TMP/bad"
 expect 2 'a context of 32 cannot be trained from it' -- "$BIN" train-lm "${INIT[@]}" --max-len 32 --out "$TMP/bad"
 expect 2 'layers:1": the model has 1 block' -- "$BIN" train-lm "${INIT[@]}" --train-only layers:1 --out "$TMP/bad"
 expect 2 'unknown part "lm_head"' -- "$BIN" train-lm "${INIT[@]}" --train-only wte,lm_head --out "$TMP/bad"

@@ -12,6 +12,7 @@
 #include "cli/train_flags.h"
 #include "core/common.h"
 #include "dpformer/checkpoint.h"
+#include "dpformer/dist.h"
 #include "dpformer/lmtrain.h"
 #include "ops/ops.h"
 
@@ -169,7 +170,8 @@ int cmd_train_lm(int argc, char **argv) {
         ARG_IR("n-heads", &n_heads, "attention heads", 1, 65536),
         ARG_IR("n-layers", &n_layers, "transformer blocks", 0, 256),
         ARG_IR("d-ff", &d_ff, "feed-forward width (0 = 4 x d-model)", 0, 1 << 20),
-        ARG_F("untied", &untied, "a separate output layer instead of the token embedding"),
+        ARG_F("untied", &untied, "a separate output layer instead of the token embedding (with a tied --init model: "
+                                  "untie it, the head starting as a copy of the embedding)"),
         ARG_DR("dropout", &dropout, "dropout rate", 0, 0.95),
         ARG_DR("lr", &lr, "AdamW learning rate", 1e-12, 1e3),
         ARG_DR("weight-decay", &wd, "AdamW weight decay of the weight matrices", 0, 10),
@@ -234,13 +236,10 @@ int cmd_train_lm(int argc, char **argv) {
                      {"untied", untied, !icfg.tied}};
         for (size_t i = 0; i < sizeof shape / sizeof shape[0]; i++)
             if (args_seen(specs, n, shape[i].flag) && shape[i].given != shape[i].model) {
-                if (i == 4)
-                    fprintf(stderr, "%s: --untied: the model of --init %s is tied (its head is its token embedding); "
-                                    "the shape comes from --init: leave the shape flags out\n", cmd, init);
-                else
-                    fprintf(stderr, "%s: --%s %d disagrees with the model of --init %s (%s %d); the shape comes from "
-                                    "--init: leave the shape flags out\n",
-                            cmd, shape[i].flag, shape[i].given, init, shape[i].flag, shape[i].model);
+                if (i == 4) continue; /* --untied with a tied model: untying (the head starts as the embedding) */
+                fprintf(stderr, "%s: --%s %d disagrees with the model of --init %s (%s %d); the shape comes from "
+                                "--init: leave the shape flags out\n",
+                        cmd, shape[i].flag, shape[i].given, init, shape[i].flag, shape[i].model);
                 goto done;
             }
         max_len = icfg.max_len;
@@ -248,7 +247,10 @@ int cmd_train_lm(int argc, char **argv) {
         n_layers = icfg.n_layers;
         n_heads = icfg.n_heads;
         d_ff = icfg.d_ff;
-        untied = !icfg.tied;
+        if (!untied) untied = !icfg.tied;
+        else if (icfg.tied && dp_dist_is_root())
+            fprintf(stderr, "untying the head of --init %s: the output layer starts as a copy of the token embedding "
+                            "and is trained as a tensor of its own (ghost or per-layer clipping apply)\n", init);
         if (!args_seen(specs, n, "dropout")) dropout = icfg.dropout;
     }
     if (ckpt_require_out(cmd, &cf, out)) goto done;

@@ -344,14 +344,31 @@ static int lm_init_params(void *st, dp_model *m, dp_error *err) {
     char why[160];
     dp_model_config want = m->cfg;
     if (want.d_ff == 0) want.d_ff = 4 * want.d_model;
+    /* untying (--untied with a tied --init model): the run's head starts as a copy of the token
+     * embedding, as libraries that cannot clip a tied embedding do with GPT-2 */
+    const int untie = src->cfg.tied && !want.tied;
+    dp_model_config have = src->cfg;
+    if (untie) have.tied = 0;
     int rc = 0;
-    if (!same_model(&src->cfg, &want, why, sizeof why) || dp_model_num_params(src) != dp_model_num_params(m))
+    if (!same_model(&have, &want, why, sizeof why) ||
+        (!untie && dp_model_num_params(src) != dp_model_num_params(m)))
         rc = dp_fail(err, "%s: another model than the run's: %s (the shape comes from --init; leave the shape "
                           "flags out)", path, why);
     if (!rc) {
-        dp_real *buf = dp_alloc_aligned(sizeof(dp_real) * dp_model_num_params(m));
+        /* the layouts agree up to the untied head, which comes last (model.c) */
+        const size_t n_all = (size_t)dp_model_num_params(m);
+        dp_real *buf = dp_alloc_aligned(sizeof(dp_real) * n_all);
+        memset(buf, 0, sizeof(dp_real) * n_all);
         dp_model_read_params(src, buf);
-        dp_model_write_params(m, buf);
+        if (untie) {
+            const dp_param_tensor *emb = dp_model_tensor(m, 0), *head = dp_model_tensor(m, dp_model_num_tensors(m) - 1);
+            if (strcmp(emb->name, "item_emb.weight") != 0 || strcmp(head->name, "out.weight") != 0 ||
+                head->size != emb->size || head->offset < (size_t)dp_model_num_params(src))
+                rc = dp_fail(err, "%s: cannot untie this model's head (unexpected layout)", path);
+            else
+                memcpy(buf + head->offset, buf + emb->offset, sizeof(dp_real) * (size_t)emb->size);
+        }
+        if (!rc) dp_model_write_params(m, buf);
         free(buf);
     }
     dp_model_free(src);
