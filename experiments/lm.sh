@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Language models under DP (issue 15; docs/lm.md, "Public pretraining, then private fine-tuning"):
 #   1. pretrain a small GPT-2-style model non-privately on public text (WikiText-2's validation split
-#      and Tiny Shakespeare; WikiText-2's test split as dev), once with a tied head and once untied;
+#      and Tiny Shakespeare; WikiText-2's test split as dev), with a tied head (PRE_HEADS: also untied);
 #   2. fine-tune on private text, E2E's `ref` column (devset.csv; test: testset_w_refs.csv), with DP-SGD
 #      at each epsilon of EPS (delta DELTA, 1e-5 by default: E2E's 4,672 references give 1/N^1.1 =
 #      9.4e-5, and 1e-5 is the smaller, stricter choice) and non-privately;
 #   3. compare on test perplexity: pretrained vs random initialisation, tied head with Phantom Clipping
-#      vs untied head with ghost clipping (what libraries that cannot clip a tied embedding must do),
+#      vs untied head with ghost clipping (what libraries that cannot clip a tied embedding must do: the
+#      pretrained tied model untied, its head starting as a copy of the embedding, unless PRE_HEADS
+#      pretrained an untied model too),
 #      DP-SGD vs non-private, over SEEDS; and show a few greedy generations.
 # Usage: experiments/lm.sh [dpformer binary] [data folder] [tokenizer folder] [output folder]
 # Environment (defaults: the full protocol, hours on a 2-core CPU; reduce with BUDGET):
@@ -18,7 +20,8 @@
 #     fine-tuning context, cut from the pretrained model's), PRE_EPOCHS (3), PRE_LR (1e-3),
 #   EPS ("3 8"), DELTA (1e-5), FT_EPOCHS (10, DP), FT_BATCH (256, DP: expected Poisson batch), FT_LR (2e-3),
 #   FT_EPOCHS_NP (3), FT_BATCH_NP (32), FT_LR_NP (5e-4), CLIP (1, max grad norm),
-#   SEEDS ("1"), HEADS ("tied untied"), INITS ("pretrained random"), NONPRIVATE (1), THREADS (0 = all cores).
+#   SEEDS ("1"), HEADS ("tied untied"), PRE_HEADS ("tied"), INITS ("pretrained random"),
+#   EPS_RANDOM (EPS: the epsilons of the runs from random initialisation), NONPRIVATE (1), THREADS (0 = all cores).
 # Runs that finished already (a final line in metrics.jsonl) are kept, so the script can be run again
 # to continue. Results: OUT/results.tsv (one line a run), OUT/summary.md (means over seeds),
 # OUT/generations.txt.
@@ -33,7 +36,8 @@ PRE_EPOCHS=${PRE_EPOCHS:-3} PRE_LR=${PRE_LR:-1e-3}
 EPS=${EPS:-3 8} DELTA=${DELTA:-1e-5}
 FT_EPOCHS=${FT_EPOCHS:-10} FT_BATCH=${FT_BATCH:-256} FT_LR=${FT_LR:-2e-3}
 FT_EPOCHS_NP=${FT_EPOCHS_NP:-3} FT_BATCH_NP=${FT_BATCH_NP:-32} FT_LR_NP=${FT_LR_NP:-5e-4} CLIP=${CLIP:-1}
-SEEDS=${SEEDS:-1} HEADS=${HEADS:-tied untied} INITS=${INITS:-pretrained random} NONPRIVATE=${NONPRIVATE:-1}
+SEEDS=${SEEDS:-1} HEADS=${HEADS:-tied untied} PRE_HEADS=${PRE_HEADS:-tied} INITS=${INITS:-pretrained random}
+EPS_RANDOM=${EPS_RANDOM:-$EPS} NONPRIVATE=${NONPRIVATE:-1}
 THREADS=${THREADS:-0}
 
 for f in "$DATA/wikitext-2/valid.txt" "$DATA/wikitext-2/test.txt" "$DATA/tinyshakespeare/input.txt" \
@@ -83,8 +87,8 @@ run() { # name, train-lm flags...
     grep -E '^  (dev|test) perplexity|privacy: \(' "$OUT/$name.log" | sed 's/^/   /' || true
 }
 
-# ---- 1. public pretraining, tied and untied ----
-for head in $HEADS; do
+# ---- 1. public pretraining (tied; PRE_HEADS may add untied) ----
+for head in $PRE_HEADS; do
     flags=()
     [ "$head" = untied ] && flags=(--untied)
     run "pre-$head" --train "$OUT/data/public.txt" --dev "$OUT/data/public-dev.txt" "${COMMON[@]}" "${SHAPE[@]}" \
@@ -105,7 +109,7 @@ record() { # name init head clip privacy target seed
         "$(final_num "$m" dp_steps)" "$(cat "$OUT/$1/seconds" 2>/dev/null || echo -)" >> "$OUT/results.tsv"
 }
 # zero-shot: the pretrained models on the E2E test references, before any fine-tuning
-for head in $HEADS; do
+for head in $PRE_HEADS; do
     [ -d "$OUT/pre-$head-hf" ] || continue
     z=$("$BIN" eval-lm --model "$OUT/pre-$head-hf" --data "$OUT/data/e2e-test.csv" --column ref --tokenizer "$TOK" \
         --max-len "$FT_LEN" --threads "$THREADS" --json | grep -o '"perplexity":[^,}]*' | cut -d: -f2)
@@ -115,8 +119,13 @@ for seed in $SEEDS; do
     for init in $INITS; do
         for head in $HEADS; do
             if [ "$init" = pretrained ]; then
-                [ -d "$OUT/pre-$head-hf" ] || { echo "== no pretrained $head model: skipped"; continue; }
-                start=(--init "$OUT/pre-$head-hf")
+                if [ -d "$OUT/pre-$head-hf" ]; then
+                    start=(--init "$OUT/pre-$head-hf")
+                elif [ "$head" = untied ] && [ -d "$OUT/pre-tied-hf" ]; then
+                    start=(--init "$OUT/pre-tied-hf" --untied)   # untied: the head starts as the embedding
+                else
+                    echo "== no pretrained $head model: skipped"; continue
+                fi
             else
                 start=("${SHAPE[@]}")
                 [ "$head" = untied ] && start+=(--untied)
@@ -129,7 +138,9 @@ for seed in $SEEDS; do
                     --batch-size "$FT_BATCH_NP" --lr "$FT_LR_NP" --seed "$seed" &&
                     record "$name" "$init" "$head" - none - "$seed"
             fi
-            for eps in $EPS; do
+            eps_list=$EPS
+            [ "$init" = random ] && eps_list=$EPS_RANDOM
+            for eps in $eps_list; do
                 name="ft-$init-$head-eps$eps-s$seed"
                 run "$name" "${FT[@]}" "${start[@]}" --max-len "$FT_LEN" --dp --target-epsilon "$eps" --delta "$DELTA" \
                     --clip-mode "$clip" --max-grad-norm "$CLIP" --epochs "$ft_epochs" --batch-size "$FT_BATCH" \
