@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `dpformer bench step` from the command line, with a tiny model: --compete N starts N busy processes
 # for the timed runs and leaves none behind, the JSON lines name the load and the per-example norm form
-# of each layer shape (DP variants only), bad flags exit 2; and the tool runs with passive OpenMP
+# of each layer shape (DP variants only), ghost needs --untied, bad flags exit 2; and the tool runs with passive OpenMP
 # waiting unless the user chose a policy (`--version` shows which).
 # Usage: bash tests/cli_bench.sh /path/to/dpformer
 set -u
@@ -32,6 +32,11 @@ left=$(pgrep -f -- "--compete 2 --json" 2>/dev/null)
 out=$("$BIN" "${TINY[@]}" --variants nonprivate,phantom 2>&1)
 printf '%s' "$out" | grep -Eq 'phantom +per-example norm form: output 8x3417 Gram 100%, linear ' || fail "no norm form line in the text output: $out"
 printf '%s' "$out" | grep -q 'competing' && fail "an idle run mentions competing processes: $out"
+# ghost clipping: refused on the tied model, timed with --untied (the JSON says which)
+expect_e 2 'ghost clipping cannot clip a tied embedding; time it with --untied' -- "$BIN" "${TINY[@]}" --variants nonprivate,ghost
+out=$("$BIN" "${TINY[@]}" --variants nonprivate,ghost --untied --json 2>&1) || fail "bench step --untied ghost: $out"
+[ "$(printf '%s\n' "$out" | grep -c '"bench":"step",.*"tied":false,"variant":"\(nonprivate\|ghost\)"')" -eq 2 ] ||
+    fail "no untied lines for nonprivate and ghost: $out"
 expect_e 2 'compete' -- "$BIN" "${TINY[@]}" --compete -1
 expect_e 2 'compete' -- "$BIN" "${TINY[@]}" --compete 65
 cli_finish

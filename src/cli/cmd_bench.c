@@ -69,6 +69,7 @@ typedef struct {
     int batch, d, layers, heads, steps, warmup, reattention;
     double dropout;
     dp_device device;
+    int untied; /* an output layer of its own instead of the tied item/token embedding */
 } step_opts;
 
 /* Re-Attention for the benchmark: σ = 1, B = the batch, long-tailed frequencies p_i = 1/(i+1), N = 100,000
@@ -92,6 +93,7 @@ static dp_model_config shape_config(const shape *sh, const step_opts *o) {
     mc.n_layers = sh->layers ? sh->layers : o->layers;
     mc.n_heads = sh->heads ? sh->heads : o->heads;
     mc.dropout = (float)o->dropout;
+    mc.tied = !o->untied;
     return mc;
 }
 
@@ -280,7 +282,7 @@ static int bench_step(int argc, char **argv) {
     const char *which = "both", *variants = "nonprivate,auto";
     const char *device_s = "cpu";
     int steps = 3, warmup = 1, batch = 256, d = 64, layers = 2, heads = 1, threads = 0, json = 0, rounds = 3, ra = 0;
-    int compete = 0;
+    int compete = 0, untied = 0;
     double dropout = 0;
     arg_spec specs[] = {
         ARG_S("shape", &which, "games (V 23716, L 50), ml1m (V 3417, L 200), both, or gpt2 (GPT-2 small: V 50257, "
@@ -296,6 +298,7 @@ static int bench_step(int argc, char **argv) {
         ARG_IR("n-heads", &heads, "heads", 1, 64),
         ARG_IR("threads", &threads, "threads (0 = all cores)", 0, 4096),
         ARG_DR("dropout", &dropout, "dropout rate of the model (0 by default: the step's matrix work only)", 0, 0.99),
+        ARG_F("untied", &untied, "an untied output layer (as ghost clipping needs; default: tied to the embedding)"),
         ARG_F("reattention", &ra, "also time each variant with Re-Attention on, alternating with off step by step"),
         ARG_IR("compete", &compete,
                "start this many CPU-bound processes of its own for the timed runs (a machine shared with other "
@@ -333,10 +336,14 @@ static int bench_step(int argc, char **argv) {
             fprintf(stderr, "%s: --variants: unknown variant '%s'\n", cmd, tok);
             return 2;
         }
+        if (!untied && strcmp(tok, "ghost") == 0) {
+            fprintf(stderr, "%s: --variants: ghost clipping cannot clip a tied embedding; time it with --untied\n", cmd);
+            return 2;
+        }
         vlist[nv++] = tok;
     }
     ops_set_threads(threads);
-    const step_opts opts = {batch, d, layers, heads, steps, warmup, ra, dropout, device};
+    const step_opts opts = {batch, d, layers, heads, steps, warmup, ra, dropout, device, untied};
     variant_result pk = run_isolated(NULL, NULL, &opts);
     double peak = pk.ms;
     if (!pk.ok || !(peak > 0)) {
@@ -354,6 +361,7 @@ static int bench_step(int argc, char **argv) {
         return 1;
     }
     if (compete && !json) printf("competing CPU-bound processes during the timed runs: %d\n", compete);
+    if (untied && !json) printf("output layer: untied (a tensor of its own, not the embedding)\n");
     for (int si = first; si <= last; si++) {
         shape sh = all[si];
         dp_model_config mc = shape_config(&sh, &opts);
@@ -403,10 +411,10 @@ static int bench_step(int argc, char **argv) {
             }
             if (json)
                 printf("{\"bench\":\"step\",\"device\":\"%s\",\"shape\":\"%s\",\"V\":%d,\"L\":%d,\"batch\":%d,\"d_model\":%d,\"n_layers\":%d,"
-                       "\"variant\":\"%s\",\"ms_per_step\":%.2f,\"ratio_to_first\":%.3f,\"model_gflop\":%.2f,"
+                       "\"tied\":%s,\"variant\":\"%s\",\"ms_per_step\":%.2f,\"ratio_to_first\":%.3f,\"model_gflop\":%.2f,"
                        "\"gflops\":%.1f,\"sgemm_gflops\":%.1f,\"fraction_of_sgemm\":%.3f,\"peak_rss_mb\":%.1f,"
                        "\"rss_ratio_to_first\":%.3f,\"rounds\":%d,\"steps_per_round\":%d,\"compete\":%d%s}\n",
-                       device_s, sh.name, sh.V, sh.L, sb, mc.d_model, mc.n_layers, vlist[v], r.ms, r.ms / base_ms, flops / 1e9, gf, peak,
+                       device_s, sh.name, sh.V, sh.L, sb, mc.d_model, mc.n_layers, mc.tied ? "true" : "false", vlist[v], r.ms, r.ms / base_ms, flops / 1e9, gf, peak,
                        gf / peak, r.rss_mb, r.rss_mb / base_rss, rounds, steps, compete, ra_json);
             else
                 printf("%-6s %-10s %8.2f ms/step (x%.2f)  %8.1f GFLOP/s of model FLOPs (%3.0f%% of SGEMM)  %s %6.0f MB (x%.2f)%s\n",
