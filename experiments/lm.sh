@@ -13,7 +13,7 @@
 # Usage: experiments/lm.sh [dpformer binary] [data folder] [tokenizer folder] [output folder]
 # Environment (defaults: the full protocol, hours on a 2-core CPU; reduce with BUDGET):
 #   BUDGET (1): the fraction of the full protocol's data and epochs, 0 < BUDGET <= 1. It scales the
-#     pretraining lines (all 43,760), pretraining epochs (PRE_EPOCHS), E2E training references (all
+#     pretraining lines (all 35,238 non-empty lines), pretraining epochs (PRE_EPOCHS), E2E training references (all
 #     4,672), fine-tuning epochs (FT_EPOCHS, FT_EPOCHS_NP) and test references (all 4,693), each at
 #     least a floor (so that BUDGET=0.02 is a smoke test of the whole pipeline in a few CPU minutes).
 #   D_MODEL (128), N_LAYERS (4), N_HEADS (4), CTX (128: the pretraining context), FT_LEN (64: the
@@ -49,7 +49,7 @@ scaled() { awk -v n="$1" -v b="$BUDGET" -v lo="$2" 'BEGIN { v = int(n * b + 0.99
 mkdir -p "$OUT/data"
 
 # ---- the data: public pretraining text, private E2E references (first lines when BUDGET < 1) ----
-n_pre=$(scaled 43760 400)
+n_pre=$(scaled 35238 400)
 n_dev=$(scaled 4358 100)
 n_e2e=$(scaled 4672 300)
 n_test=$(scaled 4693 200)
