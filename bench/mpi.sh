@@ -29,7 +29,9 @@ for r in $(seq 1 "$ROUNDS"); do
         if [ "$p" = 1 ]; then
             "$BIN" "${common[@]}" --threads "$t" --out "$o" > "$o.log" 2>&1
         else
-            "$MPIRUN" "${ROOT[@]}" --oversubscribe --bind-to none -np "$p" "$BIN" "${common[@]}" --threads "$t" \
+            over=()   # more ranks than cores only: Open MPI's oversubscribed mode yields the CPU while waiting
+            [ "$p" -gt "$CORES" ] && over=(--oversubscribe)
+            "$MPIRUN" "${ROOT[@]}" "${over[@]}" --bind-to none -np "$p" "$BIN" "${common[@]}" --threads "$t" \
                 --out "$o" > "$o.log" 2>&1
         fi || { echo "bench/mpi.sh: the run with $p rank(s) failed:" >&2; tail -5 "$o.log" >&2; exit 1; }
         printf '%s\t%s\t%s\t%s\t%s\n' "$r" "$p" "$t" "$(field "$o/metrics.jsonl" epoch_seconds)" \
