@@ -1,5 +1,6 @@
 /* `dpformer audit`, shared by its tasks (cmd_audit.c: rec and the report; cmd_audit_text.c: text;
- * cmd_audit_lm.c: lm): the audit's own flags, and the end of every audit — the bound, the
+ * cmd_audit_lm.c: lm): the audit's own flags; the generator of the inclusion bits, the warnings before
+ * training and the untrained reference model; and the end of every audit — the bound, the
  * membership-inference numbers, the verdict, audit.json and the printed report. */
 #ifndef DP_CLI_AUDIT_CLI_H
 #define DP_CLI_AUDIT_CLI_H
@@ -7,6 +8,8 @@
 #include <stdint.h>
 
 #include "cli/args.h"
+#include "dpformer/model.h"
+#include "dpformer/noise.h"
 
 #define AUDIT_CMD "dpformer audit"
 /* Exit status when the lower bound exceeds an accountant's ε that covers what was audited. */
@@ -27,6 +30,18 @@ void audit_opts_defaults(audit_opts *o, const char *out);
 void audit_specs(audit_opts *o, arg_spec *specs, const char *canary_len_help);
 /* --guesses at most --canaries: 0, or 2 after a message. */
 int audit_check_opts(const audit_opts *o);
+
+/* The generator of the inclusion bits: secret, from the secure generator; with --seeded-noise (tests
+ * only) seeded from seed ^ salt, a salt of the task's own. NULL after a message. */
+dp_rng *audit_rng(int seeded, int64_t seed, uint64_t salt);
+/* The warnings before training: that the run has no privacy guarantee (no_guarantee says why; NULL: it
+ * has one), the task's note (NULL: none), and that --seeded-noise makes the noise and the bits
+ * reproducible. */
+void audit_warn(const char *no_guarantee, const char *note, int seeded);
+
+/* The reference the canaries are scored against: the trained model m's configuration mc and seed,
+ * untrained (the training loop's initialisation), on device. NULL after a message. */
+dp_model *audit_reference(const dp_model_config *mc, const dp_model *m, uint64_t seed, dp_device device);
 
 /* What ran, for the report. */
 typedef struct {

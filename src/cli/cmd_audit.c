@@ -4,8 +4,8 @@
  * much training lowered its loss, and reports the one-run lower bound, the membership-inference AUC
  * and TPR at low FPR, next to the accountant's ε, with a verdict. Here: the recommendation task
  * (fresh outlier users, trained by dp_train), the dispatch on --task, and what every task shares
- * (audit_cli.h: the audit's flags and audit_finish); text and lm are cmd_audit_text.c and
- * cmd_audit_lm.c. */
+ * (audit_cli.h: the audit's flags, the inclusion bits' generator, the warnings, the reference model and
+ * audit_finish); text and lm are cmd_audit_text.c and cmd_audit_lm.c. */
 #include <cjson/cJSON.h>
 #include <math.h>
 #include <stdio.h>
@@ -51,6 +51,30 @@ int audit_check_opts(const audit_opts *o) {
         return 2;
     }
     return 0;
+}
+
+dp_rng *audit_rng(int seeded, int64_t seed, uint64_t salt) {
+    dp_error err;
+    dp_rng *rng = seeded ? dp_rng_create_seeded(dp_mix64((uint64_t)seed ^ salt)) : dp_rng_create_secure(&err);
+    if (!rng) fprintf(stderr, AUDIT_CMD ": %s\n", err.msg);
+    return rng;
+}
+
+void audit_warn(const char *no_guarantee, const char *note, int seeded) {
+    if (no_guarantee)
+        fprintf(stderr, AUDIT_CMD ": warning: this run has no privacy guarantee (%s): the audit measures how much it "
+                        "leaks\n", no_guarantee);
+    if (note) fprintf(stderr, AUDIT_CMD ": %s\n", note);
+    if (seeded)
+        fprintf(stderr, AUDIT_CMD ": warning: --seeded-noise: the noise and the inclusion bits come from --seed (for "
+                        "tests; NOT private, and the bits are not secret)\n");
+}
+
+dp_model *audit_reference(const dp_model_config *mc, const dp_model *m, uint64_t seed, dp_device device) {
+    dp_error err;
+    dp_model *ref = dp_model_create_on(mc, dp_model_max_batch(m), seed, device, &err);
+    if (!ref) fprintf(stderr, AUDIT_CMD ": %s\n", err.msg);
+    return ref;
 }
 
 static int write_report(const char *path, const dp_audit_result *r, const audit_run *run, const double *scores,
@@ -262,11 +286,8 @@ int cmd_audit(int argc, char **argv) {
         sc.seed = (uint64_t)tf.seed;
         dp_dataset_synthetic(&base, &sc);
     }
-    /* the inclusion bits: secret, from the secure generator (seeded only with --seeded-noise, for tests) */
-    dp_rng *rng = cfg.dp.seeded_noise ? dp_rng_create_seeded(dp_mix64((uint64_t)tf.seed ^ 0x61756469745f6269ULL))
-                                      : dp_rng_create_secure(&err);
+    dp_rng *rng = audit_rng(cfg.dp.seeded_noise, tf.seed, 0x61756469745f6269ULL);
     if (!rng) {
-        fprintf(stderr, AUDIT_CMD ": %s\n", err.msg);
         dp_dataset_free(&base);
         return 1;
     }
@@ -289,12 +310,8 @@ int cmd_audit(int argc, char **argv) {
         goto done;
     }
     if (train_check_item_freq_file(AUDIT_CMD, &cfg, ds.n_items)) goto done;
-    if (!cfg.dp.enabled || (cfg.dp.noise_multiplier == 0 && cfg.dp.target_epsilon == 0))
-        fprintf(stderr, AUDIT_CMD ": warning: this run has no privacy guarantee (%s): the audit measures how much it leaks\n",
-                cfg.dp.enabled ? "noise multiplier 0" : "no --dp");
-    if (cfg.dp.seeded_noise)
-        fprintf(stderr, AUDIT_CMD ": warning: --seeded-noise: the noise and the inclusion bits come from --seed (for "
-                        "tests; NOT private, and the bits are not secret)\n");
+    const int no_noise = cfg.dp.noise_multiplier == 0 && cfg.dp.target_epsilon == 0;
+    audit_warn(!cfg.dp.enabled ? "no --dp" : no_noise ? "noise multiplier 0" : NULL, NULL, cfg.dp.seeded_noise);
     fprintf(stderr, AUDIT_CMD ": %d users + %lld of %d canaries (%d items each) over %d items\n", base.n_users,
             (long long)(ds.n_users - base.n_users), canaries, canary_len, ds.n_items);
     const double t0 = dp_now();
@@ -304,9 +321,7 @@ int cmd_audit(int argc, char **argv) {
         rc = 1;
         goto done;
     }
-    /* the reference: the same initialisation, untrained, on the trained model's device */
-    if (!(ref = dp_model_create_on(&cfg.model, dp_model_max_batch(m), cfg.seed, cfg.device, &err))) {
-        fprintf(stderr, AUDIT_CMD ": %s\n", err.msg);
+    if (!(ref = audit_reference(&cfg.model, m, cfg.seed, cfg.device))) {
         rc = 1;
         goto done;
     }

@@ -4,10 +4,10 @@
 #include <cjson/cJSON.h>
 #include <stdio.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "cli/args.h"
 #include "cli/commands.h"
+#include "cli/task_flags.h"
 #include "cli/train_flags.h"
 #include "core/common.h"
 #include "dpformer/checkpoint.h"
@@ -94,12 +94,10 @@ static char *extra_json(int threads, const char *label_col, const char *text_col
 int cmd_train_text(int argc, char **argv) {
     const char *cmd = "dpformer train-text";
     dp_text_train_config c = dp_text_train_config_default(2);
-    const char *train = NULL, *dev = NULL, *test = NULL, *out = "runs/text", *pool = "first", *label_col = NULL;
-    const char *text_col = NULL, *accountant = "rdp", *clip_mode = "auto", *tokenizer = "bytes";
-    int max_len = c.model.max_len, d_model = c.model.d_model, n_heads = c.model.n_heads, n_layers = c.model.n_layers;
-    int d_ff = 0, classes = 2, dp = 0, dpfp = 0, threads = 0, no_progress = 0, invalid_utf8 = 0, select_best = 0;
-    double dropout = c.model.dropout, lr = c.optim.lr, wd = 0, sigma = -1;
-    int64_t seed = 1;
+    text_flags f;
+    text_flags_defaults(&f, &c);
+    const char *train = NULL, *dev = NULL, *test = NULL, *out = "runs/text", *label_col = NULL, *text_col = NULL;
+    int invalid_utf8 = 0, select_best = 0;
     ckpt_flags cf;
     ckpt_flags_defaults(&cf);
     dp_checkpoint *ck = NULL;
@@ -115,43 +113,34 @@ int cmd_train_text(int argc, char **argv) {
             dp_checkpoint_free(ck);
             return 2;
         }
-        const int priv = saved.mode != DP_TEXT_NONPRIVATE;
         train = saved.train_desc;
         dev = saved.dev_desc;
         test = saved.test_desc;
         out = saved.out_dir;
         dp_tokenizer_spec(&saved.tokenizer, tok_buf, sizeof tok_buf);
-        tokenizer = tok_buf;
-        max_len = saved.model.max_len;
-        d_model = saved.model.d_model;
-        n_heads = saved.model.n_heads;
-        n_layers = saved.model.n_layers;
-        d_ff = saved.model.d_ff;
-        pool = saved.model.pool == DP_POOL_MEAN ? "mean" : "first";
-        dropout = saved.model.dropout;
-        classes = saved.model.n_classes;
-        lr = saved.optim.lr;
-        wd = saved.optim.weight_decay;
-        seed = (int64_t)saved.seed;
-        dp = saved.mode == DP_TEXT_DPSGD;
-        dpfp = saved.mode == DP_TEXT_DPFP;
-        /* a private run keeps the last epoch by default: a saved run that kept the best one had --select-best */
-        c.keep_last = priv ? 0 : saved.keep_last;
-        select_best = priv && !saved.keep_last;
-        sigma = !priv ? -1 : saved.dp.noise_multiplier > 0 ? saved.dp.noise_multiplier
-                           : saved.dp.target_epsilon > 0 ? -1 : 0;
+        f.tokenizer = tok_buf;
+        f.r.max_len = saved.model.max_len;
+        f.r.d_model = saved.model.d_model;
+        f.r.n_heads = saved.model.n_heads;
+        f.r.n_layers = saved.model.n_layers;
+        f.r.d_ff = saved.model.d_ff;
+        f.pool = saved.model.pool == DP_POOL_MEAN ? "mean" : "first";
+        f.r.dropout = saved.model.dropout;
+        f.classes = saved.model.n_classes;
+        f.r.lr = saved.optim.lr;
+        f.r.wd = saved.optim.weight_decay;
+        f.r.seed = (int64_t)saved.seed;
+        f.dp = saved.mode == DP_TEXT_DPSGD;
+        f.dpfp = saved.mode == DP_TEXT_DPFP;
+        task_resume_dp_flags(saved.mode != DP_TEXT_NONPRIVATE, saved.keep_last, &saved.dp, &f.r.sigma, &f.r.clip_mode,
+                             &f.r.accountant, &c.keep_last, &select_best);
         c.epochs = saved.epochs;
         c.batch_size = saved.batch_size;
         c.dp = saved.dp;
         c.dpfp_clip = saved.dpfp_clip;
         c.micro_batches = saved.micro_batches;
-        clip_mode = dp_clip_mode_name(saved.dp.clip_mode);
-        accountant = saved.dp.accountant == DP_ACCOUNTANT_PLD ? "pld" : "rdp";
-        cJSON *x = dp_checkpoint_extra(ck) ? cJSON_Parse(dp_checkpoint_extra(ck)) : NULL;
+        cJSON *x = task_resume_extra(ck, &f.r.threads);
         const cJSON *v;
-        if (cJSON_IsNumber(v = cJSON_GetObjectItemCaseSensitive(x, "threads")) && v->valuedouble >= 0 &&
-            v->valuedouble <= 4096)
-            threads = (int)v->valuedouble;
         if (cJSON_IsString(v = cJSON_GetObjectItemCaseSensitive(x, "label_column"))) {
             snprintf(col_buf[0], sizeof col_buf[0], "%s", v->valuestring);
             label_col = col_buf[0];
@@ -169,40 +158,22 @@ int cmd_train_text(int argc, char **argv) {
         ARG_SM("test", &test, "FILE", "test TSV file: accuracy of the kept model"),
         ARG_SM("label-column", &label_col, "NAME", "header name of the label column (default label)"),
         ARG_SM("text-column", &text_col, "NAME", "header name of the text column (default sentence, else content)"),
-        ARG_IR("classes", &classes, "number of classes K (labels 0..K-1)", 2, 65536),
+        ARG_IR("classes", &f.classes, "number of classes K (labels 0..K-1)", 2, 65536),
         ARG_F("accept-invalid-utf8", &invalid_utf8, "take text bytes as they are instead of refusing invalid UTF-8"),
-        ARG_SM("tokenizer", &tokenizer, "SPEC", "bytes, words (hashed words, 16384 buckets) or words:BUCKETS; none is fitted on data"),
-        ARG_IR("max-len", &max_len, "tokens per sentence ([CLS] + tokens; longer ones are truncated and counted)", 2, 100000),
-        ARG_IR("d-model", &d_model, "encoder width", 1, 65536),
-        ARG_IR("n-heads", &n_heads, "attention heads", 1, 65536),
-        ARG_IR("n-layers", &n_layers, "encoder blocks", 0, 64),
-        ARG_IR("d-ff", &d_ff, "feed-forward width (0 = 4 x d-model)", 0, 1 << 20),
-        ARG_S("pool", &pool, "pooled representation: first ([CLS] token) or mean"),
-        ARG_DR("dropout", &dropout, "dropout rate", 0, 0.95),
-        ARG_DR("lr", &lr, "AdamW learning rate", 1e-12, 1e3),
-        ARG_DR("weight-decay", &wd, "AdamW weight decay of the weight matrices", 0, 10),
-        ARG_IR("epochs", &c.epochs, "epochs (N / batch-size steps each)", 1, 1000000),
-        ARG_IR("batch-size", &c.batch_size, "examples per step (expected, under Poisson sampling)", 1, 1 << 20),
-        ARG_LR("seed", &seed, "random seed (initialisation, order, dropout)", 0, 9.2e18),
-        ARG_IR("threads", &threads, "threads (0 = all cores)", 0, 4096),
+        ARG_SM("tokenizer", &f.tokenizer, "SPEC", "bytes, words (hashed words, 16384 buckets) or words:BUCKETS; none is fitted on data"),
+        ARG_IR("max-len", &f.r.max_len, "tokens per sentence ([CLS] + tokens; longer ones are truncated and counted)", 2, 100000),
+        TEXT_MODEL_SPECS(&f, &c),
         ARG_F("keep-last", &c.keep_last, "keep the last epoch instead of the best by dev accuracy (the default with "
                                          "--dp / --dpfp, and without --dev)"),
         ARG_F("select-best", &select_best, "DP: keep the best epoch by dev accuracy instead of the last; epsilon does "
                                            "NOT cover the dev sentences that choice looks at"),
-        ARG_F("dp", &dp, "DP-SGD: per-example clipping of the whole gradient (privacy unit: one sentence)"),
-        ARG_F("dpfp", &dpfp, "DP-FP: clip and noise the pooled representation (epsilon does NOT cover the weights)"),
-        ARG_DR("noise-multiplier", &sigma, "sigma (DP-SGD: gradient noise / C; DP-FP: representation noise / dpfp-clip)", 0, 1e6),
+        TEXT_MODE_SPECS(&f),
         ARG_DR("target-epsilon", &c.dp.target_epsilon, "calibrate sigma for the planned run (with --noise-multiplier: stop before exceeding it)", 1e-6, 1e6),
         ARG_DR("delta", &c.dp.delta, "delta of the guarantee", 1e-300, 0.999999),
-        ARG_DR("max-grad-norm", &c.dp.max_grad_norm, "DP-SGD: per-example clipping norm", 1e-12, 1e12),
-        ARG_S("clip-mode", &clip_mode, "DP-SGD: auto, ghost, phantom or naive"),
-        ARG_DR("dpfp-clip", &c.dpfp_clip, "DP-FP: clip norm of the pooled representation", 1e-12, 1e12),
-        ARG_IR("micro-batches", &c.micro_batches, "DP-FP: independent Poisson micro-batches per step (M)", 1, 1 << 16),
-        ARG_IR("max-physical-batch", &c.dp.max_physical_batch, "DP: examples processed at once (memory bound)", 1, 1 << 20),
-        ARG_S("accountant", &accountant, "rdp or pld"),
+        TEXT_DP_SPECS(&f, &c),
         ARG_F("seeded-noise", &c.dp.seeded_noise, "reproducible noise from --seed (testing only: NOT private)"),
         ARG_SM("out", &out, "DIR", "output folder: metrics.jsonl, model.safetensors, privacy.json"),
-        ARG_F("no-progress", &no_progress, "plain epoch lines instead of a progress bar (as when stderr is not a terminal)"),
+        ARG_F("no-progress", &f.r.no_progress, "plain epoch lines instead of a progress bar (as when stderr is not a terminal)"),
         {0}, {0}, {0}, {0}, {0},
     };
     int n = (int)(sizeof specs / sizeof specs[0]);
@@ -223,30 +194,12 @@ int cmd_train_text(int argc, char **argv) {
         fprintf(stderr, "%s: --train is required (see --help)\n", cmd);
         goto done;
     }
-    if (ckpt_require_out(cmd, &cf, out)) goto done;
-    /* the files written into --out (metrics.jsonl, model.safetensors, privacy.json) may not be inputs */
-    const char *inputs[3] = {train, dev, test}, *in_flag[3] = {"--train", "--dev", "--test"};
-    const char *outputs[3] = {"metrics.jsonl", "model.safetensors", "privacy.json"};
-    for (int i = 0; i < 3; i++) {
-        char path[4200];
-        for (int k = 0; inputs[i] && k < 4; k++) {
-            if (k < 3) snprintf(path, sizeof path, "%s/%s", out, outputs[k]);
-            if (dp_same_file(k < 3 ? path : out, inputs[i])) {
-                fprintf(stderr, "%s: %s: the output would overwrite the input %s %s; choose another --out\n", cmd,
-                        k < 3 ? path : out, in_flag[i], inputs[i]);
-                goto done;
-            }
-        }
-    }
+    if (ckpt_require_out(cmd, &cf, out) || task_check_outputs(cmd, out, train, dev, test)) goto done;
     if (ck) { /* one mode flag given on resume replaces the saved one (and is refused below if it differs) */
-        if (args_seen(specs, n, "dpfp") && !args_seen(specs, n, "dp")) dp = 0;
-        if (args_seen(specs, n, "dp") && !args_seen(specs, n, "dpfp")) dpfp = 0;
+        if (args_seen(specs, n, "dpfp") && !args_seen(specs, n, "dp")) f.dp = 0;
+        if (args_seen(specs, n, "dp") && !args_seen(specs, n, "dpfp")) f.dpfp = 0;
     }
-    if (dp && dpfp) {
-        fprintf(stderr, "%s: choose one of --dp (DP-SGD) and --dpfp\n", cmd);
-        goto done;
-    }
-    c.mode = dp ? DP_TEXT_DPSGD : dpfp ? DP_TEXT_DPFP : DP_TEXT_NONPRIVATE;
+    if (text_flags_mode(cmd, &f, &c)) goto done;
     if (c.keep_last && select_best) {
         fprintf(stderr, "%s: --keep-last and --select-best exclude each other (on --resume, the run's saved choice "
                         "counts as given: model selection cannot change within a run)\n", cmd);
@@ -254,90 +207,22 @@ int cmd_train_text(int argc, char **argv) {
     }
     /* Under DP the last epoch is kept unless --select-best (the dev set is not covered by epsilon). */
     if (c.mode != DP_TEXT_NONPRIVATE && !select_best) c.keep_last = 1;
-    if (c.mode != DP_TEXT_NONPRIVATE && sigma < 0 && c.dp.target_epsilon == 0) {
-        fprintf(stderr, "%s: --%s needs --target-epsilon or --noise-multiplier\n", cmd, dp ? "dp" : "dpfp");
-        goto done;
-    }
-    {
-        /* a flag of another mode would be ignored: refused, naming it and the mode it belongs to */
-        static const char *const dp_any[] = {"noise-multiplier", "target-epsilon", "delta", "accountant",
-                                             "max-physical-batch", "seeded-noise", NULL};
-        static const char *const dpsgd[] = {"max-grad-norm", "clip-mode", NULL};
-        static const char *const dpfp_only[] = {"dpfp-clip", "micro-batches", NULL};
-        const char *x;
-        if (c.mode == DP_TEXT_NONPRIVATE && (x = args_first_seen(specs, n, dp_any))) {
-            fprintf(stderr, "%s: --%s is a privacy flag: privacy flags need --dp or --dpfp\n", cmd, x);
-            goto done;
-        }
-        if (c.mode != DP_TEXT_DPSGD && (x = args_first_seen(specs, n, dpsgd))) {
-            fprintf(stderr, "%s: --%s is a DP-SGD flag: DP-SGD flags need --dp%s\n", cmd, x,
-                    dpfp ? " (this run is DP-FP, whose clip norm is --dpfp-clip)" : "");
-            goto done;
-        }
-        if (c.mode != DP_TEXT_DPFP && (x = args_first_seen(specs, n, dpfp_only))) {
-            fprintf(stderr, "%s: --%s is a DP-FP flag: DP-FP flags need --dpfp%s\n", cmd, x,
-                    dp ? " (this run is DP-SGD, whose clip norm is --max-grad-norm)" : "");
-            goto done;
-        }
-    }
-    if (sigma == 0 && c.dp.target_epsilon > 0) {
-        fprintf(stderr, "%s: --noise-multiplier 0 gives no privacy, so no --target-epsilon can be met\n", cmd);
-        goto done;
-    }
-    if (dp_tokenizer_parse(tokenizer, &c.tokenizer, &err)) {
-        fprintf(stderr, "%s: --tokenizer: %s\n", cmd, err.msg);
-        goto done;
-    }
-    c.model.n_items = dp_tokenizer_vocab(&c.tokenizer) - 1;
-    if (strcmp(pool, "first") == 0) c.model.pool = DP_POOL_FIRST;
-    else if (strcmp(pool, "mean") == 0) c.model.pool = DP_POOL_MEAN;
-    else {
-        fprintf(stderr, "%s: --pool: unknown pooling '%s' (first or mean)\n", cmd, pool);
-        goto done;
-    }
-    if (strcmp(accountant, "rdp") == 0) c.dp.accountant = DP_ACCOUNTANT_RDP;
-    else if (strcmp(accountant, "pld") == 0) c.dp.accountant = DP_ACCOUNTANT_PLD;
-    else {
-        fprintf(stderr, "%s: --accountant: unknown accountant '%s' (rdp or pld)\n", cmd, accountant);
-        goto done;
-    }
-    if (dp_clip_mode_parse(clip_mode, &c.dp.clip_mode)) {
-        fprintf(stderr, "%s: --clip-mode: unknown mode '%s' (auto, ghost, phantom or naive)\n", cmd, clip_mode);
-        goto done;
-    }
-    if (d_model % n_heads != 0) {
-        fprintf(stderr, "%s: --d-model %d is not divisible by --n-heads %d\n", cmd, d_model, n_heads);
-        goto done;
-    }
-    c.dp.enabled = c.mode != DP_TEXT_NONPRIVATE;
-    c.dp.noise_multiplier = sigma > 0 ? sigma : 0;
-    c.model.max_len = max_len;
-    c.model.d_model = d_model;
-    c.model.n_heads = n_heads;
-    c.model.n_layers = n_layers;
-    c.model.d_ff = d_ff;
-    c.model.dropout = (float)dropout;
-    c.model.n_classes = classes;
-    c.optim.lr = lr;
-    c.optim.weight_decay = wd;
-    c.seed = (uint64_t)seed;
+    if (text_flags_check_privacy(cmd, &f, specs, n, &c) || text_flags_config(cmd, &f, &c)) goto done;
     c.out_dir = out;
-    c.progress = no_progress ? 0 : (isatty(fileno(stderr)) ? 1 : 0);
     c.train_desc = train;
     c.dev_desc = dev;
     c.test_desc = test;
     c.checkpoint_dir = ckpt_flags_dir(&cf, out);
     c.checkpoint_every = cf.every;
     c.keep_checkpoints = cf.keep;
-    c.checkpoint_extra = extra = extra_json(threads, label_col, text_col, classes, invalid_utf8);
+    c.checkpoint_extra = extra = extra_json(f.r.threads, label_col, text_col, f.classes, invalid_utf8);
     c.resume = ck;
-    ops_set_threads(threads);
 
     dp_text_options opt;
     dp_text_options_default(&opt);
     opt.label_column = label_col;
     opt.text_column = text_col;
-    opt.n_classes = classes;
+    opt.n_classes = f.classes;
     opt.accept_invalid_utf8 = invalid_utf8;
     const char *which = ck ? " (the checkpoint's file; give the flag if it has moved)" : "";
     if ((rc = load_tsv(cmd, train, &opt, &tr))) {
@@ -356,7 +241,7 @@ int cmd_train_text(int argc, char **argv) {
     char spec[DP_TOKENIZER_SPEC_MAX];
     dp_tokenizer_spec(&c.tokenizer, spec, sizeof spec);
     fprintf(stderr, "%s: %s training on %s (%lld sentences, %d classes), tokenizer %s, max length %d\n", cmd,
-            dp_text_mode_name(c.mode), train, (long long)tr.n, classes, spec, max_len);
+            dp_text_mode_name(c.mode), train, (long long)tr.n, f.classes, spec, f.r.max_len);
     dp_model *m = NULL;
     dp_text_train_result res;
     /* a checkpoint that does not fit, a privacy budget that allows no step, unfinished checkpoints in the

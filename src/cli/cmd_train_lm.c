@@ -5,16 +5,15 @@
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "cli/args.h"
 #include "cli/commands.h"
+#include "cli/task_flags.h"
 #include "cli/train_flags.h"
 #include "core/common.h"
 #include "dpformer/checkpoint.h"
 #include "dpformer/dist.h"
 #include "dpformer/lmtrain.h"
-#include "ops/ops.h"
 
 #define TASK "language-model"
 
@@ -80,13 +79,10 @@ static void print_lm_privacy(FILE *f, const dp_lm_train_config *c, const dp_lm_t
 int cmd_train_lm(int argc, char **argv) {
     const char *cmd = "dpformer train-lm";
     dp_lm_train_config c = dp_lm_train_config_default(50257);
-    const char *train = NULL, *dev = NULL, *test = NULL, *out = "runs/lm", *tokenizer = NULL, *init = "random";
-    const char *train_only = NULL;
-    const char *column = NULL, *accountant = "rdp", *clip_mode = "auto", *schedule = "constant", *device_s = "cpu";
-    int max_len = c.model.max_len, d_model = c.model.d_model, n_heads = c.model.n_heads, n_layers = c.model.n_layers;
-    int d_ff = 0, untied = 0, dp = 0, threads = 0, no_progress = 0, select_best = 0;
-    double dropout = c.model.dropout, lr = c.optim.lr, wd = 0, sigma = -1, min_lr_ratio = c.optim.min_lr_ratio;
-    int64_t seed = 1, warmup = 0;
+    lm_flags f;
+    lm_flags_defaults(&f, &c);
+    const char *train = NULL, *dev = NULL, *test = NULL, *out = "runs/lm", *init = "random", *train_only = NULL;
+    int select_best = 0;
     int32_t saved_vocab = 0;
     dp_model_config saved_model = {0};
     ckpt_flags cf;
@@ -109,45 +105,39 @@ int cmd_train_lm(int argc, char **argv) {
         train = saved.train_desc;
         dev = saved.dev_desc;
         test = saved.test_desc;
-        tokenizer = saved.tokenizer_desc;
-        column = saved.column;
+        f.tokenizer = saved.tokenizer_desc;
+        f.column = saved.column;
         out = saved.out_dir;
         init = saved.init ? saved.init : "random";
         train_only = saved.train_only;
-        max_len = saved.model.max_len;
-        d_model = saved.model.d_model;
-        n_heads = saved.model.n_heads;
-        n_layers = saved.model.n_layers;
-        d_ff = saved.model.d_ff;
-        untied = !saved.model.tied;
-        dropout = saved.model.dropout;
-        lr = saved.optim.lr;
-        wd = saved.optim.weight_decay;
-        warmup = saved.optim.warmup_steps;
-        min_lr_ratio = saved.optim.min_lr_ratio;
+        f.r.max_len = saved.model.max_len;
+        f.r.d_model = saved.model.d_model;
+        f.r.n_heads = saved.model.n_heads;
+        f.r.n_layers = saved.model.n_layers;
+        f.r.d_ff = saved.model.d_ff;
+        f.untied = !saved.model.tied;
+        f.r.dropout = saved.model.dropout;
+        f.r.lr = saved.optim.lr;
+        f.r.wd = saved.optim.weight_decay;
+        f.warmup = saved.optim.warmup_steps;
+        f.min_lr_ratio = saved.optim.min_lr_ratio;
         c.optim = saved.optim;
         snprintf(buf[0], sizeof buf[0], "%s",
                  saved.optim.schedule == DP_SCHED_WARMUP ? "warmup" : saved.optim.schedule == DP_SCHED_COSINE ? "cosine"
                                                                                                           : "constant");
-        schedule = buf[0];
-        seed = (int64_t)saved.seed;
-        dp = saved.dpsgd;
-        c.keep_last = dp ? 0 : saved.keep_last;
-        select_best = dp && !saved.keep_last;
-        sigma = !dp ? -1 : saved.dp.noise_multiplier > 0 ? saved.dp.noise_multiplier : saved.dp.target_epsilon > 0 ? -1 : 0;
+        f.schedule = buf[0];
+        f.r.seed = (int64_t)saved.seed;
+        f.dp = saved.dpsgd;
+        task_resume_dp_flags(f.dp, saved.keep_last, &saved.dp, &f.r.sigma, &f.r.clip_mode, &f.r.accountant, &c.keep_last,
+                             &select_best);
         c.epochs = saved.epochs;
         c.batch_size = saved.batch_size;
         c.dp = saved.dp;
-        clip_mode = dp_clip_mode_name(saved.dp.clip_mode);
-        accountant = saved.dp.accountant == DP_ACCOUNTANT_PLD ? "pld" : "rdp";
-        cJSON *x = dp_checkpoint_extra(ck) ? cJSON_Parse(dp_checkpoint_extra(ck)) : NULL;
+        cJSON *x = task_resume_extra(ck, &f.r.threads);
         const cJSON *v;
-        if (cJSON_IsNumber(v = cJSON_GetObjectItemCaseSensitive(x, "threads")) && v->valuedouble >= 0 &&
-            v->valuedouble <= 4096)
-            threads = (int)v->valuedouble;
         if (cJSON_IsString(v = cJSON_GetObjectItemCaseSensitive(x, "device"))) {
             snprintf(buf[1], sizeof buf[1], "%s", v->valuestring);
-            device_s = buf[1];
+            f.device = buf[1];
         }
         cJSON_Delete(x);
     }
@@ -155,51 +145,34 @@ int cmd_train_lm(int argc, char **argv) {
         ARG_SM("train", &train, "FILE", "training text: one example (and privacy unit) a line; required"),
         ARG_SM("dev", &dev, "FILE", "dev text: perplexity per epoch; the best epoch is kept non-privately"),
         ARG_SM("test", &test, "FILE", "test text: perplexity of the kept model"),
-        ARG_SM("column", &column, "NAME", "read the texts from this column of .tsv/.csv files with a header line"),
-        ARG_SM("tokenizer", &tokenizer, "DIR", "GPT-2 BPE tokenizer files (encoder.json + vocab.bpe); required"),
+        ARG_SM("column", &f.column, "NAME", "read the texts from this column of .tsv/.csv files with a header line"),
+        ARG_SM("tokenizer", &f.tokenizer, "DIR", "GPT-2 BPE tokenizer files (encoder.json + vocab.bpe); required"),
         ARG_SM("init", &init, "random|DIR", "initial model: random (of the shape flags), or a model folder "
                                             "(Hugging Face layout) or dpformer model file whose shape and weights the "
                                             "run starts from"),
         ARG_SM("train-only", &train_only, "PARTS", "train only these parts, freeze the rest: a comma-separated list of "
                                                    "wte, wpe, embeddings, layers:A-B, layers, ln_f, head (tied: head "
                                                    "is wte); default: everything"),
-        ARG_IR("max-len", &max_len, "context: tokens per example, <|endoftext|> on both sides included (longer "
-                                    "ones are truncated and counted; with --init DIR: at most, and by default, "
-                                    "the model's)", 2, 100000),
-        ARG_IR("d-model", &d_model, "width", 1, 65536),
-        ARG_IR("n-heads", &n_heads, "attention heads", 1, 65536),
-        ARG_IR("n-layers", &n_layers, "transformer blocks", 0, 256),
-        ARG_IR("d-ff", &d_ff, "feed-forward width (0 = 4 x d-model)", 0, 1 << 20),
-        ARG_F("untied", &untied, "a separate output layer instead of the token embedding (with a tied --init model: "
-                                  "untie it, the head starting as a copy of the embedding)"),
-        ARG_DR("dropout", &dropout, "dropout rate", 0, 0.95),
-        ARG_DR("lr", &lr, "AdamW learning rate", 1e-12, 1e3),
-        ARG_DR("weight-decay", &wd, "AdamW weight decay of the weight matrices", 0, 10),
-        ARG_S("schedule", &schedule, "learning-rate schedule: constant, warmup or cosine"),
-        ARG_LR("warmup-steps", &warmup, "linear warm-up steps (warmup, cosine)", 0, 1e12),
-        ARG_DR("min-lr-ratio", &min_lr_ratio, "cosine: final lr as a fraction of --lr", 0, 1),
-        ARG_IR("epochs", &c.epochs, "epochs (N / batch-size steps each)", 1, 1000000),
-        ARG_IR("batch-size", &c.batch_size, "examples per step (expected, under Poisson sampling)", 1, 1 << 20),
-        ARG_LR("seed", &seed, "random seed (initialisation, order, dropout)", 0, 9.2e18),
-        ARG_IR("threads", &threads, "threads (0 = all cores)", 0, 4096),
-        ARG_S("device", &device_s, "where the model runs: cpu or cuda"),
+        ARG_IR("max-len", &f.r.max_len, "context: tokens per example, <|endoftext|> on both sides included (longer "
+                                      "ones are truncated and counted; with --init DIR: at most, and by default, "
+                                      "the model's)", 2, 100000),
+        LM_SHAPE_SPECS(&f),
+        ARG_F("untied", &f.untied, "a separate output layer instead of the token embedding (with a tied --init model: "
+                                    "untie it, the head starting as a copy of the embedding)"),
+        LM_OPTIM_SPECS(&f, &c),
         ARG_F("keep-last", &c.keep_last, "keep the last epoch instead of the best by dev perplexity (the default "
                                          "with --dp, and without --dev)"),
         ARG_F("select-best", &select_best, "DP: keep the best epoch by dev perplexity; epsilon does NOT cover the dev "
                                            "texts that choice looks at"),
-        ARG_F("dp", &dp, "DP-SGD: per-example clipping and Gaussian noise (privacy unit: one line)"),
-        ARG_DR("noise-multiplier", &sigma, "sigma: gradient noise / max-grad-norm", 0, 1e6),
+        ARG_F("dp", &f.dp, "DP-SGD: per-example clipping and Gaussian noise (privacy unit: one line)"),
+        ARG_DR("noise-multiplier", &f.r.sigma, "sigma: gradient noise / max-grad-norm", 0, 1e6),
         ARG_DR("target-epsilon", &c.dp.target_epsilon, "calibrate sigma for the planned run (with --noise-multiplier: "
                                                        "stop before exceeding it)", 1e-6, 1e6),
         ARG_DR("delta", &c.dp.delta, "delta of the guarantee", 1e-300, 0.999999),
-        ARG_DR("max-grad-norm", &c.dp.max_grad_norm, "per-example clipping norm", 1e-12, 1e12),
-        ARG_S("clip-mode", &clip_mode, "auto, ghost, phantom or naive"),
-        ARG_DR("sample-rate", &c.dp.sample_rate, "Poisson rate q (default: batch-size / examples)", 1e-12, 1),
-        ARG_IR("max-physical-batch", &c.dp.max_physical_batch, "DP: examples processed at once (memory bound)", 1, 1 << 20),
-        ARG_S("accountant", &accountant, "rdp or pld"),
+        LM_DP_SPECS(&f, &c),
         ARG_F("seeded-noise", &c.dp.seeded_noise, "reproducible noise from --seed (testing only: NOT private)"),
         ARG_SM("out", &out, "DIR", "output folder: metrics.jsonl, model.safetensors, privacy.json"),
-        ARG_F("no-progress", &no_progress, "plain epoch lines instead of a progress bar"),
+        ARG_F("no-progress", &f.r.no_progress, "plain epoch lines instead of a progress bar"),
         {0}, {0}, {0}, {0}, {0},
     };
     int n = (int)(sizeof specs / sizeof specs[0]);
@@ -216,7 +189,7 @@ int cmd_train_lm(int argc, char **argv) {
     dp_bpe *tok = NULL;
     dp_lm_corpus tr = {0}, dv = {0}, te = {0};
     char *extra = NULL;
-    if (!train || !tokenizer) {
+    if (!train || !f.tokenizer) {
         fprintf(stderr, "%s: --train and --tokenizer are required (see --help)\n", cmd);
         goto done;
     }
@@ -224,16 +197,16 @@ int cmd_train_lm(int argc, char **argv) {
     dp_model_config icfg;
     if (from_model && !ck) {
         /* the shape is the model's: a shape flag may only repeat it */
-        if (dp_lm_init_config(init, args_seen(specs, n, "max-len") ? max_len : 0, &icfg, &err)) {
+        if (dp_lm_init_config(init, args_seen(specs, n, "max-len") ? f.r.max_len : 0, &icfg, &err)) {
             fprintf(stderr, "%s: --init: %s\n", cmd, err.msg);
             goto done;
         }
         const struct {
             const char *flag;
             int given, model;
-        } shape[] = {{"d-model", d_model, icfg.d_model}, {"n-layers", n_layers, icfg.n_layers},
-                     {"n-heads", n_heads, icfg.n_heads}, {"d-ff", d_ff ? d_ff : 4 * d_model, icfg.d_ff},
-                     {"untied", untied, !icfg.tied}};
+        } shape[] = {{"d-model", f.r.d_model, icfg.d_model}, {"n-layers", f.r.n_layers, icfg.n_layers},
+                     {"n-heads", f.r.n_heads, icfg.n_heads}, {"d-ff", f.r.d_ff ? f.r.d_ff : 4 * f.r.d_model, icfg.d_ff},
+                     {"untied", f.untied, !icfg.tied}};
         for (size_t i = 0; i < sizeof shape / sizeof shape[0]; i++)
             if (args_seen(specs, n, shape[i].flag) && shape[i].given != shape[i].model) {
                 if (i == 4) continue; /* --untied with a tied model: untying (the head starts as the embedding) */
@@ -242,101 +215,46 @@ int cmd_train_lm(int argc, char **argv) {
                         cmd, shape[i].flag, shape[i].given, init, shape[i].flag, shape[i].model);
                 goto done;
             }
-        max_len = icfg.max_len;
-        d_model = icfg.d_model;
-        n_layers = icfg.n_layers;
-        n_heads = icfg.n_heads;
-        d_ff = icfg.d_ff;
-        if (!untied) untied = !icfg.tied;
+        f.r.max_len = icfg.max_len;
+        f.r.d_model = icfg.d_model;
+        f.r.n_layers = icfg.n_layers;
+        f.r.n_heads = icfg.n_heads;
+        f.r.d_ff = icfg.d_ff;
+        if (!f.untied) f.untied = !icfg.tied;
         else if (icfg.tied && dp_dist_is_root())
             fprintf(stderr, "untying the head of --init %s: the output layer starts as a copy of the token embedding "
                             "and is trained as a tensor of its own (ghost or per-layer clipping apply)\n", init);
-        if (!args_seen(specs, n, "dropout")) dropout = icfg.dropout;
+        if (!args_seen(specs, n, "dropout")) f.r.dropout = icfg.dropout;
     }
-    if (ckpt_require_out(cmd, &cf, out)) goto done;
-    {
-        const char *inputs[3] = {train, dev, test}, *in_flag[3] = {"--train", "--dev", "--test"};
-        const char *outputs[3] = {"metrics.jsonl", "model.safetensors", "privacy.json"};
-        for (int i = 0; i < 3; i++) {
-            char path[4200];
-            for (int k = 0; inputs[i] && k < 4; k++) {
-                if (k < 3) snprintf(path, sizeof path, "%s/%s", out, outputs[k]);
-                if (dp_same_file(k < 3 ? path : out, inputs[i])) {
-                    fprintf(stderr, "%s: %s: the output would overwrite the input %s %s; choose another --out\n", cmd,
-                            k < 3 ? path : out, in_flag[i], inputs[i]);
-                    goto done;
-                }
-            }
-        }
-    }
+    if (ckpt_require_out(cmd, &cf, out) || task_check_outputs(cmd, out, train, dev, test)) goto done;
     if (c.keep_last && select_best) {
         fprintf(stderr, "%s: --keep-last and --select-best exclude each other\n", cmd);
         goto done;
     }
-    if (dp && !select_best) c.keep_last = 1;
-    if (!dp && select_best) {
+    if (f.dp && !select_best) c.keep_last = 1;
+    if (!f.dp && select_best) {
         fprintf(stderr, "%s: --select-best is for --dp runs (non-private runs keep the best epoch by default)\n", cmd);
         goto done;
     }
-    if (dp && sigma < 0 && c.dp.target_epsilon == 0) {
-        fprintf(stderr, "%s: --dp needs --target-epsilon or --noise-multiplier\n", cmd);
-        goto done;
-    }
-    {
-        static const char *const dp_any[] = {"noise-multiplier", "target-epsilon", "delta", "accountant", "max-grad-norm",
-                                             "clip-mode", "sample-rate", "max-physical-batch", "seeded-noise", NULL};
-        const char *x;
-        if (!dp && (x = args_first_seen(specs, n, dp_any))) {
-            fprintf(stderr, "%s: --%s is a privacy flag: privacy flags need --dp\n", cmd, x);
-            goto done;
-        }
-    }
-    if (sigma == 0 && c.dp.target_epsilon > 0) {
-        fprintf(stderr, "%s: --noise-multiplier 0 gives no privacy, so no --target-epsilon can be met\n", cmd);
-        goto done;
-    }
-    if (strcmp(accountant, "rdp") == 0) c.dp.accountant = DP_ACCOUNTANT_RDP;
-    else if (strcmp(accountant, "pld") == 0) c.dp.accountant = DP_ACCOUNTANT_PLD;
-    else {
-        fprintf(stderr, "%s: --accountant: unknown accountant '%s' (rdp or pld)\n", cmd, accountant);
-        goto done;
-    }
-    if (dp_clip_mode_parse(clip_mode, &c.dp.clip_mode)) {
-        fprintf(stderr, "%s: --clip-mode: unknown mode '%s' (auto, ghost, phantom or naive)\n", cmd, clip_mode);
-        goto done;
-    }
-    if (dp_schedule_kind_parse(schedule, &c.optim.schedule)) {
-        fprintf(stderr, "%s: --schedule: unknown schedule '%s' (constant, warmup or cosine)\n", cmd, schedule);
-        goto done;
-    }
-    if (d_model % n_heads != 0) {
-        fprintf(stderr, "%s: --d-model %d is not divisible by --n-heads %d\n", cmd, d_model, n_heads);
-        goto done;
-    }
-    if (args_device(cmd, device_s, &c.device)) goto done;
-    if (!(tok = dp_bpe_load(tokenizer, &err))) {
+    if (lm_flags_check(cmd, &f, specs, n, &c) || args_device(cmd, f.device, &c.device)) goto done;
+    if (!(tok = dp_bpe_load(f.tokenizer, &err))) {
         fprintf(stderr, "%s: --tokenizer: %s\n", cmd, err.msg);
         goto done;
     }
     const int32_t eot = dp_bpe_token_id(tok, "<|endoftext|>");
     if (eot < 0) {
         fprintf(stderr, "%s: --tokenizer %s has no <|endoftext|> token, which every example starts and ends with\n", cmd,
-                tokenizer);
+                f.tokenizer);
         goto done;
     }
-    dp_model_config mc = dp_lm_config_default(dp_bpe_vocab_size(tok), max_len);
+    dp_model_config mc = dp_lm_config_default(dp_bpe_vocab_size(tok), f.r.max_len);
     if (ck) mc = saved_model;             /* the run's activation, positions, ... (the flags below agree) */
     else if (from_model) mc = icfg;       /* the model's vocabulary, activation, ... too */
-    mc.d_model = d_model;
-    mc.n_heads = n_heads;
-    mc.n_layers = n_layers;
-    mc.d_ff = d_ff;
-    mc.tied = !untied;
-    mc.dropout = (float)dropout;
+    lm_flags_shape(&f, &mc);
     if (ck) mc.n_items = saved_vocab; /* checked against the tokenizer below */
 
     if (mc.n_items < dp_bpe_vocab_size(tok)) {
-        fprintf(stderr, "%s: --tokenizer %s has %d tokens, more than the run's vocabulary of %d\n", cmd, tokenizer,
+        fprintf(stderr, "%s: --tokenizer %s has %d tokens, more than the run's vocabulary of %d\n", cmd, f.tokenizer,
                 dp_bpe_vocab_size(tok), mc.n_items);
         goto done;
     }
@@ -344,22 +262,11 @@ int cmd_train_lm(int argc, char **argv) {
         fprintf(stderr, "%s: %s\n", cmd, err.msg);
         goto done;
     }
-    c.model = mc;
-    c.dpsgd = dp;
-    c.dp.enabled = dp;
-    c.dp.noise_multiplier = sigma > 0 ? sigma : 0;
-    c.optim.lr = lr;
-    c.optim.weight_decay = wd;
-    c.optim.warmup_steps = warmup;
-    c.optim.min_lr_ratio = min_lr_ratio;
-    c.seed = (uint64_t)seed;
+    lm_flags_config(&f, &mc, &c);
     c.out_dir = out;
-    c.progress = no_progress ? 0 : (isatty(fileno(stderr)) ? 1 : 0);
-    c.tokenizer_desc = tokenizer;
     c.train_desc = train;
     c.dev_desc = dev;
     c.test_desc = test;
-    c.column = column;
     c.init = from_model ? init : NULL;
     c.train_only = train_only;
     char parts[1024];
@@ -372,20 +279,20 @@ int cmd_train_lm(int argc, char **argv) {
     c.checkpoint_dir = ckpt_flags_dir(&cf, out);
     c.checkpoint_every = cf.every;
     c.keep_checkpoints = cf.keep;
-    c.checkpoint_extra = extra = extra_json(threads, device_s);
+    c.checkpoint_extra = extra = extra_json(f.r.threads, f.device);
     c.resume = ck;
-    ops_set_threads(threads);
 
     int64_t n_empty = 0;
-    if ((rc = load_corpus(cmd, "--train", train, column, tok, eot, max_len, &tr, &n_empty)) ||
-        (dev && (rc = load_corpus(cmd, "--dev", dev, column, tok, eot, max_len, &dv, NULL))) ||
-        (test && (rc = load_corpus(cmd, "--test", test, column, tok, eot, max_len, &te, NULL))))
+    if ((rc = load_corpus(cmd, "--train", train, f.column, tok, eot, f.r.max_len, &tr, &n_empty)) ||
+        (dev && (rc = load_corpus(cmd, "--dev", dev, f.column, tok, eot, f.r.max_len, &dv, NULL))) ||
+        (test && (rc = load_corpus(cmd, "--test", test, f.column, tok, eot, f.r.max_len, &te, NULL))))
         goto done;
     rc = 2;
     fprintf(stderr, "%s: %s training on %s: %lld examples (one a %s; %lld empty skipped), %lld tokens, %lld longer "
                     "than the context of %d truncated; model d %d, %d layers, %d heads, vocabulary %d\n",
-            cmd, dp ? "dp-sgd" : "non-private", train, (long long)tr.n, column ? "field" : "line", (long long)n_empty,
-            (long long)tr.offsets[tr.n], (long long)tr.n_truncated, max_len, d_model, n_layers, n_heads, mc.n_items);
+            cmd, f.dp ? "dp-sgd" : "non-private", train, (long long)tr.n, f.column ? "field" : "line",
+            (long long)n_empty, (long long)tr.offsets[tr.n], (long long)tr.n_truncated, f.r.max_len, f.r.d_model, f.r.n_layers,
+            f.r.n_heads, mc.n_items);
     if ((ck && dp_lm_check_resume(ck, &c, &tr, dev ? &dv : NULL, test ? &te : NULL, &err)) ||
         dp_lm_plan_check(&c, tr.n, &err) || (c.checkpoint_dir && dp_checkpoint_check_dir(c.checkpoint_dir, ck, &err))) {
         fprintf(stderr, "%s: %s\n", cmd, err.msg);
@@ -409,11 +316,11 @@ int cmd_train_lm(int argc, char **argv) {
     cli_stop_restore();
     if ((rc = ckpt_report(cmd, "train-lm", rc, res.stopped_by, err.msg, res.checkpoint, c.checkpoint_dir))) goto done;
     printf("%s: %d epochs (%.2f s per epoch), %.0f examples/s, %.0f tokens/s; kept epoch %d %s\n",
-           dp ? "dp-sgd" : "non-private", res.epochs_run, res.seconds_per_epoch, res.examples_per_second,
+           f.dp ? "dp-sgd" : "non-private", res.epochs_run, res.seconds_per_epoch, res.examples_per_second,
            res.tokens_per_second, res.best_epoch,
            !dev ? "(the last; no dev set)" : c.keep_last ? "(the last)" : "by dev perplexity");
     printf("  train loss %.4f (first epoch %.4f); %lld examples, %lld truncated to %d tokens\n", res.final_train_loss,
-           res.first_train_loss, (long long)tr.n, (long long)res.truncated_train, max_len);
+           res.first_train_loss, (long long)tr.n, (long long)res.truncated_train, f.r.max_len);
     if (res.has_dev)
         printf("  dev perplexity  %.4f  (%lld examples, %lld predicted tokens)\n", res.dev.perplexity,
                (long long)dv.n, (long long)res.dev.predicted);
@@ -423,8 +330,8 @@ int cmd_train_lm(int argc, char **argv) {
         printf("  test perplexity %.4f  (%lld examples, %lld predicted tokens, %.0f tokens/s)\n", res.test.perplexity,
                (long long)te.n, (long long)res.test.predicted, res.test.tokens_per_s);
     print_lm_privacy(stdout, &c, &res, dev != NULL);
-    printf("saved %s/model.safetensors and %s/metrics.jsonl%s\n", out, out, dp ? " and privacy.json" : "");
-    if (dp)
+    printf("saved %s/model.safetensors and %s/metrics.jsonl%s\n", out, out, f.dp ? " and privacy.json" : "");
+    if (f.dp)
         printf("privacy.json records the events, delta, accountant and epsilon: dpformer privacy --history "
                "%s/privacy.json recomputes it\n", out);
     if (c.checkpoint_dir && res.checkpoint[0]) printf("checkpoint %s\n", res.checkpoint);

@@ -17,6 +17,7 @@
 #include "model/model_internal.h"
 #include "train/loop.h"
 #include "train/noise_plan.h"
+#include "train/task_common.h"
 
 #define TASK_NAME "language-model"
 #define PRIVACY_UNIT "one line of the training file (one example)"
@@ -259,16 +260,13 @@ static void lm_arrange(void *st, int64_t *ids, int64_t n) {
     for (int64_t i = 0; i < n; i++) ids[i] = t->sort[i].id;
 }
 
-/* Positions per physical chunk (examples x window) that length-sorted chunking aims for. */
-#define CHUNK_POSITIONS 4096
-
 static int lm_chunk(void *st, const int64_t *ids, int64_t n, int cap, int *T) {
     lm_task *t = st;
     int B = 0;
     *T = 2;
     while (B < n && B < cap) {
         int len = ex_len(t->tr, ids[B]);
-        if (B > 0 && (int64_t)(B + 1) * len > CHUNK_POSITIONS) break;
+        if (B > 0 && (int64_t)(B + 1) * len > DP_CHUNK_POSITIONS) break;
         if (len > *T) *T = len;
         B++;
     }
@@ -414,17 +412,8 @@ static void lm_config_json(void *st, cJSON *o, dp_jw *w) {
 }
 
 static void corpus_json(cJSON *o, const char *key, const char *desc, const dp_lm_corpus *c) {
-    if (!c) {
-        cJSON_AddNullToObject(o, key);
-        return;
-    }
-    cJSON *f = cJSON_AddObjectToObject(o, key);
-    char fp[17];
-    snprintf(fp, sizeof fp, "%016llx", (unsigned long long)dp_lm_corpus_fingerprint(c));
-    dp_jw_str(f, "file", desc);
-    dp_jw_int(f, "examples", c->n);
-    dp_jw_int(f, "tokens", c->n ? c->offsets[c->n] : 0);
-    dp_jw_str(f, "fingerprint", fp);
+    dp_task_file_json(o, key, desc, c != NULL, c ? c->n : 0, "tokens", c && c->n ? c->offsets[c->n] : 0,
+                      c ? dp_lm_corpus_fingerprint(c) : 0);
 }
 
 static void lm_dataset_json(void *st, cJSON *o) {
@@ -451,12 +440,7 @@ static char *lm_model_meta(void *st, const dp_loop_result *lr) {
     if (c->dpsgd) {
         cJSON_AddStringToObject(o, "privacy_unit", PRIVACY_UNIT);
         cJSON_AddStringToObject(o, "epsilon_covers", COVERS);
-        if (isfinite(lr->epsilon)) cJSON_AddNumberToObject(o, "epsilon", lr->epsilon);
-        else cJSON_AddNullToObject(o, "epsilon");
-        cJSON_AddNumberToObject(o, "delta", lr->delta);
-        cJSON_AddNumberToObject(o, "noise_multiplier", lr->noise_multiplier);
-        cJSON_AddNumberToObject(o, "sample_rate", lr->sample_rate);
-        cJSON_AddNumberToObject(o, "steps", (double)lr->dp_steps);
+        dp_task_meta_privacy(o, lr);
         cJSON_AddNumberToObject(o, "max_grad_norm", c->dp.max_grad_norm);
         cJSON_AddStringToObject(o, "accountant", c->dp.accountant == DP_ACCOUNTANT_PLD ? "pld" : "rdp");
         cJSON_AddBoolToObject(o, "seeded_noise", c->dp.seeded_noise);
@@ -488,13 +472,8 @@ static int check_config(const dp_lm_train_config *c, const dp_lm_corpus *tr, con
     if (c->checkpoint_every < 0) return dp_fail(err, "checkpoint-every must be 0 or more steps");
     if (c->checkpoint_dir && c->keep_checkpoints < 1) return dp_fail(err, "keep-checkpoints must be at least 1");
     if (c->dpsgd) {
-        const dp_privacy_config *p = &c->dp;
-        if (!(p->delta > 0 && p->delta < 1)) return dp_fail(err, "delta must be in (0, 1)");
-        if (!(p->target_epsilon > 0) && !(p->noise_multiplier >= 0))
-            return dp_fail(err, "a private run needs a target epsilon or a noise multiplier");
-        if (p->max_physical_batch < 1) return dp_fail(err, "max physical batch must be at least 1");
-        if (!(p->max_grad_norm > 0)) return dp_fail(err, "max grad norm must be positive");
-        if (p->sample_rate < 0 || p->sample_rate > 1) return dp_fail(err, "sample rate must be in (0, 1]");
+        if (dp_task_check_privacy(&c->dp, 1, err)) return -1;
+        if (c->dp.sample_rate < 0 || c->dp.sample_rate > 1) return dp_fail(err, "sample rate must be in (0, 1]");
     }
     return dp_model_config_validate(&c->model, err);
 }
@@ -512,28 +491,10 @@ int dp_lm_plan_check(const dp_lm_train_config *c, int64_t n_train, dp_error *err
 
 /* ---- resuming ---- */
 
+/* The saved file of a role ("train", "dev", "test") against the one given now. */
 static int check_file(const dp_checkpoint *ck, const char *role, const dp_lm_corpus *now, dp_error *err) {
-    const cJSON *f = cJSON_GetObjectItemCaseSensitive(dp_ckpt_dataset_json(ck), role);
-    const cJSON *fp = cJSON_GetObjectItemCaseSensitive(f, "fingerprint");
-    const cJSON *n = cJSON_GetObjectItemCaseSensitive(f, "examples");
-    const cJSON *file = cJSON_GetObjectItemCaseSensitive(f, "file");
-    const char *saved_file = cJSON_IsString(file) ? file->valuestring : "?";
-    if (!cJSON_IsObject(f)) {
-        if (!now) return 0;
-        return dp_fail(err, "%s: the run had no %s set; cannot resume with one (%lld examples)", dp_checkpoint_path(ck),
-                       role, (long long)now->n);
-    }
-    if (!now)
-        return dp_fail(err, "%s: the run had a %s set (%s, %.0f examples); give it again to resume",
-                       dp_checkpoint_path(ck), role, saved_file, cJSON_IsNumber(n) ? n->valuedouble : 0.0);
-    char have[17];
-    snprintf(have, sizeof have, "%016llx", (unsigned long long)dp_lm_corpus_fingerprint(now));
-    if (!cJSON_IsString(fp) || strcmp(fp->valuestring, have) != 0 || !cJSON_IsNumber(n) || n->valuedouble != (double)now->n)
-        return dp_fail(err, "%s: written for another dataset: %s set %s, %.0f examples, fingerprint %s; this one has "
-                            "%lld examples, fingerprint %s (other texts, another tokenizer or another context)",
-                       dp_checkpoint_path(ck), role, saved_file, cJSON_IsNumber(n) ? n->valuedouble : 0.0,
-                       cJSON_IsString(fp) ? fp->valuestring : "?", (long long)now->n, have);
-    return 0;
+    return dp_task_check_file(ck, role, now != NULL, now ? now->n : 0, now ? dp_lm_corpus_fingerprint(now) : 0,
+                              "examples", " (other texts, another tokenizer or another context)", err);
 }
 
 /* A string of the checkpoint's "lm" settings; NULL when absent or null (checkpoints written before the

@@ -15,6 +15,7 @@
 #include "dpformer/textcls.h"
 #include "train/loop.h"
 #include "train/noise_plan.h"
+#include "train/task_common.h"
 
 const char *dp_text_mode_name(dp_text_mode mode) {
     switch (mode) {
@@ -154,9 +155,6 @@ static int cmp_i64(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
-/* Positions per physical chunk (examples x window) that length-sorted chunking aims for. */
-#define CHUNK_POSITIONS 4096
-
 /* A logical batch sorted by token count (then by index), so that chunks hold sentences of similar
  * length. Sentences are right-padded and the encoder is bidirectional, so a chunk on a window as long
  * as its longest sentence computes exactly what full-length windows would, without the padding: SST-2
@@ -169,14 +167,14 @@ static void text_arrange(void *st, int64_t *ids, int64_t n) {
     for (int64_t k = 0; k < n; k++) ids[k] &= ((int64_t)1 << 40) - 1;
 }
 
-/* At most cap sentences and about CHUNK_POSITIONS positions, on a window as long as the longest. */
+/* At most cap sentences and about DP_CHUNK_POSITIONS positions, on a window as long as the longest. */
 static int text_chunk(void *st, const int64_t *ids, int64_t n, int cap, int *T) {
     text_task *t = st;
     int B = 0;
     *T = 1;
     while (B < n && B < cap) {
         int len = t->ntok[ids[B]];
-        if (B > 0 && (int64_t)(B + 1) * len > CHUNK_POSITIONS) break;
+        if (B > 0 && (int64_t)(B + 1) * len > DP_CHUNK_POSITIONS) break;
         *T = len;
         B++;
     }
@@ -228,17 +226,8 @@ static void text_config_json(void *st, cJSON *o, dp_jw *w) {
 }
 
 static void file_json(cJSON *o, const char *key, const char *desc, const dp_text_dataset *ds) {
-    if (!ds) {
-        cJSON_AddNullToObject(o, key);
-        return;
-    }
-    cJSON *f = cJSON_AddObjectToObject(o, key);
-    char fp[17];
-    snprintf(fp, sizeof fp, "%016llx", (unsigned long long)dp_text_dataset_fingerprint(ds));
-    dp_jw_str(f, "file", desc);
-    dp_jw_int(f, "examples", ds->n);
-    dp_jw_int(f, "classes", ds->n_classes);
-    dp_jw_str(f, "fingerprint", fp);
+    dp_task_file_json(o, key, desc, ds != NULL, ds ? ds->n : 0, "classes", ds ? ds->n_classes : 0,
+                      ds ? dp_text_dataset_fingerprint(ds) : 0);
 }
 
 static void text_dataset_json(void *st, cJSON *o) {
@@ -266,12 +255,7 @@ static char *text_model_meta(void *st, const dp_loop_result *lr) {
     if (c->mode != DP_TEXT_NONPRIVATE) {
         cJSON_AddStringToObject(o, "privacy_unit", "one labelled sentence");
         cJSON_AddStringToObject(o, "epsilon_covers", coverage(c->mode));
-        if (isfinite(lr->epsilon)) cJSON_AddNumberToObject(o, "epsilon", lr->epsilon);
-        else cJSON_AddNullToObject(o, "epsilon");
-        cJSON_AddNumberToObject(o, "delta", lr->delta);
-        cJSON_AddNumberToObject(o, "noise_multiplier", lr->noise_multiplier);
-        cJSON_AddNumberToObject(o, "sample_rate", lr->sample_rate);
-        cJSON_AddNumberToObject(o, "steps", (double)lr->dp_steps);
+        dp_task_meta_privacy(o, lr);
         cJSON_AddNumberToObject(o, "mechanism_events", (double)lr->mechanism_events);
         if (c->mode == DP_TEXT_DPFP) {
             cJSON_AddNumberToObject(o, "dpfp_clip", c->dpfp_clip);
@@ -307,14 +291,7 @@ static int check_config(const dp_text_train_config *c, const dp_text_dataset *tr
     if (c->checkpoint_dir && c->keep_checkpoints < 1) return dp_fail(err, "keep-checkpoints must be at least 1");
     if (c->mode == DP_TEXT_DPFP && (c->micro_batches < 1 || !(c->dpfp_clip > 0)))
         return dp_fail(err, "DP-FP needs micro_batches >= 1 and a positive representation clip");
-    if (c->mode != DP_TEXT_NONPRIVATE) {
-        const dp_privacy_config *p = &c->dp;
-        if (!(p->delta > 0 && p->delta < 1)) return dp_fail(err, "delta must be in (0, 1)");
-        if (!(p->target_epsilon > 0) && !(p->noise_multiplier >= 0))
-            return dp_fail(err, "a private run needs a target epsilon or a noise multiplier");
-        if (p->max_physical_batch < 1) return dp_fail(err, "max physical batch must be at least 1");
-        if (c->mode == DP_TEXT_DPSGD && !(p->max_grad_norm > 0)) return dp_fail(err, "max grad norm must be positive");
-    }
+    if (c->mode != DP_TEXT_NONPRIVATE && dp_task_check_privacy(&c->dp, c->mode == DP_TEXT_DPSGD, err)) return -1;
     dp_model_config mc = text_settings(c).model;
     return dp_model_config_validate(&mc, err);
 }
@@ -323,27 +300,8 @@ static int check_config(const dp_text_train_config *c, const dp_text_dataset *tr
 
 /* The saved file of a role ("train", "dev", "test") against the one given now. */
 static int check_file(const dp_checkpoint *ck, const char *role, const dp_text_dataset *now, dp_error *err) {
-    const cJSON *f = cJSON_GetObjectItemCaseSensitive(dp_ckpt_dataset_json(ck), role);
-    const cJSON *fp = cJSON_GetObjectItemCaseSensitive(f, "fingerprint");
-    const cJSON *n = cJSON_GetObjectItemCaseSensitive(f, "examples");
-    const cJSON *file = cJSON_GetObjectItemCaseSensitive(f, "file");
-    const char *saved_file = cJSON_IsString(file) ? file->valuestring : "?";
-    if (!cJSON_IsObject(f)) {
-        if (!now) return 0;
-        return dp_fail(err, "%s: the run had no %s set; cannot resume with one (%lld sentences)", dp_checkpoint_path(ck),
-                       role, (long long)now->n);
-    }
-    if (!now)
-        return dp_fail(err, "%s: the run had a %s set (%s, %.0f sentences); give it again to resume", dp_checkpoint_path(ck),
-                       role, saved_file, cJSON_IsNumber(n) ? n->valuedouble : 0.0);
-    char have[17];
-    snprintf(have, sizeof have, "%016llx", (unsigned long long)dp_text_dataset_fingerprint(now));
-    if (!cJSON_IsString(fp) || strcmp(fp->valuestring, have) != 0 || !cJSON_IsNumber(n) || n->valuedouble != (double)now->n)
-        return dp_fail(err, "%s: written for another dataset: %s set %s, %.0f sentences, fingerprint %s; this one has "
-                            "%lld sentences, fingerprint %s",
-                       dp_checkpoint_path(ck), role, saved_file, cJSON_IsNumber(n) ? n->valuedouble : 0.0,
-                       cJSON_IsString(fp) ? fp->valuestring : "?", (long long)now->n, have);
-    return 0;
+    return dp_task_check_file(ck, role, now != NULL, now ? now->n : 0, now ? dp_text_dataset_fingerprint(now) : 0,
+                              "sentences", "", err);
 }
 
 int dp_text_check_resume(const dp_checkpoint *ck, const dp_text_train_config *cfg, const dp_text_dataset *train,

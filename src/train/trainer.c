@@ -15,6 +15,7 @@
 #include "dpformer/train.h"
 #include "train/loop.h"
 #include "train/noise_plan.h"
+#include "train/task_common.h"
 
 dp_privacy_config dp_privacy_config_default(void) {
     dp_privacy_config p;
@@ -197,12 +198,7 @@ static char *rec_model_meta(void *st, const dp_loop_result *lr) {
     cJSON_AddBoolToObject(o, "private", cfg->dp.enabled);
     if (cfg->dp.enabled) {
         cJSON_AddStringToObject(o, "privacy_unit", "user (one training sequence)");
-        if (isfinite(lr->epsilon)) cJSON_AddNumberToObject(o, "epsilon", lr->epsilon);
-        else cJSON_AddNullToObject(o, "epsilon");
-        cJSON_AddNumberToObject(o, "delta", lr->delta);
-        cJSON_AddNumberToObject(o, "noise_multiplier", lr->noise_multiplier);
-        cJSON_AddNumberToObject(o, "sample_rate", lr->sample_rate);
-        cJSON_AddNumberToObject(o, "steps", (double)lr->dp_steps);
+        dp_task_meta_privacy(o, lr);
         cJSON_AddNumberToObject(o, "max_grad_norm", cfg->dp.max_grad_norm);
         cJSON_AddStringToObject(o, "accountant", cfg->dp.accountant == DP_ACCOUNTANT_PLD ? "pld" : "rdp");
         cJSON_AddStringToObject(o, "clip_mode", dp_clip_mode_name(cfg->dp.clip_mode));
