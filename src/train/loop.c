@@ -957,7 +957,10 @@ int dp_loop_run(const dp_loop_config *cfg, const dp_task *task, dp_model **out_m
             goto out;
         }
     }
-    if (!r.has_best) { /* never validated (no validation set, or nothing left to do): keep the last parameters */
+    /* never validated (no validation set, or nothing left to do): keep the last parameters; without a
+     * validation set always, also when a finished run was resumed with more epochs (the kept
+     * parameters its checkpoint holds are those of its own last epoch) */
+    if (!r.has_best || !task->metric) {
         dp_model_read_params(r.m, r.best);
         r.pg.best_epoch = r.pg.epochs_run;
         r.has_best = 1;
