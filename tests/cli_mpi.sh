@@ -2,9 +2,11 @@
 # Data-parallel training under mpirun (docs/distributed.md): with 2 and 3 processes (uneven shards,
 # more ranks than cores) a seeded run gives the one-process run's model up to float summation order
 # (max relative difference of any parameter below 1e-4; the ledger and epsilon identical), for
-# non-private and DP-SGD recommendation and DP-SGD text classification; a run checkpointed under 2
-# processes resumes under 3; a rank killed mid-run ends the whole job within seconds with a non-zero
-# status; commands other than the training ones refuse to run as several processes.
+# non-private and DP-SGD recommendation, DP-SGD text classification and DP-FP text classification (2
+# micro-batches a step; the same under 1 process with small physical chunks, and micro-batches smaller
+# than the number of processes, i.e. empty shards); a run checkpointed under 2 processes resumes under 3
+# (DP-SGD recommendation, DP-FP text); a rank killed mid-run ends the whole job within seconds with a
+# non-zero status; commands other than the training ones refuse to run as several processes.
 # Skipped (exit 77) without an MPI build or mpirun. As root (CI) mpirun needs --allow-run-as-root.
 set -u
 . "$(dirname "$0")/clilib.sh"
@@ -40,6 +42,7 @@ PY
 close() { # model A, model B, what, tolerance (default 1e-4)
     local d tol=${4:-1e-4}
     d=$(compare "$1" "$2") || { fail "$3: cannot compare $1 and $2"; return; }
+    echo "cli_mpi: $3: parameters differ by $d (relative)"
     python3 -c "import sys; sys.exit(0 if float('$d') < $tol else 1)" || fail "$3: parameters differ by $d (relative; tolerance $tol)"
 }
 same_eps() { # ledger A, ledger B, what
@@ -79,6 +82,42 @@ txt="--train $TMP/t.tsv --max-len 16 --d-model 16 --n-heads 2 --n-layers 1 --epo
 $MPI -np 2 "$BIN" train-text $txt --out "$TMP/txt-2" > "$TMP/txt-2.log" 2>&1 || fail "text: mpirun -np 2 failed: $(tail -5 "$TMP/txt-2.log")"
 close "$TMP/txt-1/model.safetensors" "$TMP/txt-2/model.safetensors" "text, 2 processes"
 same_eps "$TMP/txt-1/privacy.json" "$TMP/txt-2/privacy.json" "text, 2 processes"
+
+# text classification, DP-FP: M = 2 Poisson micro-batches a step, each example's representation noise
+# drawn once for the whole micro-batch, so neither the number of processes nor the physical chunks
+# (--max-physical-batch 5: several chunks per micro-batch and per shard) change the computation. The
+# weights get no gradient noise here, so as without DP AdamW magnifies the sums' last bits where the
+# gradient is zero in exact arithmetic (the attention's key bias: measured 5e-4 there, 1e-5 elsewhere;
+# noise 1% larger moves parameters by 0.5): tolerance 3e-3
+fp="--train $TMP/t.tsv --max-len 16 --d-model 16 --n-heads 2 --n-layers 1 --epochs 2 --batch-size 32 --no-progress --seed 2 --dpfp --micro-batches 2 --noise-multiplier 1 --seeded-noise"
+"$BIN" train-text $fp --out "$TMP/fp-1" > "$TMP/fp-1.log" 2>&1 || fail "dp-fp: one process failed: $(tail -3 "$TMP/fp-1.log")"
+"$BIN" train-text $fp --max-physical-batch 5 --out "$TMP/fp-1c" > "$TMP/fp-1c.log" 2>&1 ||
+    fail "dp-fp: one process, small chunks failed: $(tail -3 "$TMP/fp-1c.log")"
+close "$TMP/fp-1/model.safetensors" "$TMP/fp-1c/model.safetensors" "dp-fp, one process, other physical chunks" 3e-3
+same_eps "$TMP/fp-1/privacy.json" "$TMP/fp-1c/privacy.json" "dp-fp, one process, other physical chunks"
+for np in 2 3; do
+    $MPI -np $np "$BIN" train-text $fp --max-physical-batch 5 --out "$TMP/fp-$np" > "$TMP/fp-$np.log" 2>&1 ||
+        fail "dp-fp: mpirun -np $np failed: $(tail -5 "$TMP/fp-$np.log")"
+    close "$TMP/fp-1/model.safetensors" "$TMP/fp-$np/model.safetensors" "dp-fp, $np processes" 3e-3
+    same_eps "$TMP/fp-1/privacy.json" "$TMP/fp-$np/privacy.json" "dp-fp, $np processes"
+    grep -q '"mechanism_events":' "$TMP/fp-$np/metrics.jsonl" || fail "dp-fp, $np processes: no mechanism_events in metrics.jsonl"
+    n=$(grep -c '^epoch 1/2' "$TMP/fp-$np.log")
+    [ "$n" -eq 1 ] || fail "dp-fp, $np processes: the epoch line was printed $n times"
+done
+# micro-batches of 1 example in expectation (often 0 or 1): under 3 processes most shards are empty
+tiny="${fp/--batch-size 32/--batch-size 2} --epochs 1"
+"$BIN" train-text $tiny --out "$TMP/fpt-1" > "$TMP/fpt-1.log" 2>&1 || fail "dp-fp, tiny: one process failed: $(tail -3 "$TMP/fpt-1.log")"
+$MPI -np 3 "$BIN" train-text $tiny --out "$TMP/fpt-3" > "$TMP/fpt-3.log" 2>&1 ||
+    fail "dp-fp, tiny: mpirun -np 3 failed: $(tail -5 "$TMP/fpt-3.log")"
+close "$TMP/fpt-1/model.safetensors" "$TMP/fpt-3/model.safetensors" "dp-fp, empty shards" 3e-3
+same_eps "$TMP/fpt-1/privacy.json" "$TMP/fpt-3/privacy.json" "dp-fp, empty shards"
+# checkpointed under 2 processes (1 epoch), resumed under 3: the 2-epoch one-process model
+$MPI -np 2 "$BIN" train-text ${fp/--epochs 2/--epochs 1} --out "$TMP/fpres" > "$TMP/fpres1.log" 2>&1 ||
+    fail "dp-fp resume: first part failed: $(tail -3 "$TMP/fpres1.log")"
+$MPI -np 3 "$BIN" train-text --resume "$TMP/fpres" --epochs 2 > "$TMP/fpres2.log" 2>&1 ||
+    fail "dp-fp resume: second part failed: $(tail -5 "$TMP/fpres2.log")"
+close "$TMP/fp-1/model.safetensors" "$TMP/fpres/model.safetensors" "dp-fp, resumed under another number of processes" 3e-3
+same_eps "$TMP/fp-1/privacy.json" "$TMP/fpres/privacy.json" "dp-fp, resumed run"
 
 # checkpointed under 2 processes (1 epoch), resumed under 3 for the second: the 2-epoch one-process model
 $MPI -np 2 "$BIN" train $base --dp --noise-multiplier 1 --seeded-noise --epochs 1 --out "$TMP/res" > "$TMP/res1.log" 2>&1 ||

@@ -95,7 +95,9 @@ typedef struct {
     int L, cap;              /* full window; examples per physical chunk */
     int classify;            /* the model reads labels (else next-item targets) */
     int32_t *tok, *tgt, *lab;
-    dp_real *w, *noise;
+    dp_real *w;
+    dp_real *noise;          /* DP-FP: [noise_cap, d_model] the noise rows of the micro-batch in progress */
+    int64_t noise_cap;       /* examples the noise buffer holds (grown to the largest micro-batch) */
     double *el, *norms;
     int64_t *batch;          /* [n] the logical batch in progress (ids) */
     int32_t *slot;           /* [n] trimmed windows: the place of batch[k] in the batch as drawn */
@@ -145,11 +147,12 @@ static int check_grads(run_state *r, dp_error *err) {
 /* How the chunks of a logical batch are computed. */
 enum { CHUNK_PLAIN = 0, CHUNK_CLIPPED, CHUNK_REP_NOISE };
 
-/* The logical batch r->batch[0..n) in physical chunks, as the task arranges them; gradients
- * accumulate in the model. CHUNK_PLAIN and CHUNK_REP_NOISE: forward and backward with every example's
- * loss weighted by `weight` (CHUNK_REP_NOISE: DP-FP, fresh noise σ·clip·z on each chunk's pooled
- * representations). CHUNK_CLIPPED: the privacy engine's clipped per-example gradient sum. Each chunk's
- * examples are at offset `s` of the logical batch for their dropout streams. *loss += the examples'
+/* The part r->batch[off .. off+n) of the logical batch in physical chunks, as the task arranges them;
+ * gradients accumulate in the model. CHUNK_PLAIN and CHUNK_REP_NOISE: forward and backward with every
+ * example's loss weighted by `weight` (CHUNK_REP_NOISE: DP-FP, the example at place k of the arranged
+ * batch gets the noise row r->noise[k], drawn for the whole micro-batch by draw_rep_noise).
+ * CHUNK_CLIPPED: the privacy engine's clipped per-example gradient sum. Each chunk's examples are at
+ * offset `s` of the logical batch for their dropout streams and noise rows. *loss += the examples'
  * losses; *n_clipped += clipped examples (CHUNK_CLIPPED). */
 static int run_chunks(run_state *r, int64_t off, int64_t n, int how, dp_real weight, uint64_t dseed, double *loss,
                       int64_t *n_clipped, dp_error *err) {
@@ -173,16 +176,10 @@ static int run_chunks(run_state *r, int64_t off, int64_t n, int how, dp_real wei
             rc = dp_clipped_grad(r->m, &bt, p->clip_mode, p->max_grad_norm, 1, dseed, (int)s, r->norms, r->el, err);
         } else {
             for (int b = 0; b < B; b++) r->w[b] = weight;
-            if (how == CHUNK_REP_NOISE) {
-                rc = dp_noise_gaussian_fill(r->rng, r->noise, (size_t)B * (size_t)r->s->model.d_model,
-                                            r->pg.sigma * r->s->model.rep_clip, err);
-                dp_model_set_rep_noise(r->m, r->noise);
-            }
-            if (!rc) {
-                r->m->ex0 = (int)s;
-                dp_model_forward_backward(r->m, &bt, r->w, 1, dseed, r->el);
-                r->m->ex0 = 0;
-            }
+            if (how == CHUNK_REP_NOISE) dp_model_set_rep_noise(r->m, r->noise + (size_t)s * (size_t)r->s->model.d_model);
+            r->m->ex0 = (int)s;
+            dp_model_forward_backward(r->m, &bt, r->w, 1, dseed, r->el);
+            r->m->ex0 = 0;
             dp_model_set_rep_noise(r->m, NULL);
         }
         model_set_window(r->m, 0);
@@ -225,6 +222,22 @@ static void arrange_batch(run_state *r, int64_t n) {
         r->keys[k] = r->batch[r->slot[k]];
     }
     memcpy(r->batch, r->keys, sizeof(int64_t) * (size_t)n);
+}
+
+/* DP-FP: the representation noise σ·clip·z of a whole micro-batch of nb examples, one row of d_model
+ * values per example in the order of the arranged batch, drawn in one call from the run's generator.
+ * Every rank draws the same rows (the generator is shared) and uses those of its shard, so each
+ * example's noise is the same whatever the number of ranks and however the batch is cut into chunks,
+ * and the generator stays in step on every rank. An empty micro-batch draws nothing. */
+static int draw_rep_noise(run_state *r, int64_t nb, dp_error *err) {
+    const size_t d = (size_t)r->s->model.d_model;
+    if (nb > r->noise_cap) {
+        if (r->noise) dp_secure_wipe(r->noise, sizeof(dp_real) * (size_t)r->noise_cap * d); /* secret */
+        free(r->noise);
+        r->noise_cap = DP_MAX(nb, 2 * r->noise_cap);
+        r->noise = dp_malloc(sizeof(dp_real) * (size_t)r->noise_cap * d);
+    }
+    return dp_noise_gaussian_fill(r->rng, r->noise, (size_t)nb * d, r->pg.sigma * r->s->model.rep_clip, err);
 }
 
 /* Data parallelism (dpformer/dist.h): after each rank has run its part of a batch, agree on failure
@@ -298,15 +311,24 @@ static int step_private(run_state *r, int64_t *n_examples, double *loss_sum, dp_
     } else {
         const int M = r->s->micro_batches;
         const dp_real weight = (dp_real)(1.0 / (M * g->q * (double)r->n));
-        for (int j = 0; j < M; j++) {
+        const int how = g->sigma > 0 ? CHUNK_REP_NOISE : CHUNK_PLAIN;
+        int rc = 0;
+        for (int j = 0; j < M && !rc; j++) {
+            /* every rank draws the same micro-batch and the same noise rows (the shared generator), then
+             * runs its shard of them; a rank that fails stops here and says so in combine() below (the
+             * micro-batches make no collective calls, so the others do not wait for it) */
             int64_t nb = poisson_batch(r, err);
             if (nb < 0) return -1;
             const uint64_t dseed = dp_mix64(r->s->seed ^ dp_mix64((uint64_t)g->step * 1024 + (uint64_t)j));
             arrange_batch(r, nb);
-            if (run_chunks(r, 0, nb, g->sigma > 0 ? CHUNK_REP_NOISE : CHUNK_PLAIN, weight, dseed, &ls, NULL, err))
-                return -1;
+            if (how == CHUNK_REP_NOISE && draw_rep_noise(r, nb, err)) return -1;
+            int64_t lo, hi;
+            dp_dist_shard(nb, dp_dist_rank(), dp_dist_size(), &lo, &hi);
+            rc = run_chunks(r, lo, hi - lo, how, weight, dseed, &ls, NULL, err);
             seen += nb;
         }
+        /* the M micro-batch gradients (and losses) of all ranks added once, in rank order */
+        if (combine(r, rc, &ls, NULL, err)) return -1;
     }
     if (check_grads(r, err)) return -1;
     dp_optimizer_step(r->opt, r->m);
@@ -420,7 +442,6 @@ static int setup_private(run_state *r, dp_error *err) {
     r->acc.accountant = p->accountant;
     r->sample = dp_malloc(sizeof(int64_t) * (size_t)r->n);
     r->norms = dp_malloc(sizeof(double) * (size_t)r->cap);
-    if (r->s->mode == DP_LOOP_DPFP) r->noise = dp_malloc(sizeof(dp_real) * (size_t)r->cap * (size_t)r->s->model.d_model);
     r->steps_per_epoch = DP_MAX((int64_t)1, c->steps_per_epoch);
     if (c->resume) {
         const dp_history *h = dp_checkpoint_history(c->resume);
@@ -860,8 +881,6 @@ int dp_loop_run(const dp_loop_config *cfg, const dp_task *task, dp_model **out_m
     dp_loop_config rank_cfg = *cfg;
     FILE *devnull = NULL;
     if (dp_dist_size() > 1) {
-        if (cfg->s.mode == DP_LOOP_DPFP)
-            return dp_fail(err, "DP-FP with more than one process is not supported yet (run it as one process)");
         if (cfg->device != DP_DEVICE_CPU)
             return dp_fail(err, "--device %s with more than one process is not supported yet", dp_device_name(cfg->device));
         if (!dp_dist_is_root()) {
@@ -983,6 +1002,7 @@ out:
     free(r.w);
     free(r.el);
     free(r.norms);
+    if (r.noise) dp_secure_wipe(r.noise, sizeof(dp_real) * (size_t)r.noise_cap * (size_t)cfg->s.model.d_model);
     free(r.noise);
     free(r.sample);
     free(r.mtext.s);
