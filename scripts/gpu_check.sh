@@ -2,6 +2,7 @@
 # `make gpu-check`: everything that needs a GPU, in one command of a few minutes. Builds the CUDA
 # backend (build-gpu/), runs every GPU parity test (tests/test_gpu_*.c, CTest label `gpu`) and
 # test_backend, runs compute-sanitizer (memcheck, racecheck) over the model test when it is installed,
+# checks the Hugging Face export and the tokenizer against transformers/tokenizers (cli_hf_transformers),
 # times the training step on the GPU (bench step --device cuda: recommendation shapes and GPT-2 small,
 # non-private and DP `auto` side by side) and the same model in PyTorch on the same GPU, and prints a
 # short table last. Logs go to $GPU_CHECK_OUT (default gpu-check/).
@@ -45,6 +46,16 @@ if command -v compute-sanitizer >/dev/null && [ -x "$BIN/test_gpu_model" ]; then
     [ $rc -eq 0 ] || { fail=1; grep -E "=========" "$OUTDIR/sanitizer_$tool.log" | head -12; }
   done
 fi
+
+# 2b. the Hugging Face layout and tokenizer against transformers and tokenizers (the GPU machine has them;
+#     tests/cli_hf_transformers.sh skips, exit 77, where they are missing)
+bash tests/cli_hf_transformers.sh "$BIN/dpformer" >"$OUTDIR/hf_transformers.log" 2>&1
+rc=$?
+case $rc in
+  0) status=passed ;; 77) status=SKIPPED ;; *) status="FAILED (exit $rc)"; fail=1 ;;
+esac
+printf "test %-28s %s\n" cli_hf_transformers "$status" | tee -a "$SUMMARY"
+grep -E "relative difference|tokenizer:|FAIL|skipped" "$OUTDIR/hf_transformers.log" | tail -8 | tee -a "$SUMMARY"
 
 # 3. step benchmark, dpformer and PyTorch on the same GPU
 for shape in games ml1m gpt2; do
