@@ -100,7 +100,8 @@ typedef struct dp_task {
     /* a logical batch in the order its chunks take it (NULL: as sampled) */
     void (*arrange)(void *st, int64_t *ids, int64_t n);
     /* the next chunk of ids[0..n): its size B (1..cap) and window T (NULL: min(cap, n) on the model's
-     * window) */
+     * window); right-padded examples run on the first T positions, each with the dropout masks of its
+     * place in the batch in a full window (where the backend has the window masks) */
     int (*chunk)(void *st, const int64_t *ids, int64_t n, int cap, int *T);
     /* Left-padded windows (the recommender's): the positions example id's window uses (1..L). When
      * set, arrange and chunk are not used: the loop sorts each batch by this length, cuts it into
