@@ -23,9 +23,10 @@ awk 'BEGIN { srand(3); for (u = 1; u <= 400; u++) { printf "%d", u; n = 5 + int(
 base="--data $TMP/seq.txt --format sequences --max-len 10 --d-model 16 --batch-size 48 --no-progress --seed 4"
 rec="$base --epochs 2"
 
-# the largest relative difference between two model files' F32 tensors (the same names and shapes)
+# the largest relative difference between two model files' F32 tensors (the same names and shapes);
+# with a third argument "nokeybias", the attention's key bias is left out (see DP-FP below)
 compare() {
-    python3 - "$1" "$2" <<'PY'
+    python3 - "$1" "$2" "${3:-}" <<'PY'
 import array, json, struct, sys
 def load(p):
     b = open(p, "rb").read(); n = struct.unpack("<Q", b[:8])[0]; h = json.loads(b[8:8 + n]); d = b[8 + n:]
@@ -36,12 +37,15 @@ def load(p):
     return out
 a, b = load(sys.argv[1]), load(sys.argv[2])
 assert a.keys() == b.keys()
-print(max(abs(x - y) / max(1e-3, abs(x)) for k in a for x, y in zip(a[k], b[k])))
+def kept(k, i):
+    n = len(a[k]) // 3
+    return not (sys.argv[3] == "nokeybias" and k.endswith("attn.qkv.bias") and n <= i < 2 * n)
+print(max(abs(x - y) / max(1e-3, abs(x)) for k in a for i, (x, y) in enumerate(zip(a[k], b[k])) if kept(k, i)))
 PY
 }
-close() { # model A, model B, what, tolerance (default 1e-4)
+close() { # model A, model B, what, tolerance (default 1e-4), nokeybias
     local d tol=${4:-1e-4}
-    d=$(compare "$1" "$2") || { fail "$3: cannot compare $1 and $2"; return; }
+    d=$(compare "$1" "$2" "${5:-}") || { fail "$3: cannot compare $1 and $2"; return; }
     echo "cli_mpi: $3: parameters differ by $d (relative)"
     python3 -c "import sys; sys.exit(0 if float('$d') < $tol else 1)" || fail "$3: parameters differ by $d (relative; tolerance $tol)"
 }
@@ -75,9 +79,11 @@ done
 
 # text classification, DP-SGD
 printf 'sentence\tlabel\n' > "$TMP/t.tsv"
+# sentences of 7 to 12 word tokens: the length-sorted chunks run on windows shorter than --max-len, and
+# each example keeps the dropout masks of its place in a full window (docs/distributed.md)
 awk 'BEGIN { srand(5); for (i = 0; i < 300; i++) { l = int(rand() * 2); s = l ? "good fine great" : "bad poor awful";
-     printf "%s %d words here\t%d\n", s, i, l } }' >> "$TMP/t.tsv"
-txt="--train $TMP/t.tsv --max-len 16 --d-model 16 --n-heads 2 --n-layers 1 --epochs 2 --batch-size 32 --no-progress --seed 2 --dp --noise-multiplier 1 --seeded-noise"
+     f = ""; for (k = int(rand() * 6); k > 0; k--) f = f " more"; printf "%s %d words%s here\t%d\n", s, i, f, l } }' >> "$TMP/t.tsv"
+txt="--train $TMP/t.tsv --tokenizer words --max-len 16 --d-model 16 --n-heads 2 --n-layers 1 --epochs 2 --batch-size 32 --no-progress --seed 2 --dp --noise-multiplier 1 --seeded-noise"
 "$BIN" train-text $txt --out "$TMP/txt-1" > "$TMP/txt-1.log" 2>&1 || fail "text: one process failed: $(tail -3 "$TMP/txt-1.log")"
 $MPI -np 2 "$BIN" train-text $txt --out "$TMP/txt-2" > "$TMP/txt-2.log" 2>&1 || fail "text: mpirun -np 2 failed: $(tail -5 "$TMP/txt-2.log")"
 close "$TMP/txt-1/model.safetensors" "$TMP/txt-2/model.safetensors" "text, 2 processes"
@@ -85,38 +91,40 @@ same_eps "$TMP/txt-1/privacy.json" "$TMP/txt-2/privacy.json" "text, 2 processes"
 
 # text classification, DP-FP: M = 2 Poisson micro-batches a step, each example's representation noise
 # drawn once for the whole micro-batch, so neither the number of processes nor the physical chunks
-# (--max-physical-batch 5: several chunks per micro-batch and per shard) change the computation. The
-# weights get no gradient noise here, so as without DP AdamW magnifies the sums' last bits where the
-# gradient is zero in exact arithmetic (the attention's key bias: measured 5e-4 there, 1e-5 elsewhere;
-# noise 1% larger moves parameters by 0.5): tolerance 3e-3
-fp="--train $TMP/t.tsv --max-len 16 --d-model 16 --n-heads 2 --n-layers 1 --epochs 2 --batch-size 32 --no-progress --seed 2 --dpfp --micro-batches 2 --noise-multiplier 1 --seeded-noise"
+# (--max-physical-batch 5: several chunks per micro-batch and per shard) change the computation:
+# tolerance 1e-3 (measured: 1e-4 to 3.5e-4; a noise multiplier 1% larger moves parameters by 2.9). Left
+# out: the attention's key bias, whose gradient is zero in exact arithmetic (softmax ignores a score
+# added to a whole row); without gradient noise AdamW turns the sums' last bits there into steps of
+# size lr (relative differences up to 0.1 against the 1e-3 floor)
+fp="--train $TMP/t.tsv --tokenizer words --max-len 16 --d-model 16 --n-heads 2 --n-layers 1 --epochs 2 --batch-size 32 --no-progress --seed 2 --dpfp --micro-batches 2 --noise-multiplier 1 --seeded-noise"
 "$BIN" train-text $fp --out "$TMP/fp-1" > "$TMP/fp-1.log" 2>&1 || fail "dp-fp: one process failed: $(tail -3 "$TMP/fp-1.log")"
 "$BIN" train-text $fp --max-physical-batch 5 --out "$TMP/fp-1c" > "$TMP/fp-1c.log" 2>&1 ||
     fail "dp-fp: one process, small chunks failed: $(tail -3 "$TMP/fp-1c.log")"
-close "$TMP/fp-1/model.safetensors" "$TMP/fp-1c/model.safetensors" "dp-fp, one process, other physical chunks" 3e-3
+close "$TMP/fp-1/model.safetensors" "$TMP/fp-1c/model.safetensors" "dp-fp, one process, other physical chunks" 1e-3 nokeybias
 same_eps "$TMP/fp-1/privacy.json" "$TMP/fp-1c/privacy.json" "dp-fp, one process, other physical chunks"
 for np in 2 3; do
     $MPI -np $np "$BIN" train-text $fp --max-physical-batch 5 --out "$TMP/fp-$np" > "$TMP/fp-$np.log" 2>&1 ||
         fail "dp-fp: mpirun -np $np failed: $(tail -5 "$TMP/fp-$np.log")"
-    close "$TMP/fp-1/model.safetensors" "$TMP/fp-$np/model.safetensors" "dp-fp, $np processes" 3e-3
+    close "$TMP/fp-1/model.safetensors" "$TMP/fp-$np/model.safetensors" "dp-fp, $np processes" 1e-3 nokeybias
     same_eps "$TMP/fp-1/privacy.json" "$TMP/fp-$np/privacy.json" "dp-fp, $np processes"
     grep -q '"mechanism_events":' "$TMP/fp-$np/metrics.jsonl" || fail "dp-fp, $np processes: no mechanism_events in metrics.jsonl"
     n=$(grep -c '^epoch 1/2' "$TMP/fp-$np.log")
     [ "$n" -eq 1 ] || fail "dp-fp, $np processes: the epoch line was printed $n times"
 done
 # micro-batches of 1 example in expectation (often 0 or 1): under 3 processes most shards are empty
-tiny="${fp/--batch-size 32/--batch-size 2} --epochs 1"
+tiny=${fp/--batch-size 32/--batch-size 2}
+tiny=${tiny/--epochs 2/--epochs 1}
 "$BIN" train-text $tiny --out "$TMP/fpt-1" > "$TMP/fpt-1.log" 2>&1 || fail "dp-fp, tiny: one process failed: $(tail -3 "$TMP/fpt-1.log")"
 $MPI -np 3 "$BIN" train-text $tiny --out "$TMP/fpt-3" > "$TMP/fpt-3.log" 2>&1 ||
     fail "dp-fp, tiny: mpirun -np 3 failed: $(tail -5 "$TMP/fpt-3.log")"
-close "$TMP/fpt-1/model.safetensors" "$TMP/fpt-3/model.safetensors" "dp-fp, empty shards" 3e-3
+close "$TMP/fpt-1/model.safetensors" "$TMP/fpt-3/model.safetensors" "dp-fp, empty shards" 1e-3 nokeybias
 same_eps "$TMP/fpt-1/privacy.json" "$TMP/fpt-3/privacy.json" "dp-fp, empty shards"
 # checkpointed under 2 processes (1 epoch), resumed under 3: the 2-epoch one-process model
 $MPI -np 2 "$BIN" train-text ${fp/--epochs 2/--epochs 1} --out "$TMP/fpres" > "$TMP/fpres1.log" 2>&1 ||
     fail "dp-fp resume: first part failed: $(tail -3 "$TMP/fpres1.log")"
 $MPI -np 3 "$BIN" train-text --resume "$TMP/fpres" --epochs 2 > "$TMP/fpres2.log" 2>&1 ||
     fail "dp-fp resume: second part failed: $(tail -5 "$TMP/fpres2.log")"
-close "$TMP/fp-1/model.safetensors" "$TMP/fpres/model.safetensors" "dp-fp, resumed under another number of processes" 3e-3
+close "$TMP/fp-1/model.safetensors" "$TMP/fpres/model.safetensors" "dp-fp, resumed under another number of processes" 1e-3 nokeybias
 same_eps "$TMP/fp-1/privacy.json" "$TMP/fpres/privacy.json" "dp-fp, resumed run"
 
 # checkpointed under 2 processes (1 epoch), resumed under 3 for the second: the 2-epoch one-process model
