@@ -57,6 +57,12 @@ for k in ("ndcg10", "hr10", "ndcg20", "hr20"):
     grep -q '^meta dpformer.reattention = {"kappa":30,"sigma":3,"batch_size":32,"n_examples":600}' "$TMP/ref.tensors" \
         || fail "metadata dpformer.reattention: $(grep reattention "$TMP/ref.tensors")"
 fi
+# the run's final checkpoint, evaluated, is its model (the last epoch's parameters), with the correction
+ck="$TMP/ref/checkpoints/$(ls "$TMP/ref/checkpoints" | tail -1)"
+expect 0 'Re-Attention on (kappa 30, sigma 3.0000, expected batch 32.0, 600 training examples)' \
+    -- "$BIN" eval --model "$ck" --data "$TMP/seq.txt" --format sequences
+a=$("$BIN" eval --model "$ck" --data "$TMP/seq.txt" --format sequences --json 2>&1 | sed 's/,"parameters":.*//')
+[ "$a" = "$(printf '%s' "$out" | sed 's/,"parameters":.*//')" ] || fail "eval of the final checkpoint: $a; of the model: $out"
 
 # ---- resume: from the middle of epoch 2 (as after a kill there), and from the end of epoch 1 ----
 steps=$(ls "$TMP/ref/checkpoints" | sed -n 's/^ckpt-0*\([0-9][0-9]*\)\.safetensors$/\1/p' | sort -n)

@@ -8,7 +8,8 @@
 # intact and resumable; a resume with another noise multiplier appends to the privacy history; a copied
 # run folder resumes into the copy (never into the original), --out elsewhere is honoured, and moved
 # checkpoints of a separate --checkpoint-dir need --out; settings that cannot change are refused with
-# exit status 2.
+# exit status 2; `dpformer eval` on a checkpoint file evaluates its parameters at that step (or, with
+# --best, those of its best validated epoch).
 # Usage: bash tests/cli_resume.sh /path/to/dpformer
 set -u
 . "$(dirname "$0")/clilib.sh"
@@ -229,5 +230,27 @@ cp "$TMP/ref_dp/checkpoints/$older" "$TMP/kill_dp/checkpoints/"
 expect 2 'did not finish.*--resume' -- "$BIN" train "${DP[@]}" --epochs 3 --out "$TMP/kill_dp"
 expect 2 'another run that did not finish' -- "$BIN" train --resume "$TMP/sigma" --epochs 3 \
     --checkpoint-dir "$TMP/kill_dp/checkpoints"
+
+# `dpformer eval` on a checkpoint file: its parameters at that step are the last epoch's (= the model
+# of a seeded DP-SGD run that keeps the last, as DP-SGD does by default), --best its best validated
+# epoch's (= the --select-best run's own model)
+"$BIN" train "${DP[@]}" --epochs 4 --select-best --keep-checkpoints 1 --out "$TMP/ev_best" > "$TMP/ev_best.log" 2>&1 ||
+    fail "eval on a checkpoint: training failed: $(tail -3 "$TMP/ev_best.log")"
+"$BIN" train "${DP[@]}" --epochs 4 --no-checkpoints --out "$TMP/ev_last" > "$TMP/ev_last.log" 2>&1 ||
+    fail "eval on a checkpoint: training that keeps the last epoch failed: $(tail -3 "$TMP/ev_last.log")"
+ck="$TMP/ev_best/checkpoints/$(ls "$TMP/ev_best/checkpoints" | tail -1)"
+metrics_of() { "$BIN" eval --data "$TMP/data.txt" --threads 1 --split "$@" --json | sed 's/,"parameters":.*//'; }
+for split in valid test; do
+    a=$(metrics_of $split --model "$ck") b=$(metrics_of $split --model "$TMP/ev_last/model.safetensors")
+    [ -n "$a" ] && [ "$a" = "$b" ] || fail "eval on a checkpoint ($split): '$a', the last epoch's model: '$b'"
+    a=$(metrics_of $split --model "$ck" --best) b=$(metrics_of $split --model "$TMP/ev_best/model.safetensors")
+    [ -n "$a" ] && [ "$a" = "$b" ] || fail "eval on a checkpoint --best ($split): '$a', the run's model: '$b'"
+done
+best=$(grep -o '"best_epoch":[0-9]*' "$TMP/ev_best/metrics.jsonl" | cut -d: -f2)
+[ "$best" != 4 ] || [ "$(metrics_of valid --model "$ck")" = "$(metrics_of valid --model "$ck" --best)" ] ||
+    fail "eval on a checkpoint: the best epoch is the last, yet --best differs"
+expect 0 'checkpoint of step [0-9]* (4 epoch(s) completed): the parameters at that step' -- \
+    "$BIN" eval --model "$ck" --data "$TMP/data.txt" --threads 1
+expect 2 'needs a checkpoint file' -- "$BIN" eval --model "$TMP/ev_last/model.safetensors" --data "$TMP/data.txt" --best
 
 cli_finish

@@ -93,6 +93,16 @@ const char *dp_checkpoint_out_dir(const dp_checkpoint *c);
  * are left at their defaults. */
 dp_train_config dp_checkpoint_train_config(const dp_checkpoint *c);
 
+/* Does path look like a checkpoint file: a safetensors file whose metadata has
+ * dpformer.checkpoint_version? 1 yes; 0 otherwise, unreadable files included (their reader says why). */
+int dp_checkpoint_is_file(const char *path);
+
+/* The model of the run saved in c, on the CPU, for batches of up to max_batch examples, with the
+ * parameters the run had at the checkpoint's step (best = 0), or those of the best validated epoch so
+ * far (best = 1: an error naming the file if no epoch has been validated yet). A Re-Attention run's
+ * model gets the item frequencies, σ and expected batch it trained with. NULL with err on failure. */
+dp_model *dp_checkpoint_model(const dp_checkpoint *c, int best, int max_batch, dp_error *err);
+
 /* Can the run saved in c continue with cfg on ds? Refuses (message naming the file and the setting)
  * a checkpoint of another task, a different dataset (sizes or fingerprint), a different model shape,
  * and a change of any setting

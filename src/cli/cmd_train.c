@@ -290,15 +290,44 @@ static double available_memory(void) {
     return have;
 }
 
+/* A model file, or a checkpoint file (its parameters at its step, or with best those of its best
+ * validated epoch so far), for batches of B users. */
+static dp_model *load_model_or_checkpoint(const char *path, int best, int B, char *what, size_t cap, dp_error *err) {
+    what[0] = 0;
+    if (!dp_checkpoint_is_file(path)) {
+        if (best) {
+            dp_fail(err, "%s: --best needs a checkpoint file (ckpt-*.safetensors); a model file holds one set of "
+                         "parameters", path);
+            return NULL;
+        }
+        return dp_model_load(path, B, err);
+    }
+    dp_checkpoint *ck = dp_checkpoint_read(path, err);
+    dp_model *m = NULL;
+    if (ck && strcmp(dp_checkpoint_task(ck), "recommendation") != 0)
+        dp_fail(err, "%s: a checkpoint of a %s run, not of dpformer train", path, dp_checkpoint_task(ck));
+    else if (ck && (m = dp_checkpoint_model(ck, best, B, err))) {
+        if (best)
+            snprintf(what, cap, "checkpoint of step %lld: the parameters of its best validated epoch so far",
+                     (long long)dp_checkpoint_step(ck));
+        else
+            snprintf(what, cap, "checkpoint of step %lld (%d epoch(s) completed): the parameters at that step",
+                     (long long)dp_checkpoint_step(ck), dp_checkpoint_epochs_done(ck));
+    }
+    dp_checkpoint_free(ck);
+    return m;
+}
+
 /* The model for batches of B users on the device, or NULL after a message; when only the batch is too
  * large to fit, the message names --batch-size. */
-static dp_model *load_eval_model(const char *cmd, const char *path, int B, dp_device device, dp_error *err) {
-    dp_model *m = dp_model_load(path, B, err);
+static dp_model *load_eval_model(const char *cmd, const char *path, int best, int B, dp_device device, char *what,
+                                 size_t cap, dp_error *err) {
+    dp_model *m = load_model_or_checkpoint(path, best, B, what, cap, err);
     if (m && !dp_model_set_device(m, device, err)) return m;
     dp_model_free(m);
     dp_model *one = NULL;
     dp_error e1;
-    if (B > 1 && (one = dp_model_load(path, 1, &e1)) && !dp_model_set_device(one, device, &e1))
+    if (B > 1 && (one = load_model_or_checkpoint(path, best, 1, what, cap, &e1)) && !dp_model_set_device(one, device, &e1))
         fprintf(stderr, "%s: --batch-size: %s; lower --batch-size (default 256)\n", cmd, err->msg);
     else
         fprintf(stderr, "%s: %s\n", cmd, err->msg);
@@ -309,9 +338,11 @@ static dp_model *load_eval_model(const char *cmd, const char *path, int B, dp_de
 int cmd_eval(int argc, char **argv) {
     const char *cmd = "dpformer eval";
     const char *model = NULL, *data = NULL, *format = "auto", *split = "test", *device_s = "cpu";
-    int exclude_seen = 0, json = 0, batch = 256, threads = 0;
+    int exclude_seen = 0, json = 0, batch = 256, threads = 0, best = 0;
     arg_spec specs[] = {
-        ARG_SM("model", &model, "FILE", "model.safetensors written by dpformer train or demo (required)"),
+        ARG_SM("model", &model, "FILE", "model.safetensors written by dpformer train or demo, or a checkpoint file of "
+                                        "dpformer train (its parameters at that step) (required)"),
+        ARG_F("best", &best, "with a checkpoint: the parameters of its best validated epoch so far"),
         ARG_SM("data", &data, "FILE", "the dataset the model was trained on (required)"),
         ARG_SM("format", &format, "FMT", "auto, interactions, sequences, ml-dat or u.data"),
         ARG_S("split", &split, "valid or test"),
@@ -352,7 +383,8 @@ int cmd_eval(int argc, char **argv) {
         return 2;
     }
     dp_error err;
-    dp_model *m = load_eval_model(cmd, model, B, device, &err);
+    char what[160];
+    dp_model *m = load_eval_model(cmd, model, best, B, device, what, sizeof what, &err);
     if (!m) {
         dp_dataset_free(&ds);
         return 2;
@@ -380,12 +412,15 @@ int cmd_eval(int argc, char **argv) {
     dp_popularity_eval(&ds, sp, exclude_seen, &pop);
     if (json) {
         printf("{\"split\":\"%s\",\"exclude_seen\":%s,\"users\":%lld,\"ndcg10\":%.6f,\"hr10\":%.6f,\"ndcg20\":%.6f,"
-               "\"hr20\":%.6f,\"popularity_ndcg10\":%.6f,\"popularity_hr10\":%.6f,\"reattention\":%s}\n",
+               "\"hr20\":%.6f,\"popularity_ndcg10\":%.6f,\"popularity_hr10\":%.6f,\"reattention\":%s,"
+               "\"parameters\":\"%s\"}\n",
                split, exclude_seen ? "true" : "false", (long long)mm.n, mm.ndcg10, mm.hr10, mm.ndcg20, mm.hr20,
-               pop.ndcg10, pop.hr10, with_ra ? "true" : "false");
+               pop.ndcg10, pop.hr10, with_ra ? "true" : "false",
+               !what[0] ? "model" : best ? "checkpoint-best" : "checkpoint-step");
     } else {
         printf("%s on %s, split %s, full ranking over %d items, seen items %s\n", model, data, split, ds.n_items,
                exclude_seen ? "excluded" : "included");
+        if (what[0]) printf("%s\n", what);
         if (with_ra)
             printf("Re-Attention on (kappa %g, sigma %.4f, expected batch %.1f, %lld training examples), from the "
                    "model file\n", ra.kappa, ra.sigma, ra.batch_size, (long long)ra.n_examples);

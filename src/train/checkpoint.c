@@ -1118,6 +1118,58 @@ dp_train_config dp_checkpoint_train_config(const dp_checkpoint *c) {
     return cfg;
 }
 
+int dp_checkpoint_is_file(const char *path) {
+    dp_st_file *f = NULL;
+    dp_error e;
+    if (dp_safetensors_read(path, &f, &e)) return 0;
+    const int yes = dp_st_meta(f, "dpformer.checkpoint_version") != NULL;
+    dp_st_close(f);
+    return yes;
+}
+
+dp_model *dp_checkpoint_model(const dp_checkpoint *c, int best, int max_batch, dp_error *err) {
+    if (best && c->pg.best_epoch <= 0) {
+        dp_fail(err, "%s: no epoch has been validated yet, so there are no best parameters (step %lld)", c->path,
+                (long long)c->pg.step);
+        return NULL;
+    }
+    dp_model *m = dp_model_create(&c->set.model, max_batch, c->set.seed, err);
+    if (!m) return NULL;
+    const int set = best ? SET_BEST : SET_PARAM;
+    dp_real *p = dp_model_params(m);
+    for (int i = 0; i < dp_model_num_tensors(m); i++) {
+        const dp_param_tensor *pt = dp_model_tensor(m, i);
+        char name[NAME_CAP];
+        snprintf(name, sizeof name, "%s%s", set_prefix(set, c->set.optim.kind), pt->name);
+        const dp_st_tensor *t = dp_st_find(c->f, name);
+        if (!t || dp_st_numel(t) != (int64_t)pt->size) {
+            dp_fail(err, "%s: tensor %s is missing", c->path, name);
+            dp_model_free(m);
+            return NULL;
+        }
+        memcpy(p + pt->offset, t->data, sizeof(dp_real) * pt->size);
+    }
+    if (c->set.dp.reattention) { /* as the run set it up (trainer.c): the σ in force, qN, N */
+        dp_reattention_config ra = dp_reattention_config_default();
+        ra.enabled = 1;
+        ra.kappa = c->set.dp.reattention_scale;
+        ra.sigma = c->pg.sigma;
+        ra.batch_size = c->pg.q * (double)c->train_users;
+        ra.item_freq = c->item_freq;
+        ra.n_examples = c->train_users;
+        if (!ra.item_freq) {
+            dp_fail(err, "%s: holds no Re-Attention item frequencies (tensor " TENSOR_ITEM_FREQ ")", c->path);
+            dp_model_free(m);
+            return NULL;
+        }
+        if (dp_model_set_reattention(m, &ra, err)) {
+            dp_model_free(m);
+            return NULL;
+        }
+    }
+    return m;
+}
+
 /* ------------------------------------------------------------------------------------------------ */
 /* Resuming                                                                                         */
 /* ------------------------------------------------------------------------------------------------ */
