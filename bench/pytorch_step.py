@@ -13,6 +13,15 @@ On a GPU (`--device cuda`) it needs a Python whose PyTorch is a CUDA build (Debi
     python3 bench/pytorch_step.py --device cuda --shape games --warmup 3 --steps 20
     python3 bench/pytorch_step.py --device cuda --shape gpt2 --warmup 3 --steps 20
 
+With --data FILE (a dataset in dpformer's `interactions` or `sequences` format, e.g.
+../shared/data/amazon-games/interactions.txt) the batches are those of a real-data epoch instead: V is
+the file's number of items, and each batch holds the left-padded training windows of `batch` users
+taken in a shuffled order (a user of n items trains on its first n-2, as dpformer's leave-one-out
+split; its window holds min(L, n-3) inputs), with random item ids of those lengths (the time does not
+depend on the ids). The JSON line adds "data", "train_users", "steps_per_epoch" and
+"epoch_seconds_est" (steps per epoch times the mean timed step): an epoch's training time estimated
+from --steps of its batches, next to `dpformer train --epochs 1`'s epoch_seconds.
+
 Shapes games and ml1m default to d 64, 2 layers, 1 head and batch 256; gpt2 (GPT-2-small
 dimensions in this same model: V=50257, L=128) defaults to d 768, 12 layers, 12 heads and batch 16.
 --d, --layers, --heads and --batch, when given, override these for every shape.
@@ -119,6 +128,23 @@ def make_batch(torch, gen, batch, items, maxlen, full):
     return seq[:, :-1].contiguous(), seq[:, 1:].contiguous()
 
 
+def read_windows(path, maxlen):
+    """The number of items and each training user's window length (min(L, n-3) for a user of n items,
+    users whose training prefix n-2 has at least 2 items) of a dataset file: `user item` lines
+    (interactions) or `user item item ...` lines (sequences)."""
+    users, items = {}, set()
+    with open(path) as f:
+        for line in f:
+            fields = line.split()
+            if len(fields) < 2:
+                continue
+            users.setdefault(fields[0], 0)
+            users[fields[0]] += len(fields) - 1
+            items.update(fields[1:])
+    lengths = [min(maxlen, n - 3) for n in users.values() if n - 2 >= 2]
+    return len(items), lengths
+
+
 def run_shape(args, shape):
     import torch
 
@@ -141,6 +167,10 @@ def run_shape(args, shape):
     gen = torch.Generator().manual_seed(args.seed)   # batches are drawn on the CPU, as without cuda
     items, maxlen = SHAPES[shape]["items"], SHAPES[shape]["maxlen"]
     hp = resolve(args, shape)
+    lengths = None
+    if args.data:
+        items, lengths = read_windows(args.data, maxlen)
+        order = torch.randperm(len(lengths), generator=gen).tolist()
     model = build_model(torch, items, maxlen, hp["d"], hp["layers"], hp["heads"])
     if cuda:
         model = model.to(device)   # before the optimizer, so that its state is on the GPU too
@@ -148,7 +178,13 @@ def run_shape(args, shape):
 
     times, loss = [], float("nan")
     for i in range(args.warmup + args.steps):
-        seq, target = make_batch(torch, gen, hp["batch"], items, maxlen, args.lengths == "full")
+        if lengths is None:
+            seq, target = make_batch(torch, gen, hp["batch"], items, maxlen, args.lengths == "full")
+        else:   # the epoch's i-th batch of users (wrapping around), left-padded to L
+            users = [order[(i * hp["batch"] + k) % len(order)] for k in range(hp["batch"])]
+            seq, target = make_batch(torch, gen, hp["batch"], items, maxlen, True)
+            keep = torch.tensor([[t >= maxlen - lengths[u] for t in range(maxlen)] for u in users])
+            seq, target = seq * keep, target * keep
         if cuda:
             # Copying the batch to the GPU is not timed (as making it is not); wait for all queued
             # work before reading the clock on either side of the step.
@@ -172,6 +208,11 @@ def run_shape(args, shape):
             "gpu": torch.cuda.get_device_name(),
             "peak_gpu_mb": round(torch.cuda.max_memory_allocated() / 2.0 ** 20, 1),
         }
+    real = {}
+    if lengths is not None:
+        steps_per_epoch = math.ceil(len(lengths) / hp["batch"])
+        real = {"data": args.data, "train_users": len(lengths), "steps_per_epoch": steps_per_epoch,
+                "epoch_seconds_est": round(steps_per_epoch * statistics.mean(times) / 1e3, 1)}
     return {
         "framework": "pytorch",
         "torch_version": torch.__version__,
@@ -181,13 +222,14 @@ def run_shape(args, shape):
         "threads": args.threads,
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1),  # Linux: KiB
         **gpu,
+        **real,
         "batch": hp["batch"],
         "items": items,
         "maxlen": maxlen,
         "d": hp["d"],
         "layers": hp["layers"],
         "heads": hp["heads"],
-        "lengths": args.lengths,
+        "lengths": "data" if lengths is not None else args.lengths,
         "step_ms": [round(t, 3) for t in times],
         "loss": round(loss, 6),
         "params": sum(p.numel() for p in model.parameters()),
@@ -215,6 +257,9 @@ def main():
                     help="attention heads (default: 1; gpt2: 12)")
     ap.add_argument("--lengths", choices=["full", "random"], default="full",
                     help="full windows (no padding, the default) or random lengths 1..L, left-padded")
+    ap.add_argument("--data", default=None,
+                    help="a dataset file (interactions or sequences): time batches of its real-data epoch "
+                         "(V from the file, L from --shape) and estimate the epoch's training time")
     ap.add_argument("--seed", type=int, default=1)
     args = ap.parse_args()
     shapes = []
