@@ -92,20 +92,21 @@ same_eps "$TMP/txt-1/privacy.json" "$TMP/txt-2/privacy.json" "text, 2 processes"
 # text classification, DP-FP: M = 2 Poisson micro-batches a step, each example's representation noise
 # drawn once for the whole micro-batch, so neither the number of processes nor the physical chunks
 # (--max-physical-batch 5: several chunks per micro-batch and per shard) change the computation:
-# tolerance 1e-3 (measured: 1e-4 to 3.5e-4; a noise multiplier 1% larger moves parameters by 2.9). Left
-# out: the attention's key bias, whose gradient is zero in exact arithmetic (softmax ignores a score
-# added to a whole row); without gradient noise AdamW turns the sums' last bits there into steps of
-# size lr (relative differences up to 0.1 against the 1e-3 floor)
+# tolerance 3e-3 (measured: 1e-4 to 3.5e-4 in the release build, up to 9e-4 in the sanitizer run's
+# debug build; a noise multiplier 1% larger moves parameters by 2.9). Left out: the attention's key
+# bias, whose gradient is zero in exact arithmetic (softmax ignores a score added to a whole row);
+# without gradient noise AdamW turns the sums' last bits there into steps of size lr (relative
+# differences up to 0.1 against the 1e-3 floor)
 fp="--train $TMP/t.tsv --tokenizer words --max-len 16 --d-model 16 --n-heads 2 --n-layers 1 --epochs 2 --batch-size 32 --no-progress --seed 2 --dpfp --micro-batches 2 --noise-multiplier 1 --seeded-noise"
 "$BIN" train-text $fp --out "$TMP/fp-1" > "$TMP/fp-1.log" 2>&1 || fail "dp-fp: one process failed: $(tail -3 "$TMP/fp-1.log")"
 "$BIN" train-text $fp --max-physical-batch 5 --out "$TMP/fp-1c" > "$TMP/fp-1c.log" 2>&1 ||
     fail "dp-fp: one process, small chunks failed: $(tail -3 "$TMP/fp-1c.log")"
-close "$TMP/fp-1/model.safetensors" "$TMP/fp-1c/model.safetensors" "dp-fp, one process, other physical chunks" 1e-3 nokeybias
+close "$TMP/fp-1/model.safetensors" "$TMP/fp-1c/model.safetensors" "dp-fp, one process, other physical chunks" 3e-3 nokeybias
 same_eps "$TMP/fp-1/privacy.json" "$TMP/fp-1c/privacy.json" "dp-fp, one process, other physical chunks"
 for np in 2 3; do
     $MPI -np $np "$BIN" train-text $fp --max-physical-batch 5 --out "$TMP/fp-$np" > "$TMP/fp-$np.log" 2>&1 ||
         fail "dp-fp: mpirun -np $np failed: $(tail -5 "$TMP/fp-$np.log")"
-    close "$TMP/fp-1/model.safetensors" "$TMP/fp-$np/model.safetensors" "dp-fp, $np processes" 1e-3 nokeybias
+    close "$TMP/fp-1/model.safetensors" "$TMP/fp-$np/model.safetensors" "dp-fp, $np processes" 3e-3 nokeybias
     same_eps "$TMP/fp-1/privacy.json" "$TMP/fp-$np/privacy.json" "dp-fp, $np processes"
     grep -q '"mechanism_events":' "$TMP/fp-$np/metrics.jsonl" || fail "dp-fp, $np processes: no mechanism_events in metrics.jsonl"
     n=$(grep -c '^epoch 1/2' "$TMP/fp-$np.log")
@@ -117,14 +118,14 @@ tiny=${tiny/--epochs 2/--epochs 1}
 "$BIN" train-text $tiny --out "$TMP/fpt-1" > "$TMP/fpt-1.log" 2>&1 || fail "dp-fp, tiny: one process failed: $(tail -3 "$TMP/fpt-1.log")"
 $MPI -np 3 "$BIN" train-text $tiny --out "$TMP/fpt-3" > "$TMP/fpt-3.log" 2>&1 ||
     fail "dp-fp, tiny: mpirun -np 3 failed: $(tail -5 "$TMP/fpt-3.log")"
-close "$TMP/fpt-1/model.safetensors" "$TMP/fpt-3/model.safetensors" "dp-fp, empty shards" 1e-3 nokeybias
+close "$TMP/fpt-1/model.safetensors" "$TMP/fpt-3/model.safetensors" "dp-fp, empty shards" 3e-3 nokeybias
 same_eps "$TMP/fpt-1/privacy.json" "$TMP/fpt-3/privacy.json" "dp-fp, empty shards"
 # checkpointed under 2 processes (1 epoch), resumed under 3: the 2-epoch one-process model
 $MPI -np 2 "$BIN" train-text ${fp/--epochs 2/--epochs 1} --out "$TMP/fpres" > "$TMP/fpres1.log" 2>&1 ||
     fail "dp-fp resume: first part failed: $(tail -3 "$TMP/fpres1.log")"
 $MPI -np 3 "$BIN" train-text --resume "$TMP/fpres" --epochs 2 > "$TMP/fpres2.log" 2>&1 ||
     fail "dp-fp resume: second part failed: $(tail -5 "$TMP/fpres2.log")"
-close "$TMP/fp-1/model.safetensors" "$TMP/fpres/model.safetensors" "dp-fp, resumed under another number of processes" 1e-3 nokeybias
+close "$TMP/fp-1/model.safetensors" "$TMP/fpres/model.safetensors" "dp-fp, resumed under another number of processes" 3e-3 nokeybias
 same_eps "$TMP/fp-1/privacy.json" "$TMP/fpres/privacy.json" "dp-fp, resumed run"
 
 # checkpointed under 2 processes (1 epoch), resumed under 3 for the second: the 2-epoch one-process model

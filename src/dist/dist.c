@@ -124,7 +124,9 @@ static int dist_sum(void *x, size_t n, size_t esize, seg_add add, dp_error *err)
     const size_t ROUND = (size_t)1 << 26;
     int *scount = dp_malloc(sizeof(int) * 4 * (size_t)P), *sdispl = scount + P, *rcount = scount + 2 * P,
         *rdispl = scount + 3 * P;
-    size_t maxseg = (ROUND + (size_t)P - 1) / (size_t)P + 1;
+    /* buffers for the largest round this call has (not for 2^26 elements: most sums are of a few
+     * counters or one model's parameters) */
+    const size_t most = n < ROUND ? n : ROUND, maxseg = (most + (size_t)P - 1) / (size_t)P + 1;
     unsigned char *recv = dp_malloc(esize * maxseg * (size_t)P), *mine = dp_malloc(esize * maxseg);
     int rc = 0;
     for (size_t off = 0; off < n && !rc; off += ROUND) {
