@@ -6,7 +6,7 @@
 # Usage: experiments/sharing.sh [dpformer binary] [data folder] [output folder]
 # Environment (defaults = the full protocol of the issue, for a bigger machine or the GPU):
 #   DATASETS ("amazon-games amazon-beauty"), EPS ("5 8"), SEEDS ("1 2 3"), EPOCHS (40), LR (3e-3),
-#   BATCH (1024), NONPRIVATE (1), THREADS (0 = all cores).
+#   BATCH (1024), NONPRIVATE (1), THREADS (0 = all cores), VARIANTS ("tied untied untied-half").
 # Reduced protocol recorded for a 2-core machine: EPOCHS=10 SEEDS="1" (same for every variant).
 # Then: python3 experiments/summarize_sharing.py OUTPUT_FOLDER
 set -euo pipefail
@@ -21,6 +21,7 @@ LR=${LR:-3e-3}
 BATCH=${BATCH:-1024}
 NONPRIVATE=${NONPRIVATE:-1}
 THREADS=${THREADS:-0}
+VARIANTS=${VARIANTS:-tied untied untied-half}
 mkdir -p "$OUT"
 file_of() { case $1 in amazon-games) echo "$DATA/amazon-games/interactions.txt" ;; *) echo "$DATA/$1/sequences.txt" ;; esac; }
 variant_flags() {
@@ -43,7 +44,7 @@ run() { # name, flags...
 for ds in $DATASETS; do
   common="--data $(file_of "$ds") --max-len 50 --n-layers 2 --n-heads 1 --dropout 0.2 --threads $THREADS --no-progress --no-checkpoints"
   for seed in $SEEDS; do
-    for v in tied untied untied-half; do
+    for v in $VARIANTS; do
       if [ "$NONPRIVATE" = 1 ]; then
         run "$ds-np-$v-s$seed" $common $(variant_flags $v) --seed "$seed" --epochs "$EPOCHS" --batch-size 256 --lr 1e-3
       fi
