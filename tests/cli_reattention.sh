@@ -2,7 +2,8 @@
 # `dpformer train --dp --reattention`: the private release of the item frequencies is an event in the
 # run's history (and `dpformer privacy --history` recomputes the reported epsilon from it), a public
 # frequency file costs nothing and is named, and bad settings or files are refused clearly. The model
-# file keeps the setting, so `dpformer eval` applies the correction; a seeded run resumed from a
+# file keeps the setting, so `dpformer eval` applies the correction (of a checkpoint too, with the
+# frequencies, sigma and batch it holds); a seeded run resumed from a
 # checkpoint in the middle of an epoch ends bit-identical to the uninterrupted run, with the
 # frequencies taken from the checkpoint (one release event in the history, not two); a Re-Attention
 # setting that differs on resume is refused, naming it.
