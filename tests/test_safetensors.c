@@ -217,6 +217,21 @@ static void test_round_trip(void) {
     CHECK(dp_st_meta_at(f, 3, NULL) == NULL);
     dp_st_close(f);
 
+    /* The header alone: the same tensors and metadata, no data (what a caller looks at before loading). */
+    f = NULL;
+    rc = dp_safetensors_read_header(path, &f, &err);
+    CHECK(rc == 0 && f != NULL && dp_st_count(f) == n && dp_st_meta_count(f) == 3);
+    for (int i = 0; f && i < n && i < dp_st_count(f); i++) {
+        const dp_st_tensor *r = dp_st_get(f, i);
+        CHECK(strcmp(r->name, t[i].name) == 0 && strcmp(r->dtype, t[i].dtype) == 0 && r->data == NULL);
+        CHECK(dp_st_numel(r) == dp_st_numel(&t[i]));
+    }
+    for (int i = 0; f && i < 3; i++) {
+        const char *v = dp_st_meta(f, meta_k[i]);
+        CHECK(v && strcmp(v, meta_v[i]) == 0);
+    }
+    dp_st_close(f);
+
     /* No metadata and no tensors is a valid (tiny) file too. */
     const char *p0 = in_dir("empty.safetensors");
     CHECK(dp_safetensors_write(p0, NULL, 0, NULL, NULL, 0, &err) == 0);
@@ -258,6 +273,10 @@ static void test_truncation(void) {
         else if (l < 8 + hl) REFUSED(cut, "header length");
         else REFUSED(cut, "extend past the");
     }
+    /* The header-only reader checks the tensors against the file's size too: a cut data section is refused. */
+    write_raw(cut, b, len - 1);
+    dp_st_file *hf = NULL;
+    CHECK(dp_safetensors_read_header(cut, &hf, &err) != 0 && hf == NULL && strstr(err.msg, "extend past the"));
     /* One byte too many at the end is refused as well. */
     unsigned char *longer = malloc(len + 1);
     memcpy(longer, b, len);

@@ -67,6 +67,10 @@ typedef struct dp_st_file dp_st_file;
  * returned; on failure *out is NULL, err says why and non-zero is returned. */
 int dp_safetensors_read(const char *path, dp_st_file **out, dp_error *err);
 
+/* The same checks of the header only: tensor names, types and shapes and the metadata, without reading
+ * the data section (every tensor's data is NULL). For looking at what a file is before loading it. */
+int dp_safetensors_read_header(const char *path, dp_st_file **out, dp_error *err);
+
 /* The same reader on the contents of a file already in memory (len bytes at data, copied: the buffer
  * may be freed as soon as the call returns). `name` stands for the file in error messages. */
 int dp_safetensors_read_buffer(const char *name, const void *data, size_t len, dp_st_file **out, dp_error *err);

@@ -498,8 +498,10 @@ static size_t src_read(st_source *src, void *dst, size_t n) {
     return k;
 }
 
-/* Everything after the 8-byte length: parse and check the header, then load the data section. */
-static int read_body(const char *path, st_source *src, uint64_t file_size, dp_st_file *f, dp_error *err) {
+/* Everything after the 8-byte length: parse and check the header, then (unless header_only) load the
+ * data section. */
+static int read_body(const char *path, st_source *src, uint64_t file_size, int header_only, dp_st_file *f,
+                     dp_error *err) {
     unsigned char len8[8];
     if (file_size < 8)
         return dp_fail(err, "%s: file is %llu bytes, too short for the 8-byte header length (not a safetensors "
@@ -624,6 +626,10 @@ static int read_body(const char *path, st_source *src, uint64_t file_size, dp_st
                 path, (unsigned long long)data_len, (unsigned long long)covered);
         goto out;
     }
+    if (header_only) {
+        rc = 0;
+        goto out;
+    }
 
     f->data = dp_alloc_aligned((size_t)data_len);
     if (data_len && src_read(src, f->data, (size_t)data_len) != data_len) {
@@ -651,7 +657,7 @@ out:
     return rc;
 }
 
-int dp_safetensors_read(const char *path, dp_st_file **out, dp_error *err) {
+static int read_path(const char *path, int header_only, dp_st_file **out, dp_error *err) {
     if (out) *out = NULL;
     if (!path || !out) return dp_fail(err, "safetensors: no file given");
     FILE *fp = fopen(path, "rb");
@@ -668,7 +674,7 @@ int dp_safetensors_read(const char *path, dp_st_file **out, dp_error *err) {
     }
     dp_st_file *f = dp_calloc(1, sizeof *f);
     st_source src = {fp, NULL, 0, 0};
-    int rc = read_body(path, &src, (uint64_t)st.st_size, f, err);
+    int rc = read_body(path, &src, (uint64_t)st.st_size, header_only, f, err);
     fclose(fp);
     if (rc) {
         dp_st_close(f);
@@ -678,13 +684,19 @@ int dp_safetensors_read(const char *path, dp_st_file **out, dp_error *err) {
     return 0;
 }
 
+int dp_safetensors_read(const char *path, dp_st_file **out, dp_error *err) { return read_path(path, 0, out, err); }
+
+int dp_safetensors_read_header(const char *path, dp_st_file **out, dp_error *err) {
+    return read_path(path, 1, out, err);
+}
+
 int dp_safetensors_read_buffer(const char *name, const void *data, size_t len, dp_st_file **out, dp_error *err) {
     if (out) *out = NULL;
     if (!name) name = "(buffer)";
     if (!out || (!data && len)) return dp_fail(err, "%s: no buffer given", name);
     dp_st_file *f = dp_calloc(1, sizeof *f);
     st_source src = {NULL, data, len, 0};
-    int rc = read_body(name, &src, (uint64_t)len, f, err);
+    int rc = read_body(name, &src, (uint64_t)len, 0, f, err);
     if (rc) {
         dp_st_close(f);
         return rc;

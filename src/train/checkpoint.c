@@ -1121,11 +1121,25 @@ dp_train_config dp_checkpoint_train_config(const dp_checkpoint *c) {
 int dp_checkpoint_is_file(const char *path) {
     dp_st_file *f = NULL;
     dp_error e;
-    if (dp_safetensors_read(path, &f, &e)) return 0;
+    if (dp_safetensors_read_header(path, &f, &e)) return 0;
     const int yes = dp_st_meta(f, "dpformer.checkpoint_version") != NULL;
     dp_st_close(f);
     return yes;
 }
+
+dp_reattention_config dp_ckpt_reattention(double kappa, double sigma, double expected_batch, const double *freq,
+                                          int64_t n) {
+    dp_reattention_config ra = dp_reattention_config_default();
+    ra.enabled = 1;
+    ra.kappa = kappa;
+    ra.sigma = sigma;
+    ra.batch_size = expected_batch;
+    ra.item_freq = freq;
+    ra.n_examples = n;
+    return ra;
+}
+
+static int restore_arrays(const dp_checkpoint *c, dp_model *m, dp_real **arrays, int *has_best, dp_error *err);
 
 dp_model *dp_checkpoint_model(const dp_checkpoint *c, int best, int max_batch, dp_error *err) {
     if (best && c->pg.best_epoch <= 0) {
@@ -1133,39 +1147,23 @@ dp_model *dp_checkpoint_model(const dp_checkpoint *c, int best, int max_batch, d
                 (long long)c->pg.step);
         return NULL;
     }
+    if (c->set.dp.reattention && !c->item_freq) {
+        dp_fail(err, "%s: holds no Re-Attention item frequencies (tensor " TENSOR_ITEM_FREQ ")", c->path);
+        return NULL;
+    }
     dp_model *m = dp_model_create(&c->set.model, max_batch, c->set.seed, err);
     if (!m) return NULL;
-    const int set = best ? SET_BEST : SET_PARAM;
-    dp_real *p = dp_model_params(m);
-    for (int i = 0; i < dp_model_num_tensors(m); i++) {
-        const dp_param_tensor *pt = dp_model_tensor(m, i);
-        char name[NAME_CAP];
-        snprintf(name, sizeof name, "%s%s", set_prefix(set, c->set.optim.kind), pt->name);
-        const dp_st_tensor *t = dp_st_find(c->f, name);
-        if (!t || dp_st_numel(t) != (int64_t)pt->size) {
-            dp_fail(err, "%s: tensor %s is missing", c->path, name);
-            dp_model_free(m);
-            return NULL;
-        }
-        memcpy(p + pt->offset, t->data, sizeof(dp_real) * pt->size);
-    }
-    if (c->set.dp.reattention) { /* as the run set it up (trainer.c): the σ in force, qN, N */
-        dp_reattention_config ra = dp_reattention_config_default();
-        ra.enabled = 1;
-        ra.kappa = c->set.dp.reattention_scale;
-        ra.sigma = c->pg.sigma;
-        ra.batch_size = c->pg.q * (double)c->train_users;
-        ra.item_freq = c->item_freq;
-        ra.n_examples = c->train_users;
-        if (!ra.item_freq) {
-            dp_fail(err, "%s: holds no Re-Attention item frequencies (tensor " TENSOR_ITEM_FREQ ")", c->path);
-            dp_model_free(m);
-            return NULL;
-        }
-        if (dp_model_set_reattention(m, &ra, err)) {
-            dp_model_free(m);
-            return NULL;
-        }
+    dp_real *arrays[N_SETS] = {NULL};
+    arrays[best ? SET_BEST : SET_PARAM] = dp_model_params(m);
+    int has_best;
+    /* Re-Attention as the run set it up (rec_after_plan in trainer.c): the σ in force, qN, N */
+    const dp_reattention_config ra = dp_ckpt_reattention(c->set.dp.reattention_scale, c->pg.sigma,
+                                                         c->pg.q * (double)c->train_users, c->item_freq,
+                                                         c->train_users);
+    if (restore_arrays(c, m, arrays, &has_best, err) ||
+        (c->set.dp.reattention && dp_model_set_reattention(m, &ra, err))) {
+        dp_model_free(m);
+        return NULL;
     }
     return m;
 }
@@ -1309,7 +1307,6 @@ int dp_checkpoint_check_resume(const dp_checkpoint *c, const dp_dataset *ds, con
     return 0;
 }
 
-static int restore_arrays(const dp_checkpoint *c, dp_model *m, dp_real **arrays, int *has_best, dp_error *err);
 static int restore_order(const dp_checkpoint *c, dp_optimizer *opt, int32_t *order, int32_t n_train, dp_error *err);
 
 int dp_ckpt_restore(const dp_checkpoint *c, dp_model *m, dp_optimizer *opt, int32_t *order, int32_t n_train,

@@ -8,6 +8,7 @@
 #include <cjson/cJSON.h>
 #include "dpformer/checkpoint.h"
 #include "dpformer/noise.h"
+#include "dpformer/reattention.h"
 
 /* What the training loop does in a step (docs/training.md). */
 typedef enum { DP_LOOP_NONPRIVATE = 0, DP_LOOP_DPSGD = 1, DP_LOOP_DPFP = 2 } dp_loop_mode;
@@ -148,5 +149,11 @@ double dp_jr_num(dp_jr *r, const cJSON *o, const char *k);
 int64_t dp_jr_int(dp_jr *r, const cJSON *o, const char *k, double lo, double hi);
 int dp_jr_bool(dp_jr *r, const cJSON *o, const char *k);
 const char *dp_jr_str(dp_jr *r, const cJSON *o, const char *k, int nullable);
+
+/* Re-Attention as a recommendation run sets it up: scale kappa, the σ in force, the expected batch qN,
+ * the item frequencies and the N training users (trainer.c at the start of a run, dp_checkpoint_model
+ * from a checkpoint). */
+dp_reattention_config dp_ckpt_reattention(double kappa, double sigma, double expected_batch, const double *freq,
+                                          int64_t n);
 
 #endif

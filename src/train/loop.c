@@ -100,9 +100,9 @@ typedef struct {
     int64_t noise_cap;       /* examples the noise buffer holds (grown to the largest micro-batch) */
     double *el, *norms;
     int64_t *batch;          /* [n] the logical batch in progress (ids) */
-    int32_t *slot;           /* [n] trimmed windows: the place of batch[k] in the batch as drawn */
-    int32_t *place;          /* [n] 0, 1, 2, ...: the task's chunks on shorter windows take the dropout
-                              * masks of full windows (NULL: no dropout, or no window masks) */
+    int32_t *slot;           /* [n] the place whose dropout masks batch[k] takes: trimmed windows, its place
+                              * in the batch as drawn; the task's chunks on shorter windows, k (its place in
+                              * a full window); NULL: the chunk's own masks */
     int64_t *keys;           /* [n] scratch of the length sort */
     dp_trim_plan_state plan; /* trimmed windows: the chunks of the batch in progress */
     int trim;                /* trimmed windows (the task has them and the backend can run them) */
@@ -172,7 +172,7 @@ static int run_chunks(run_state *r, int64_t off, int64_t n, int how, dp_real wei
             model_set_window(r->m, T);
             /* the masks of place s + b in a full window, whatever window this chunk runs on: they do not
              * depend on how the batch is cut into chunks or shared among processes */
-            if (r->place && T < r->L) dp_model_set_mask_slots(r->m, r->place + s);
+            if (r->slot && T < r->L) dp_model_set_mask_slots(r->m, r->slot + s);
         }
         t->fill(t->state, r->batch + s, B, T, r->tok, r->tgt, r->lab);
         dp_batch bt = {B, T, r->tok, r->classify ? NULL : r->tgt, r->classify ? r->lab : NULL};
@@ -943,8 +943,9 @@ int dp_loop_run(const dp_loop_config *cfg, const dp_task *task, dp_model **out_m
     /* a task that chunks on shorter windows (right padding): every example keeps the dropout masks of its
      * place in a full window (on a backend without the window masks, those of the chunk's window) */
     if (!r.trim && task->chunk && cfg->s.model.dropout > 0 && model_window_ok(r.m, 1)) {
-        r.place = dp_malloc(sizeof(int32_t) * (size_t)r.n);
-        for (int32_t k = 0; k < r.n; k++) r.place[k] = k;
+        free(r.slot);
+        r.slot = dp_malloc(sizeof(int32_t) * (size_t)(r.n > 0 ? r.n : 1));
+        for (int32_t k = 0; k < r.n; k++) r.slot[k] = k;
     }
     /* the task's starting point (fresh runs: a resumed run restores the checkpoint's parameters below)
      * and its frozen tensors (every run: they are not saved in the checkpoint's tensors) */
@@ -1004,7 +1005,6 @@ out:
     free(r.order);
     free(r.batch);
     free(r.slot);
-    free(r.place);
     free(r.keys);
     dp_trim_plan_free(&r.plan);
     free(r.best);

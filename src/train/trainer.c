@@ -269,13 +269,8 @@ static int rec_after_plan(void *st, dp_loop_hook *h, dp_error *err) {
                            dp_checkpoint_path(h->resume));
         fprintf(h->log, "privacy: Re-Attention item frequencies restored from the checkpoint (not released again)\n");
     }
-    dp_reattention_config ra = dp_reattention_config_default();
-    ra.enabled = 1;
-    ra.kappa = p->reattention_scale;
-    ra.sigma = h->sigma;
-    ra.batch_size = h->expected_batch;
-    ra.item_freq = freq;
-    ra.n_examples = t->n_train;
+    const dp_reattention_config ra = dp_ckpt_reattention(p->reattention_scale, h->sigma, h->expected_batch, freq,
+                                                         t->n_train);
     if (dp_model_set_reattention(h->model, &ra, err)) return -1;
     fprintf(h->log, "privacy: Re-Attention on (kappa %g, sigma %.4f, expected batch %.1f)\n", ra.kappa, ra.sigma,
             ra.batch_size);
