@@ -31,5 +31,4 @@ fi
 # the last epoch's parameters: the current ones of the run's final checkpoint
 ckpt=$(ls "$OUT/$name/checkpoints"/ckpt-*.safetensors | tail -1)
 "$BIN" eval --model "$ckpt" --data "$data" --threads "$THREADS" --json > "$OUT/$name.last-test.json"
-"$BIN" eval --model "$ckpt" --data "$data" --threads "$THREADS" --split valid --json > "$OUT/$name.last-valid.json"
 echo "== $name: done"
