@@ -94,7 +94,7 @@ void attention_forward_window(real *out, real *att, const real *qkv, const int32
                               const attention_reatt *ra) {
     const int hd = C / H, C3 = 3 * C;
     const real scale = (real)(1.0 / sqrt((double)hd));
-#pragma omp parallel
+#pragma omp parallel if (OPS_PAR(2.0 * B * T * T * C))
     {
         real *s = dp_malloc(sizeof(real) * (size_t)T * T), *pd = dp_malloc(sizeof(real) * (size_t)T * T);
 #pragma omp for collapse(2) schedule(static)
@@ -132,7 +132,7 @@ void attention_backward_window(real *dqkv, const real *dout, const real *qkv, co
     const uint64_t ld = (uint64_t)w->L;
     const real scale = (real)(1.0 / sqrt((double)hd));
     const real keep_scale = (real)(p > 0 ? 1.0 / (1.0 - p) : 1.0);
-#pragma omp parallel
+#pragma omp parallel if (OPS_PAR(4.0 * B * T * T * C))
     {
         real *dpd = dp_malloc(sizeof(real) * (size_t)T * T), *pd = dp_malloc(sizeof(real) * (size_t)T * T);
 #pragma omp for collapse(2) schedule(static)

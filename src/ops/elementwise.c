@@ -8,7 +8,7 @@
 #define INV_SQRT2PI 0.39894228040143267794
 
 void add_into(real *out, const real *a, const real *b, long n) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (OPS_PAR(n))
     for (long i = 0; i < n; i++) out[i] = a[i] + b[i];
 }
 
@@ -18,7 +18,7 @@ void dropout_forward(real *out, const real *inp, long n, float p, uint64_t seed,
         return;
     }
     real scale = (real)(1.0 / (1.0 - p));
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (OPS_PAR(4.0 * n))
     for (long i = 0; i < n; i++) out[i] = dp_dropout_keep(seed, idx0 + (uint64_t)i, p) ? inp[i] * scale : 0;
 }
 
@@ -32,7 +32,7 @@ void dropout_window(real *out, const real *inp, int B, int T, int C, float p, ui
         return;
     }
     real scale = (real)(1.0 / (1.0 - p));
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (OPS_PAR(4.0 * B * T * C))
     for (long r = 0; r < (long)B * T; r++) {
         const uint64_t i0 = dp_mask_row(w, (int)(r / T), (int)(r % T)) * (uint64_t)C;
         const real *x = inp + r * C;
@@ -151,7 +151,7 @@ static inline void phi_avx512(__m512 x, __m512 *cdf, __m512 *pdf) {
 #endif
 
 void gelu_forward(real *out, const real *inp, long n) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (OPS_PAR(8.0 * n))
     for (long b = 0; b < n; b += 4096) {
         long i = b, end = DP_MIN(n, b + 4096);
 #if !defined(DP_REAL_DOUBLE) && defined(__AVX512F__)
@@ -169,7 +169,7 @@ void gelu_forward(real *out, const real *inp, long n) {
 }
 
 void gelu_backward(real *dinp, const real *dout, const real *inp, long n) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (OPS_PAR(8.0 * n))
     for (long b = 0; b < n; b += 4096) {
         long i = b, end = DP_MIN(n, b + 4096);
 #if !defined(DP_REAL_DOUBLE) && defined(__AVX512F__)
@@ -189,7 +189,7 @@ void gelu_backward(real *dinp, const real *dout, const real *inp, long n) {
 }
 
 void gelu_deriv_sq_rowmean(real *out, const real *inp, long N, int F) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (OPS_PAR(8.0 * N * F))
     for (long r = 0; r < N; r++) {
         const real *x = inp + (size_t)r * F;
         double acc = 0;
@@ -239,7 +239,7 @@ static inline __m512 gelu_tanh_sigma_avx512(__m512 x) {
 #endif
 
 void gelu_tanh_forward(real *out, const real *inp, long n) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (OPS_PAR(8.0 * n))
     for (long b = 0; b < n; b += 4096) {
         long i = b, end = DP_MIN(n, b + 4096);
 #if !defined(DP_REAL_DOUBLE) && defined(__AVX512F__)
@@ -257,7 +257,7 @@ void gelu_tanh_forward(real *out, const real *inp, long n) {
 }
 
 void gelu_tanh_backward(real *dinp, const real *dout, const real *inp, long n) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (OPS_PAR(8.0 * n))
     for (long b = 0; b < n; b += 4096) {
         long i = b, end = DP_MIN(n, b + 4096);
 #if !defined(DP_REAL_DOUBLE) && defined(__AVX512F__)

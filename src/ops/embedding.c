@@ -13,7 +13,7 @@ static inline int position_of(const int32_t *ids_b, int t, int from_first) {
 
 void embedding_forward(real *out, const int32_t *ids, const real *E, const real *P, int B, int T, int C,
                        int from_first) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (OPS_PAR((double)B * T * C))
     for (long r = 0; r < (long)B * T; r++) {
         const int t = (int)(r % T);
         const real *e = E + (size_t)ids[r] * C, *p = P + (size_t)position_of(ids + (r - t), t, from_first) * C;
@@ -42,7 +42,7 @@ void embedding_backward(real *dE, real *dP, const real *dout, const int32_t *ids
 
 void embedding_per_example_sqnorm(double *sq_emb, double *sq_pos, const real *G, const int32_t *ids, int B, int T,
                                   int C) {
-#pragma omp parallel
+#pragma omp parallel if (OPS_PAR(2.0 * B * T * C))
     {
         int *order = dp_malloc(sizeof(int) * (size_t)T);
         double *acc = dp_malloc(sizeof(double) * (size_t)C);

@@ -5,7 +5,7 @@
 #include "ops/ops.h"
 
 void layernorm_forward(real *out, real *mean, real *rstd, const real *inp, const real *w, const real *b, long N, int C) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (OPS_PAR(4.0 * N * C))
     for (long r = 0; r < N; r++) {
         const real *x = inp + r * C;
         double m = 0, v = 0;
@@ -26,7 +26,7 @@ void layernorm_forward(real *out, real *mean, real *rstd, const real *inp, const
 
 void layernorm_backward(real *dinp, real *dw, real *db, const real *dout, const real *inp, const real *w,
                         const real *mean, const real *rstd, long N, int C) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (OPS_PAR(4.0 * N * C))
     for (long r = 0; r < N; r++) {
         const real *x = inp + r * C, *g = dout + r * C;
         real m = mean[r], s = rstd[r];
@@ -59,7 +59,7 @@ void layernorm_backward(real *dinp, real *dw, real *db, const real *dout, const 
 
 void layernorm_per_example_grads(real *gw, real *gb, const real *dout, const real *inp, const real *mean,
                                  const real *rstd, const int *lo, int B, int T, int C) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (OPS_PAR(4.0 * B * T * C))
     for (int b = 0; b < B; b++) {
         real *w = gw + (size_t)b * C, *bb = gb + (size_t)b * C;
         memset(w, 0, sizeof(real) * (size_t)C);

@@ -9,7 +9,7 @@
 void linear_forward(real *out, const real *inp, const real *w, const real *b, long N, int C, int OC) {
     if (N <= 0) return;
     if (b) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (OPS_PAR((double)N * OC))
         for (long r = 0; r < N; r++) memcpy(out + r * OC, b, sizeof(real) * (size_t)OC);
     }
     dp_gemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)N, OC, C, 1, inp, C, w, C, b ? 1 : 0, out, OC);
@@ -25,7 +25,7 @@ void linear_backward_input(real *dinp, const real *dout, const real *w, long N, 
 static void bias_grad(real *db, const real *dout, long N, int OC) {
     int nt = omp_get_max_threads();
     double *part = dp_calloc((size_t)nt * OC, sizeof(double));
-#pragma omp parallel num_threads(nt)
+#pragma omp parallel num_threads(nt) if (OPS_PAR((double)N * OC))
     {
         int id = omp_get_thread_num(), n = omp_get_num_threads();
         long lo = N * id / n, hi = N * (id + 1) / n;
@@ -48,6 +48,21 @@ void ops_set_threads(int n) {
     if (n <= 0) return;
     omp_set_num_threads(n);
     openblas_set_num_threads(n);
+}
+
+int ops_blas_serial_enter(double macs, int *omp_threads) {
+    if (macs >= OPS_BLAS_SERIAL_MACS || omp_in_parallel()) return 0; /* inside a region BLAS runs on one thread */
+    const int n = openblas_get_num_threads();
+    if (n <= 1) return 0;
+    *omp_threads = omp_get_max_threads();
+    openblas_set_num_threads(1); /* (OpenBLAS's OpenMP build also sets the OpenMP thread count) */
+    return n;
+}
+
+void ops_blas_serial_leave(int blas_threads, int omp_threads) {
+    if (blas_threads <= 1) return;
+    openblas_set_num_threads(blas_threads);
+    omp_set_num_threads(omp_threads);
 }
 
 /* ---- per-example squared norms of the weight gradient (privacy engine) ---- */
@@ -110,7 +125,7 @@ void linear_per_example_sqnorm(double *sq, const real *G, const real *A, const i
 }
 
 void rows_scale_by_example(real *x, const double *c, int B, int T, int C) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (OPS_PAR((double)B * T * C))
     for (long r = 0; r < (long)B * T; r++) {
         real s = (real)c[r / T];
         real *row = x + r * C;

@@ -10,6 +10,14 @@
 #include <stdint.h>
 #include "core/common.h"
 
+/* A loop of less work than this (element operations) runs on the calling thread: a parallel region
+ * costs a wake-up and a barrier (about 20 µs with sleeping threads on an idle machine, and up to a
+ * scheduler time slice when another process holds the core a team thread needs), more than such a
+ * loop. A DP step runs its layers on small groups of examples, so most of its loops are this small.
+ * Results do not depend on it: every loop so guarded computes each output element on one thread. */
+#define OPS_PAR_MIN_WORK 65536.0
+#define OPS_PAR(work) ((double)(work) >= OPS_PAR_MIN_WORK)
+
 /* ---- linear layer: out[N,OC] = inp[N,C] · W[OC,C]ᵀ + b[OC]  (b may be NULL) ---- */
 void linear_forward(real *out, const real *inp, const real *w, const real *b, long N, int C, int OC);
 /* dinp[N,C] (+)= dout[N,OC] · W[OC,C]; accumulates if `accumulate`, else overwrites. */

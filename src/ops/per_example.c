@@ -5,7 +5,7 @@
 #include "ops/ops.h"
 
 void per_example_sqnorm_add(double *sq, const real *x, int B, int W) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (OPS_PAR((double)B * W))
     for (int b = 0; b < B; b++) {
         const real *xb = x + (size_t)b * W;
         double s = 0;
@@ -16,7 +16,7 @@ void per_example_sqnorm_add(double *sq, const real *x, int B, int W) {
 
 void per_example_dot_add(double *sq, const real *X, const real *Y, const int *lo, int B, int T, int C,
                          double scale) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (OPS_PAR((double)B * T * C))
     for (int b = 0; b < B; b++) {
         /* example b's rows lo[b] .. T−1 are contiguous: one flat loop */
         int t0 = lo[b] < 0 ? 0 : lo[b];
@@ -34,7 +34,7 @@ void per_example_dot_add(double *sq, const real *X, const real *Y, const int *lo
 void weighted_rows_sum(real *dw, const real *x, const double *c, int B, int C) {
     if (B <= 0 || C <= 0) return;
     const int nchunks = (C + WRS_CHUNK - 1) / WRS_CHUNK;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (OPS_PAR((double)B * C))
     for (int j = 0; j < nchunks; j++) {
         const int i0 = j * WRS_CHUNK, n = C - i0 < WRS_CHUNK ? C - i0 : WRS_CHUNK;
         double acc[WRS_CHUNK];

@@ -15,7 +15,7 @@ static int first_token(const int32_t *ids, int T) {
 }
 
 void pool_forward(real *pooled, const real *h, const int32_t *ids, int pool, int B, int T, int C) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (OPS_PAR((double)B * T * C))
     for (int b = 0; b < B; b++) {
         real *o = pooled + (size_t)b * C;
         const int32_t *id = ids + (size_t)b * T;
@@ -39,7 +39,7 @@ void pool_forward(real *pooled, const real *h, const int32_t *ids, int pool, int
 
 void pool_backward(real *dh, const real *dpooled, const int32_t *ids, int pool, int B, int T, int C) {
     memset(dh, 0, sizeof(real) * (size_t)B * T * C);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (OPS_PAR((double)B * T * C))
     for (int b = 0; b < B; b++) {
         const real *g = dpooled + (size_t)b * C;
         const int32_t *id = ids + (size_t)b * T;

@@ -19,7 +19,7 @@ static double mean_square(const real *x, int n) { return sum_square(x, n) / n; }
 
 void var_embedding(real *v, const int32_t *ids, const real *E, const real *P, const double *r2_item, double r2_dense,
                    int B, int T, int C) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (OPS_PAR((double)B * T * C))
     for (long r = 0; r < (long)B * T; r++) {
         const int t = (int)(r % T);
         const int32_t id = ids[r];
@@ -31,12 +31,12 @@ void var_embedding(real *v, const int32_t *ids, const real *E, const real *P, co
 
 void var_layernorm(real *vout, const real *vin, const real *rstd, const real *w, long N, int C) {
     const double g2 = mean_square(w, C);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (OPS_PAR((double)N))
     for (long r = 0; r < N; r++) vout[r] = (real)((double)vin[r] * g2 * (double)rstd[r] * rstd[r]);
 }
 
 void row_sqnorm(real *xsq, const real *x, long N, int C) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (OPS_PAR((double)N * C))
     for (long r = 0; r < N; r++) xsq[r] = (real)sum_square(x + (size_t)r * C, C);
 }
 
@@ -49,7 +49,7 @@ void var_linear_stats(double *wsq_per_out, double *ms, const real *w, int OC, in
 
 void var_linear_heads(real *vout, const real *vin, const real *xsq, const double *a, const double *m, double r2_dense,
                       int B, int T, int H, int C) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (OPS_PAR((double)B * T * H))
     for (long r = 0; r < (long)B * T; r++) {
         const long b = r / T, t = r % T;
         const double v = vin[r], x = xsq[r];
@@ -76,7 +76,7 @@ void var_gelu(real *vout, const real *vin, const real *x, long N, int F) {
 void var_dropout(real *v, long N, int C, float p, uint64_t seed, uint64_t idx0) {
     if (p <= 0) return;
     const double s = 1.0 / ((1.0 - p) * (1.0 - p) * C);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (OPS_PAR(4.0 * N * C))
     for (long r = 0; r < N; r++) {
         int kept = 0;
         for (int k = 0; k < C; k++) kept += dp_dropout_keep(seed, idx0 + (uint64_t)r * C + (uint64_t)k, p);
@@ -87,7 +87,7 @@ void var_dropout(real *v, long N, int C, float p, uint64_t seed, uint64_t idx0) 
 void var_dropout_window(real *v, int B, int T, int C, float p, uint64_t seed, const dp_mask_window *w) {
     if (p <= 0) return;
     const double s = 1.0 / ((1.0 - p) * (1.0 - p) * C);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (OPS_PAR(4.0 * B * T * C))
     for (long r = 0; r < (long)B * T; r++) {
         const uint64_t i0 = dp_mask_row(w, (int)(r / T), (int)(r % T)) * (uint64_t)C;
         int kept = 0;
@@ -97,7 +97,7 @@ void var_dropout_window(real *v, int B, int T, int C, float p, uint64_t seed, co
 }
 
 void var_heads_mean(real *vout, const real *vh, int B, int T, int H) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (OPS_PAR((double)B * T * H))
     for (int b = 0; b < B; b++)
         for (int t = 0; t < T; t++) {
             double s = 0;
@@ -108,7 +108,7 @@ void var_heads_mean(real *vout, const real *vh, int B, int T, int H) {
 
 void attention_query_sqnorm(real *qsq, const real *qkv, int B, int T, int C, int H) {
     const int hd = C / H;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (OPS_PAR((double)B * T * C))
     for (int b = 0; b < B; b++)
         for (int t = 0; t < T; t++) {
             const real *q = qkv + ((size_t)b * T + t) * 3 * C;
