@@ -26,6 +26,14 @@ rc=$?
 printf '%s\n' "$out" | grep -q '"bench":"step_norm_forms","shape":"ml1m","variant":"auto","layers":\[{"layer":"output","in":8,"out":3417,"gram_examples":0,"instantiated_examples":2}' \
     || fail "no norm forms line for auto (output layer, d 8, 200 rows: both examples instantiated): $out"
 printf '%s\n' "$out" | grep -q '"step_norm_forms".*"variant":"nonprivate"' && fail "a non-private variant reports norm forms: $out"
+# the barrier-free reference (one thread here) timed idle and twice under the load, and the CPU time per step
+ref=$(printf '%s\n' "$out" | grep '"bench":"step_reference","compete":2,"threads":1,')
+[ -n "$ref" ] || fail "no barrier-free reference line under --compete 2: $out"
+printf '%s\n' "$ref" | awk '{ match($0, /"kept":[0-9.]*/); k = substr($0, RSTART + 7, RLENGTH - 7) + 0
+    match($0, /"idle_ms":[0-9.]*/); i = substr($0, RSTART + 10, RLENGTH - 10) + 0
+    exit !(i > 50 && k > 0.05 && k < 1.5) }' || fail "reference: implausible idle time or kept share: $ref"
+[ "$(printf '%s\n' "$out" | grep -c '"bench":"step",.*"cpu_ms_per_step":[1-9]')" -eq 2 ] \
+    || fail "no positive CPU time per step on both variants: $out"
 sleep 0.2
 left=$(pgrep -f -- "--compete 2 --json" 2>/dev/null)
 [ -z "$left" ] || fail "processes left behind after bench step --compete: $left"

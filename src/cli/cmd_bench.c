@@ -12,6 +12,7 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+#include <omp.h>
 
 #include "cli/args.h"
 #include "cli/commands.h"
@@ -189,6 +190,23 @@ static double time_variant(const shape *sh, const char *variant, const step_opts
     return t;
 }
 
+/* The reference for --compete: a CPU-bound job with no barriers, each of the run's threads doing the same
+ * fixed chain of dependent floating-point operations in one parallel region (about 0.5 s on an idle
+ * core). The throughput it keeps under load is the share of the machine that a perfectly parallel
+ * process of this thread count gets there: degrading no more than it is degrading in proportion. */
+static double reference_seconds(void) {
+    const double t0 = dp_now();
+    double sum = 0;
+#pragma omp parallel reduction(+ : sum)
+    {
+        double x = 1;
+        for (long i = 0; i < 250000000L; i++) x = x * 1.0000001 + 1e-9;
+        sum += x;
+    }
+    const double t = dp_now() - t0;
+    return sum > 0 ? t : -1; /* (the sum is always positive; using it keeps the loop) */
+}
+
 /* Each measurement runs in its own process so that its peak memory is its own. The parent never runs
  * OpenMP or BLAS code itself: a process that has started OpenMP threads cannot safely fork. */
 static variant_result run_isolated(const shape *sh, const char *variant, const step_opts *o) {
@@ -204,6 +222,7 @@ static variant_result run_isolated(const shape *sh, const char *variant, const s
         dp_error err;
         double t = -1;
         if (sh) t = time_variant(sh, variant, o, &st);
+        else if (variant && strcmp(variant, "reference") == 0) t = reference_seconds();
         else if (dp_device_check(o->device, &err))
             fprintf(stderr, "dpformer bench step: --device %s: %s\n", dp_device_name(o->device), err.msg);
         else
@@ -354,12 +373,16 @@ static int bench_step(int argc, char **argv) {
         printf("%s SGEMM rate (float32, %s, best of %d): %.1f GFLOP/s\n",
                device == DP_DEVICE_CUDA ? dp_device_name(device) : "machine",
                device == DP_DEVICE_CUDA ? "8192^3" : "2048^3", device == DP_DEVICE_CUDA ? 5 : 3, peak);
+    /* under --compete: the barrier-free reference idle, then under the load before and after the variants */
+    double ref_idle = 0, ref_load[2] = {0, 0};
+    if (compete) ref_idle = run_isolated(NULL, "reference", &opts).ms;
     pid_t competitors[64] = {0};
     if (compete && start_competitors(competitors, compete)) {
         stop_competitors(competitors, compete);
         fprintf(stderr, "%s: --compete: could not start the competing processes\n", cmd);
         return 1;
     }
+    if (compete) ref_load[0] = run_isolated(NULL, "reference", &opts).ms;
     if (compete && !json) printf("competing CPU-bound processes during the timed runs: %d\n", compete);
     if (untied && !json) printf("output layer: untied (a tensor of its own, not the embedding)\n");
     for (int si = first; si <= last; si++) {
@@ -381,13 +404,14 @@ static int bench_step(int argc, char **argv) {
             }
         double base_ms = 0, base_rss = 0;
         for (int v = 0; v < nv; v++) {
-            double ms[16], ms_ra[16], rss = 0;
+            double ms[16], ms_ra[16], cpu_ms[16], rss = 0;
             for (int k = 0; k < rounds; k++) {
                 ms[k] = res[v][k].ms;
+                cpu_ms[k] = res[v][k].cpu_ms;
                 ms_ra[k] = res[v][k].ms_ra;
                 rss = DP_MAX(rss, res[v][k].rss_mb);
             }
-            variant_result r = {median(ms, rounds), rss, median(ms_ra, rounds), 0, 0, 1, 0, {{0}}};
+            variant_result r = {median(ms, rounds), rss, median(ms_ra, rounds), median(cpu_ms, rounds), 0, 1, 0, {{0}}};
             if (v == 0) {
                 base_ms = r.ms;
                 base_rss = r.rss_mb;
@@ -413,9 +437,10 @@ static int bench_step(int argc, char **argv) {
                 printf("{\"bench\":\"step\",\"device\":\"%s\",\"shape\":\"%s\",\"V\":%d,\"L\":%d,\"batch\":%d,\"d_model\":%d,\"n_layers\":%d,"
                        "\"tied\":%s,\"variant\":\"%s\",\"ms_per_step\":%.2f,\"ratio_to_first\":%.3f,\"model_gflop\":%.2f,"
                        "\"gflops\":%.1f,\"sgemm_gflops\":%.1f,\"fraction_of_sgemm\":%.3f,\"peak_rss_mb\":%.1f,"
-                       "\"rss_ratio_to_first\":%.3f,\"rounds\":%d,\"steps_per_round\":%d,\"compete\":%d%s}\n",
+                       "\"rss_ratio_to_first\":%.3f,\"cpu_ms_per_step\":%.2f,\"rounds\":%d,\"steps_per_round\":%d,"
+                       "\"compete\":%d%s}\n",
                        device_s, sh.name, sh.V, sh.L, sb, mc.d_model, mc.n_layers, mc.tied ? "true" : "false", vlist[v], r.ms, r.ms / base_ms, flops / 1e9, gf, peak,
-                       gf / peak, r.rss_mb, r.rss_mb / base_rss, rounds, steps, compete, ra_json);
+                       gf / peak, r.rss_mb, r.rss_mb / base_rss, r.cpu_ms, rounds, steps, compete, ra_json);
             else
                 printf("%-6s %-10s %8.2f ms/step (x%.2f)  %8.1f GFLOP/s of model FLOPs (%3.0f%% of SGEMM)  %s %6.0f MB (x%.2f)%s\n",
                        sh.name, vlist[v], r.ms, r.ms / base_ms, gf, 100 * gf / peak,
@@ -423,6 +448,19 @@ static int bench_step(int argc, char **argv) {
             print_norm_forms(&res[v][0], json, sh.name, vlist[v]);
             fflush(stdout);
         }
+    }
+    if (compete) {
+        ref_load[1] = run_isolated(NULL, "reference", &opts).ms;
+        const double kept = ref_load[0] > 0 && ref_load[1] > 0 ? 2 * ref_idle / (ref_load[0] + ref_load[1]) : 0;
+        if (json)
+            printf("{\"bench\":\"step_reference\",\"compete\":%d,\"threads\":%d,\"idle_ms\":%.1f,"
+                   "\"load_ms\":[%.1f,%.1f],\"kept\":%.3f}\n",
+                   compete, omp_get_max_threads(), ref_idle, ref_load[0], ref_load[1], kept);
+        else
+            printf("barrier-free CPU-bound reference (%d threads, one parallel region): %.0f ms idle, %.0f and %.0f ms "
+                   "under this load (before and after the variants): it kept %.0f%% of its idle throughput, the "
+                   "share of a perfectly parallel process here\n",
+                   omp_get_max_threads(), ref_idle, ref_load[0], ref_load[1], 100 * kept);
     }
     stop_competitors(competitors, compete);
     if (!json) printf("model FLOPs: 2mnk for every matrix product of the non-private forward and backward passes\n");
