@@ -451,7 +451,12 @@ static int bench_step(int argc, char **argv) {
     }
     if (compete) {
         ref_load[1] = run_isolated(NULL, "reference", &opts).ms;
-        const double kept = ref_load[0] > 0 && ref_load[1] > 0 ? 2 * ref_idle / (ref_load[0] + ref_load[1]) : 0;
+        if (!(ref_idle > 0 && ref_load[0] > 0 && ref_load[1] > 0)) {
+            stop_competitors(competitors, compete);
+            fprintf(stderr, "%s: --compete: the barrier-free reference run failed\n", cmd);
+            return 1;
+        }
+        const double kept = 2 * ref_idle / (ref_load[0] + ref_load[1]);
         if (json)
             printf("{\"bench\":\"step_reference\",\"compete\":%d,\"threads\":%d,\"idle_ms\":%.1f,"
                    "\"load_ms\":[%.1f,%.1f],\"kept\":%.3f}\n",
